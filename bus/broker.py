@@ -1,0 +1,275 @@
+"""The broker: one object with start/stop, embeddable in any asyncio event loop.
+
+It listens on inproc (peers in this process, trusted by the process boundary and named by their
+HELLO) and on any number of tcp/ipc endpoints where CurveZMQ is mandatory and a peer's identity is
+the name of its allow-listed key. Each wake-up drains a batch of messages without awaiting, then
+sends what the batch produced, one frame per peer and command: that is what lets a Python loop keep
+up with libzmq (``../docs/protocol.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from bus import wire
+from bus._io import readable, shadow
+from bus.auth import ZAP_DOMAIN, AllowListAuthenticator
+from bus.errors import AuthError, BusError
+from bus.keys import KeysDirectory
+from bus.peer import Peer
+from bus.routing import BrokerCore, send_quietly
+from config.bus import BusSettings
+
+log = logging.getLogger("taskbus.bus.broker")
+
+LOCAL, REMOTE = 0, 1
+DRAIN_BATCH = 512
+_RETRY_DELAY_S = 0.001
+
+
+class Broker:
+    def __init__(
+        self,
+        *,
+        settings: BusSettings | None = None,
+        keys: KeysDirectory | None = None,
+        endpoints: Sequence[str] = (),
+        inproc_name: str = "taskbus",
+        context: zmq.asyncio.Context | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or BusSettings()
+        self.core = BrokerCore(self.settings)
+        self._keys = keys
+        self._requested_endpoints = tuple(endpoints)
+        self.inproc_endpoint = f"inproc://{inproc_name}"
+        self._own_context = context is None
+        self._context = context
+        self._clock = clock
+        self._sockets: list[zmq.Socket[bytes]] = []
+        self._async_sockets: list[zmq.asyncio.Socket] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._authenticator: AllowListAuthenticator | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self.endpoints: list[str] = []
+
+    @property
+    def context(self) -> zmq.asyncio.Context:
+        if self._context is None:
+            raise BusError("broker not started")
+        return self._context
+
+    async def start(self) -> None:
+        if self._tasks:
+            raise BusError("broker already started")
+        if self._context is None:
+            self._context = zmq.asyncio.Context()
+        local = self._router()
+        local.bind(self.inproc_endpoint)
+        self._add_socket(local)
+        if self._requested_endpoints:
+            self._add_socket(self._bind_remote())
+        for index in range(len(self._sockets)):
+            self._tasks.append(
+                asyncio.create_task(self._serve(index), name=f"broker-serve-{index}")
+            )
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="broker-heartbeat"))
+        log.info("bus.broker started inproc=%s endpoints=%s", self.inproc_endpoint, self.endpoints)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+        for sock in self._async_sockets:
+            sock.close(linger=0)
+        self._sockets.clear()
+        self._async_sockets.clear()
+        if self._own_context and self._context is not None:
+            self._context.term()
+            self._context = None
+        log.info("bus.broker stopped")
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        return self.core.stats()
+
+    # ------------------------------------------------------------ sockets
+
+    def _router(self) -> zmq.asyncio.Socket:
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.SNDHWM, self.settings.send_hwm)
+        sock.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)
+        return sock
+
+    def _bind_remote(self) -> zmq.asyncio.Socket:
+        if self._keys is None:
+            raise AuthError("tcp/ipc endpoints need a keys directory: CurveZMQ is mandatory there")
+        pair = self._keys.broker_keypair()
+        self._authenticator = AllowListAuthenticator(self.context, self._keys.allowed_dir)
+        self._authenticator.start()
+        sock = self._router()
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, pair.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, pair.secret)
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        # A hard cap far above the soft limit: beyond it libzmq drops the connection, below it
+        # the broker answers with a precise "oversize" error.
+        sock.setsockopt(
+            zmq.MAXMSGSIZE, 4 * self.settings.max_message_bytes + wire.BATCH_SLACK_BYTES
+        )
+        for endpoint in self._requested_endpoints:
+            if endpoint.startswith("inproc://"):
+                raise BusError(f"{endpoint}: inproc is always bound; list only tcp:// or ipc://")
+            sock.bind(endpoint)
+            self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        return sock
+
+    def _add_socket(self, sock: zmq.asyncio.Socket) -> None:
+        self._async_sockets.append(sock)
+        self._sockets.append(shadow(sock))
+
+    # ------------------------------------------------------------ loops
+
+    async def _serve(self, index: int) -> None:
+        waiter = self._async_sockets[index]
+        recv = self._sockets[index].recv_multipart
+        while True:
+            await readable(waiter)
+            for _ in range(DRAIN_BATCH):
+                try:
+                    frames = recv(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                try:
+                    self._on_frames(index, frames)
+                except Exception:  # a bug must not take the broker down with it
+                    log.exception("bus.broker failed on a message; dropped")
+            self._flush()
+
+    def _on_frames(self, index: int, frames: list[zmq.Frame]) -> None:
+        core = self.core
+        sock = self._sockets[index]
+        routing_id = frames[0].bytes
+        if not 2 <= len(frames) <= 3:
+            core.reject_unregistered(
+                sock,
+                routing_id,
+                "malformed",
+                f"expected [command, body], got {len(frames) - 1} frames",
+                ref=None,
+            )
+            return
+        command = frames[1].bytes
+        authenticated: str | None = None
+        if index == REMOTE:
+            try:
+                authenticated = str(frames[1].get("User-Id"))
+            except zmq.ZMQError:
+                core.reject_unregistered(
+                    sock, routing_id, "auth", "no authenticated identity", ref=None
+                )
+                return
+        body = frames[2].bytes if len(frames) == 3 else b""
+        now = self._clock()
+        peer = core.peer(index, routing_id)
+        if peer is None or (authenticated is not None and authenticated != peer.identity):
+            if command == wire.HELLO:
+                core.hello(
+                    index,
+                    socket=sock,
+                    routing_id=routing_id,
+                    authenticated=authenticated,
+                    body=body,
+                    now=now,
+                )
+            elif command != wire.BYE:
+                send_quietly(sock, [routing_id, wire.WHO])
+            return
+        core.handle(peer, command, body, now)
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            self.core.expire(now)
+            for peer in list(self.core.peers.values()):
+                if now - peer.last_sent >= interval * 0.5:
+                    peer.last_sent = now
+                    send_quietly(peer.socket, [peer.routing_id, wire.HEARTBEAT])
+            self._flush()
+
+    # ------------------------------------------------------------ output
+
+    def _flush(self) -> None:
+        core = self.core
+        for peer in list(core.dirty):
+            if self._send_out(peer):
+                core.dirty.discard(peer)
+        if core.dirty and self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(_RETRY_DELAY_S, self._retry_flush)
+
+    def _retry_flush(self) -> None:
+        self._retry = None
+        self._flush()
+
+    def _send_out(self, peer: Peer) -> bool:
+        """Send a peer's batched output; False while reliable output waits on a full pipe."""
+        send = peer.socket.send_multipart
+        limit = self.settings.max_message_bytes
+        while peer.out:
+            command, items = peer.out[0]
+            while items:
+                count = wire.chunk_length(items, limit)
+                try:
+                    send([peer.routing_id, command, wire.pack(items[:count])], zmq.NOBLOCK)
+                except zmq.Again:
+                    if command != wire.PUBLISH:
+                        self._shed_events(peer)
+                        return False
+                    self._count_dropped(peer, count)
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self.core.drop_peer(peer, "unreachable")
+                    return True
+                del items[:count]
+            peer.out.pop(0)
+        peer.last_sent = self._clock()
+        return True
+
+    def _shed_events(self, peer: Peer) -> None:
+        """While reliable output is stuck behind a full pipe, events queued after it are dropped."""
+        for command, items in peer.out[1:]:
+            if command == wire.PUBLISH:
+                self._count_dropped(peer, len(items))
+                items.clear()
+        peer.out[1:] = [run for run in peer.out[1:] if run[1]]
+
+    def _count_dropped(self, peer: Peer, count: int) -> None:
+        peer.dropped_events += count
+        self.core.counters["dropped_events"] += count

@@ -1,0 +1,576 @@
+"""The asyncio client of the bus: publish/subscribe, ask/serve, enqueue/consume.
+
+One DEALER socket to the broker. Outgoing messages are queued and sent once per event-loop turn,
+several envelopes to a frame; incoming frames are drained in batches after each wake-up. The client
+re-registers (HELLO, subscriptions, services, consumers, unfinished work) whenever the broker does
+not know it: after a broker restart or after a silence longer than the liveness window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from bus import wire
+from bus._io import readable, shadow, writable
+from bus.envelope import Envelope, Payload, decode, encode_payload_checked
+from bus.errors import AskTimeout, AuthError, BusClosed, BusError, RemoteError
+from bus.keys import KeyPair, check_identity
+from bus.subscription import Consumer, Delivery, Inbox, Subscription
+from bus.topics import check_prefix, check_topic
+from config.bus import BusSettings
+
+log = logging.getLogger("taskbus.bus.client")
+
+ERROR_KEY = "$error"  # payload key of an error reply (docs/protocol.md)
+DRAIN_BATCH = 512
+_OUT_HIGH_WATER = 20_000  # queued outgoing items above which publish() waits
+
+
+class BusClient:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        identity: str,
+        context: zmq.asyncio.Context | None = None,
+        keypair: KeyPair | None = None,
+        server_key: bytes | None = None,
+        settings: BusSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint
+        self.identity = check_identity(identity)
+        self.settings = settings or BusSettings()
+        remote = not endpoint.startswith("inproc://")
+        if remote and (keypair is None or server_key is None):
+            raise AuthError(
+                f"{endpoint}: tcp/ipc needs a client keypair and the broker's public key"
+            )
+        self._keypair = keypair if remote else None
+        self._server_key = server_key
+        self._own_context = context is None
+        self._context = context or zmq.asyncio.Context()
+        self._clock = clock
+        self._max = self.settings.max_message_bytes
+        self._sock: zmq.asyncio.Socket | None = None
+        self._sync: zmq.Socket[bytes] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._registered = False
+        self._registering: asyncio.Task[None] | None = None
+        self._closed = False
+        self.peer_name = ""
+        self._out: list[tuple[bytes, list[Any]]] = []
+        self._out_count = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._writable: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._refs = itertools.count(1)
+        self._controls: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._asks: dict[bytes, asyncio.Future[Envelope]] = {}
+        self._confirms: dict[bytes, asyncio.Future[bytes]] = {}
+        self._unfinished: dict[bytes, bytes] = {}
+        self._subscriptions: list[Subscription] = []
+        self._services: list[Subscription] = []
+        self._consumers: dict[str, Consumer] = {}
+        self._last_heard = 0.0
+        self._last_sent = 0.0
+        self.errors: Inbox[RemoteError] = Inbox(1000)
+        self.counters: Counter[str] = Counter()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, timeout: float | None = None) -> None:
+        """Connect and register; raises :class:`AuthError` if the broker does not answer."""
+        self._open_socket()
+        try:
+            await self._hello(timeout or self.settings.ask_timeout_s)
+        except BaseException:
+            self._close_socket()
+            raise
+        self._tasks.append(
+            asyncio.create_task(self._heartbeat(), name=f"{self.identity}-heartbeat")
+        )
+
+    async def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._sync is not None and self._registered:
+            self._flush()
+            with contextlib.suppress(zmq.ZMQError):
+                self._sync.send_multipart([wire.BYE], zmq.NOBLOCK)
+        tasks: list[asyncio.Task[None] | None] = [
+            *self._tasks,
+            self._reader,
+            self._registering,
+            self._writable,
+        ]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._fail_waiters(BusClosed("client stopped"))
+        for subscription in [*self._subscriptions, *self._services]:
+            subscription.close()
+        for consumer in self._consumers.values():
+            consumer.close()
+        self._close_socket(linger=100)
+        if self._own_context:
+            self._context.term()
+
+    async def __aenter__(self) -> BusClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ events
+
+    async def publish(self, topic: str, payload: Payload | None = None) -> None:
+        """Publish an event. Waits only when too much output is queued (backpressure)."""
+        self._queue(wire.PUBLISH, self._encode(Envelope(topic, payload or {})))
+        self.counters["published"] += 1
+        if self._out_count > _OUT_HIGH_WATER:
+            await self._drained.wait()
+
+    async def subscribe(self, *prefixes: str, maxsize: int = 10_000) -> Subscription:
+        """Subscribe to topic prefixes; live (no slow-joiner gap) once this returns."""
+        for prefix in prefixes:
+            check_prefix(prefix)
+        subscription = Subscription(prefixes, maxsize)
+        await self._control(wire.SUBSCRIBE, prefixes=list(prefixes))
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.remove(subscription)
+        subscription.close()
+        still_used = {p for s in self._subscriptions for p in s.prefixes}
+        gone = [p for p in subscription.prefixes if p not in still_used]
+        if gone:
+            await self._control(wire.UNSUBSCRIBE, prefixes=gone)
+
+    # ------------------------------------------------------------ request/reply
+
+    async def ask(
+        self, topic: str, payload: Payload | None = None, timeout: float | None = None
+    ) -> Envelope:
+        """Send a request to one server of ``topic`` and wait for its reply.
+
+        Raises :class:`RemoteError` for an error reply or a refusal, :class:`AskTimeout` if no
+        answer arrives in time.
+        """
+        request = Envelope(topic, payload or {})
+        data = self._encode(request)
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._asks[request.id] = future
+        self._queue(wire.REQUEST, data)
+        self.counters["asks"] += 1
+        limit = timeout if timeout is not None else self.settings.ask_timeout_s
+        try:
+            return await asyncio.wait_for(future, limit)
+        except TimeoutError:
+            raise AskTimeout(
+                f"no reply to {topic!r} within {limit}s (responder slow or gone, or not authorised)"
+            ) from None
+        finally:
+            self._asks.pop(request.id, None)
+
+    async def serve(self, *prefixes: str, maxsize: int = 10_000) -> Subscription:
+        """Receive requests for topic prefixes; answer each with :meth:`reply`."""
+        for prefix in prefixes:
+            check_prefix(prefix)
+        inbox = Subscription(prefixes, maxsize)
+        await self._control(wire.SERVE, prefixes=list(prefixes))
+        self._services.append(inbox)
+        return inbox
+
+    def reply(self, request: Envelope, payload: Payload | None = None) -> None:
+        envelope = Envelope(
+            request.topic,
+            payload or {},
+            correlation_id=request.correlation_id,
+            reply_to=request.reply_to,
+        )
+        self._queue(wire.REPLY, self._encode(envelope))
+
+    def reply_error(self, request: Envelope, code: str, reason: str) -> None:
+        self.reply(request, {ERROR_KEY: {"code": code, "reason": reason}})
+
+    # ------------------------------------------------------------ work queues
+
+    def enqueue_nowait(self, queue: str, payload: Payload | None = None) -> asyncio.Future[bytes]:
+        """Queue a unit of work; the future resolves to its id once the broker holds it.
+
+        The client keeps the item until a consumer acknowledged it and sends it again after a
+        reconnect, so work is delivered at least once even if the broker restarts.
+        """
+        envelope = Envelope(queue, payload or {})
+        data = self._encode(envelope)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._confirms[envelope.id] = future
+        self._unfinished[envelope.id] = data
+        self._queue(wire.ENQUEUE, data)
+        self.counters["enqueued"] += 1
+        return future
+
+    async def enqueue(
+        self, queue: str, payload: Payload | None = None, timeout: float | None = None
+    ) -> bytes:
+        future = self.enqueue_nowait(queue, payload)
+        limit = timeout if timeout is not None else self.settings.ask_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        except TimeoutError:
+            raise AskTimeout(f"broker did not confirm work on {queue!r} within {limit}s") from None
+
+    async def consume(self, queue: str, credit: int = 100) -> Consumer:
+        """Take work from ``queue``: at most ``credit`` unacknowledged items at a time."""
+        check_topic(queue)
+        consumer = Consumer(queue, credit)
+        await self._control(wire.CONSUME, queue=queue, credit=credit)
+        self._consumers[queue] = consumer
+        return consumer
+
+    async def stop_consuming(self, consumer: Consumer) -> None:
+        """No new work; items already delivered must still be acknowledged."""
+        await self._control(wire.CONSUME, queue=consumer.queue, credit=0)
+        self._consumers.pop(consumer.queue, None)
+        consumer.close()
+
+    def _settle(self, message_id: bytes, requeue: bool | None) -> None:
+        if requeue is None:
+            self._queue(wire.ACK, message_id)
+            self.counters["acked"] += 1
+        else:
+            self._queue(wire.NACK, [message_id, requeue])
+
+    # ------------------------------------------------------------ stats
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "peer": self.peer_name,
+            "registered": self._registered,
+            "counters": dict(self.counters),
+            "dropped_events": sum(s.dropped for s in self._subscriptions),
+            "pending_asks": len(self._asks),
+            "unfinished_work": len(self._unfinished),
+            "queued_output": self._out_count,
+        }
+
+    # ------------------------------------------------------------ output
+
+    def _encode(self, envelope: Envelope) -> bytes:
+        if self._closed:
+            raise BusClosed("client stopped")
+        check_topic(envelope.topic)
+        return encode_payload_checked(envelope, self._max)
+
+    def _queue(self, command: bytes, item: Any) -> None:
+        out = self._out
+        if out and out[-1][0] == command:
+            out[-1][1].append(item)
+        else:
+            out.append((command, [item]))
+        self._out_count += 1
+        if self._out_count == 1:
+            self._drained.clear()
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        sock = self._sync
+        if sock is None or not self._registered:
+            return
+        limit = self._max
+        while self._out:
+            command, items = self._out[0]
+            while items:
+                count = wire.chunk_length(items, limit)
+                try:
+                    sock.send_multipart([command, wire.pack(items[:count])], zmq.NOBLOCK)
+                except zmq.Again:
+                    self._wait_writable()
+                    return
+                del items[:count]
+                self._out_count -= count
+            self._out.pop(0)
+        self._last_sent = self._clock()
+        self._drained.set()
+
+    def _wait_writable(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.create_task(self._flush_when_writable())
+
+    async def _flush_when_writable(self) -> None:
+        if self._sock is not None:
+            await writable(self._sock)
+        self._flush()
+
+    # ------------------------------------------------------------ connection
+
+    def _open_socket(self) -> None:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, self.settings.send_hwm)
+        sock.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(self.settings.reconnect_max_s * 1000))
+        if self._keypair is not None and self._server_key is not None:
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self._keypair.public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self._keypair.secret)
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self._server_key)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        self._sync = shadow(sock)
+        self._reader = asyncio.create_task(self._read(sock), name=f"{self.identity}-reader")
+
+    def _close_socket(self, linger: int = 0) -> None:
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+        self._reader = None
+        if self._sock is not None:
+            self._sock.close(linger=linger)
+        self._sock = self._sync = None
+        self._registered = False
+
+    async def _hello(self, timeout: float) -> None:
+        ref = next(self._refs)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._controls[ref] = future
+        assert self._sync is not None
+        self._sync.send_multipart(
+            [wire.HELLO, wire.pack([{"ref": ref, "identity": self.identity}])], zmq.NOBLOCK
+        )
+        try:
+            welcome = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise AuthError(
+                f"broker at {self.endpoint} did not answer within {timeout}s: "
+                "not authorised or unreachable"
+            ) from None
+        finally:
+            self._controls.pop(ref, None)
+        self.peer_name = welcome.get("peer", "")
+        self._registered = True
+        self._last_heard = self._clock()
+        self._flush()
+
+    async def _control(self, command: bytes, **args: Any) -> dict[str, Any]:
+        ref = next(self._refs)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._controls[ref] = future
+        self._queue(command, None)  # placeholder replaced below, keeps ordering with other output
+        self._out[-1][1][-1] = {"ref": ref, **args}
+        try:
+            return await asyncio.wait_for(future, self.settings.ask_timeout_s)
+        except TimeoutError:
+            raise AskTimeout(
+                f"broker did not confirm {command!r} within {self.settings.ask_timeout_s}s"
+            ) from None
+        finally:
+            self._controls.pop(ref, None)
+
+    async def _register_again(self, reason: str, new_socket: bool) -> None:
+        """Re-establish everything the broker knew of us, retrying with backoff."""
+        self.counters["reconnects"] += 1
+        log.warning(
+            "bus.client %s re-registering with %s: %s", self.identity, self.endpoint, reason
+        )
+        delay = 0.1
+        while not self._closed:
+            if new_socket:
+                self._close_socket()
+                self._open_socket()
+            self._registered = False
+            try:
+                await self._hello(max(self.settings.peer_timeout_s, 0.5))
+            except AuthError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.reconnect_max_s)
+                new_socket = True
+                continue
+            break
+        self._reregister_state()
+
+    def _reregister_state(self) -> None:
+        prefixes = sorted({p for s in self._subscriptions for p in s.prefixes})
+        if prefixes:
+            self._resend_control(wire.SUBSCRIBE, prefixes=prefixes)
+        services = sorted({p for s in self._services for p in s.prefixes})
+        if services:
+            self._resend_control(wire.SERVE, prefixes=services)
+        for queue, consumer in self._consumers.items():
+            self._resend_control(wire.CONSUME, queue=queue, credit=consumer.credit)
+        for data in self._unfinished.values():
+            self._queue(wire.ENQUEUE, data)
+        self._flush()
+
+    def _resend_control(self, command: bytes, **args: Any) -> None:
+        self._queue(command, {"ref": next(self._refs), **args})
+
+    def _schedule_reregister(self, reason: str, new_socket: bool) -> None:
+        if self._closed or (self._registering is not None and not self._registering.done()):
+            return
+        self._registered = False
+        self._registering = asyncio.create_task(self._register_again(reason, new_socket))
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval / 2)
+            now = self._clock()
+            if self._registered and now - self._last_heard > self.settings.peer_timeout_s:
+                self._schedule_reregister("broker silent past the liveness window", True)
+            elif self._registered and now - self._last_sent >= interval / 2 and self._sync:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sync.send_multipart([wire.HEARTBEAT], zmq.NOBLOCK)
+                self._last_sent = now
+
+    # ------------------------------------------------------------ input
+
+    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+        sync: zmq.Socket[bytes] = shadow(sock)
+        while True:
+            await readable(sock)
+            for _ in range(DRAIN_BATCH):
+                try:
+                    frames = sync.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    self._on_frames(frames)
+                except Exception:
+                    log.exception("bus.client %s failed on a frame from the broker", self.identity)
+            if self._out and self._flush_handle is None:
+                self._flush()
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        self._last_heard = self._clock()
+        command = frames[0]
+        body = frames[1] if len(frames) > 1 else b""
+        if command == wire.PUBLISH:
+            for data in wire.unpack_batch(body, 1 << 31):
+                self._on_event(decode(data, 1 << 31))
+        elif command == wire.DELIVER:
+            for attempt, data in wire.unpack_body(body, 1 << 31):
+                self._on_work(decode(data, 1 << 31), attempt)
+        elif command == wire.REPLY:
+            for data in wire.unpack_batch(body, 1 << 31):
+                self._on_reply(decode(data, 1 << 31))
+        elif command == wire.REQUEST:
+            for data in wire.unpack_batch(body, 1 << 31):
+                self._on_request(decode(data, 1 << 31))
+        elif command == wire.CONFIRM:
+            for message_id in wire.unpack_body(body, 1 << 31):
+                future = self._confirms.pop(message_id, None)
+                if future is not None and not future.done():
+                    future.set_result(message_id)
+        elif command == wire.DONE:
+            for message_id in wire.unpack_body(body, 1 << 31):
+                self._unfinished.pop(message_id, None)
+        elif command == wire.CONTROL_ACK:
+            for ack in wire.unpack_body(body, 1 << 31):
+                self._resolve_control(ack.get("ref"), ack)
+        elif command == wire.ERROR:
+            for error in wire.unpack_body(body, 1 << 31):
+                self._on_error(error)
+        elif command == wire.WHO:
+            self._schedule_reregister("broker does not know this client", False)
+
+    def _on_event(self, envelope: Envelope) -> None:
+        topic = envelope.topic
+        for subscription in self._subscriptions:
+            for prefix in subscription.prefixes:
+                if topic.startswith(prefix):
+                    subscription.push(envelope)
+                    break
+
+    def _on_request(self, envelope: Envelope) -> None:
+        best: Subscription | None = None
+        best_length = -1
+        for inbox in self._services:
+            for prefix in inbox.prefixes:
+                if len(prefix) > best_length and envelope.topic.startswith(prefix):
+                    best, best_length = inbox, len(prefix)
+        if best is None or not best.push(envelope):
+            self.reply_error(
+                envelope, "busy", f"{self.identity} cannot take {envelope.topic!r} now"
+            )
+
+    def _on_reply(self, envelope: Envelope) -> None:
+        future = self._asks.get(envelope.correlation_id or b"")
+        if future is None or future.done():
+            self.counters["late_replies"] += 1
+            return
+        error = envelope.payload.get(ERROR_KEY)
+        if isinstance(error, dict):
+            future.set_exception(RemoteError(str(error.get("code")), str(error.get("reason"))))
+        else:
+            future.set_result(envelope)
+
+    def _on_work(self, envelope: Envelope, attempt: int) -> None:
+        consumer = self._consumers.get(envelope.topic)
+        if consumer is None or not consumer.push(Delivery(envelope, attempt, self._settle)):
+            self._settle(envelope.id, True)  # not ours (any more): give it back, never drop it
+
+    def _on_error(self, error: dict[str, Any]) -> None:
+        remote = RemoteError(str(error.get("code")), str(error.get("reason")))
+        self.counters[f"error_{remote.code}"] += 1
+        for key in (error.get("correlation_id"), error.get("id")):
+            if not isinstance(key, bytes):
+                continue
+            ask = self._asks.get(key)
+            if ask is not None and not ask.done():
+                ask.set_exception(remote)
+                return
+            confirm = self._confirms.pop(key, None)
+            if confirm is not None:
+                self._unfinished.pop(key, None)
+                if not confirm.done():
+                    confirm.set_exception(remote)
+                return
+        if self._resolve_control(error.get("ref"), None, remote):
+            return
+        log.warning("bus.client %s got error %s: %s", self.identity, remote.code, remote.reason)
+        self.errors.push(remote)
+
+    def _resolve_control(
+        self, ref: Any, ack: dict[str, Any] | None, error: BusError | None = None
+    ) -> bool:
+        future = self._controls.get(ref) if isinstance(ref, int) else None
+        if future is None or future.done():
+            return False
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(ack or {})
+        return True
+
+    def _fail_waiters(self, error: BusError) -> None:
+        futures: list[asyncio.Future[Any]] = [
+            *self._asks.values(),
+            *self._confirms.values(),
+            *self._controls.values(),
+        ]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)

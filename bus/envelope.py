@@ -1,0 +1,149 @@
+"""The one message envelope of the bus: a frozen, versioned value encoded as a msgpack array.
+
+Field order on the wire (documented in ``docs/protocol.md``)::
+
+    [version, id, topic, sender, timestamp, correlation_id, reply_to, payload]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from bus.errors import EnvelopeError
+from bus.ids import new_message_id
+from bus.topics import check_topic
+from config.bus import DEFAULT_MAX_MESSAGE_BYTES
+
+PROTOCOL_VERSION = 1
+_FIELD_COUNT = 8
+_ID_BYTES = 16
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    topic: str
+    payload: Payload = field(default_factory=dict)
+    sender: str = ""
+    id: bytes = field(default_factory=new_message_id)
+    timestamp: float = field(default_factory=time.time)
+    correlation_id: bytes | None = None
+    reply_to: str | None = None
+    version: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        return msgpack.packb(  # type: ignore[no-any-return]
+            [
+                self.version,
+                self.id,
+                self.topic,
+                self.sender,
+                self.timestamp,
+                self.correlation_id,
+                self.reply_to,
+                self.payload,
+            ],
+            use_bin_type=True,
+        )
+
+    def stamped(self, sender: str, reply_to: str | None = None) -> Envelope:
+        """The same message with the broker's authenticated ``sender`` (and ``reply_to``)."""
+        return Envelope(
+            self.topic,
+            self.payload,
+            sender,
+            self.id,
+            self.timestamp,
+            self.correlation_id,
+            reply_to,
+            self.version,
+        )
+
+
+def encode_payload_checked(envelope: Envelope, max_bytes: int) -> bytes:
+    """Encode, refusing what the broker would refuse (so the caller gets the error, not a peer)."""
+    try:
+        data = envelope.encode()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EnvelopeError("field", f"payload is not msgpack-serialisable: {exc}") from exc
+    if len(data) > max_bytes:
+        raise EnvelopeError("oversize", f"message of {len(data)} bytes exceeds {max_bytes} bytes")
+    return data
+
+
+def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
+    """Strictly decode one envelope; every failure is an :class:`EnvelopeError` naming the cause."""
+    return Envelope(*_reorder(validated_fields(data, max_bytes)))
+
+
+def restamp(fields: list[Any], sender: str, reply_to: str | None = None) -> bytes:
+    """Re-encode validated wire fields with the broker's ``sender`` (and ``reply_to``).
+
+    The broker's hot path: it never builds an :class:`Envelope` object.
+    """
+    fields[3] = sender
+    fields[6] = reply_to
+    return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _reorder(fields: list[Any]) -> tuple[Any, ...]:
+    version, message_id, topic, sender, timestamp, correlation_id, reply_to, payload = fields
+    return (topic, payload, sender, message_id, float(timestamp), correlation_id, reply_to, version)
+
+
+def validated_fields(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[Any]:
+    """The envelope's wire fields, after every check :func:`decode` makes."""
+    if len(data) > max_bytes:
+        raise EnvelopeError("oversize", f"message of {len(data)} bytes exceeds {max_bytes} bytes")
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except msgpack.ExtraData as exc:
+        raise EnvelopeError("malformed", "trailing bytes after the envelope") from exc
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise EnvelopeError("malformed", f"not valid msgpack ({exc})") from exc
+    if not isinstance(fields, list):
+        raise EnvelopeError("malformed", f"envelope must be a msgpack array, got {_kind(fields)}")
+    if not fields:
+        raise EnvelopeError("malformed", "envelope array is empty")
+    version = fields[0]
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise EnvelopeError(
+            "version",
+            f"unsupported envelope version {version!r} (this bus speaks {PROTOCOL_VERSION})",
+        )
+    if len(fields) != _FIELD_COUNT:
+        raise EnvelopeError(
+            "malformed", f"envelope has {len(fields)} fields, version 1 has {_FIELD_COUNT}"
+        )
+    _, message_id, topic, sender, timestamp, correlation_id, reply_to, payload = fields
+    if not isinstance(message_id, bytes) or len(message_id) != _ID_BYTES:
+        raise EnvelopeError("field", f"id must be {_ID_BYTES} bytes, got {_kind(message_id)}")
+    if not isinstance(topic, str):
+        raise EnvelopeError("field", f"topic must be a string, got {_kind(topic)}")
+    check_topic(topic)
+    if not isinstance(sender, str):
+        raise EnvelopeError("field", f"sender must be a string, got {_kind(sender)}")
+    if not isinstance(timestamp, float | int) or isinstance(timestamp, bool):
+        raise EnvelopeError("field", f"timestamp must be a number, got {_kind(timestamp)}")
+    if correlation_id is not None and (
+        not isinstance(correlation_id, bytes) or len(correlation_id) != _ID_BYTES
+    ):
+        raise EnvelopeError(
+            "field", f"correlation_id must be {_ID_BYTES} bytes or nil, got {_kind(correlation_id)}"
+        )
+    if reply_to is not None and not isinstance(reply_to, str):
+        raise EnvelopeError("field", f"reply_to must be a string or nil, got {_kind(reply_to)}")
+    if not isinstance(payload, dict):
+        raise EnvelopeError("payload", f"payload must be a map, got {_kind(payload)}")
+    return fields
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    return type(value).__name__

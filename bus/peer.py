@@ -1,0 +1,48 @@
+"""The broker's view of one connected client, and the output it has batched for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+
+@dataclass(eq=False, slots=True)
+class InFlight:
+    """A work item delivered to a consumer and not yet acknowledged."""
+
+    queue: str
+    message_id: bytes
+    data: bytes
+    producer: str
+    attempt: int
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    socket: zmq.Socket[bytes]
+    routing_id: bytes
+    identity: str
+    name: str
+    remote: bool
+    last_seen: float
+    last_sent: float = 0.0
+    subscriptions: set[str] = field(default_factory=set)
+    services: set[str] = field(default_factory=set)
+    credit: dict[str, int] = field(default_factory=dict)
+    inflight: dict[bytes, InFlight] = field(default_factory=dict)
+    # Batched output: runs of (command, items), in the order they were queued.
+    out: list[tuple[bytes, list[Any]]] = field(default_factory=list)
+    dropped_events: int = 0
+    alive: bool = True
+
+    def queue_out(self, command: bytes, item: Any) -> None:
+        if self.out and self.out[-1][0] == command:
+            self.out[-1][1].append(item)
+        else:
+            self.out.append((command, [item]))
+
+    @property
+    def transport(self) -> str:
+        return "remote" if self.remote else "inproc"

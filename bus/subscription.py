@@ -1,0 +1,106 @@
+"""Bounded inboxes a client hands to its user: event subscriptions, served requests, work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bus.envelope import Envelope
+from bus.errors import BusClosed
+
+T = TypeVar("T")
+
+
+class Inbox(Generic[T]):
+    """A bounded buffer with an async iterator. When full, new items are dropped and counted."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[T] = deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+        self.received = 0
+
+    def push(self, item: T) -> bool:
+        if len(self._items) >= self._maxsize:
+            self.dropped += 1
+            return False
+        self._items.append(item)
+        self.received += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    async def get(self, timeout: float | None = None) -> T:
+        while not self._items:
+            if self._closed:
+                raise BusClosed("inbox closed")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def get_nowait_all(self, limit: int = 1 << 30) -> list[T]:
+        """Everything buffered (up to ``limit``), without waiting."""
+        items = self._items
+        if len(items) <= limit:
+            taken = list(items)
+            items.clear()
+            return taken
+        return [items.popleft() for _ in range(limit)]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __aiter__(self) -> Inbox[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self.get()
+        except BusClosed:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Subscription(Inbox[Envelope]):
+    def __init__(self, prefixes: tuple[str, ...], maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.prefixes = prefixes
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A unit of work from a queue. Acknowledge it once done; until then it may be redelivered."""
+
+    envelope: Envelope
+    attempt: int
+    _settle: Callable[[bytes, bool | None], None]
+
+    def ack(self) -> None:
+        self._settle(self.envelope.id, None)
+
+    def nack(self, requeue: bool = True) -> None:
+        self._settle(self.envelope.id, requeue)
+
+
+class Consumer(Inbox[Delivery]):
+    """Work from one queue. The broker never sends more than ``credit`` unacknowledged items,
+    so this inbox cannot overflow."""
+
+    def __init__(self, queue: str, credit: int) -> None:
+        super().__init__(maxsize=4 * credit + 16)
+        self.queue = queue
+        self.credit = credit
