@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import zmq
-import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
 
@@ -24,7 +24,7 @@ class AllowListAuthenticator(AsyncioAuthenticator):
     ``taskbus keys allow`` takes effect for the next connection without a restart.
     """
 
-    def __init__(self, context: zmq.asyncio.Context, allowed_dir: Path) -> None:
+    def __init__(self, context: zmq.Context[Any], allowed_dir: Path) -> None:
         super().__init__(context, log=log)
         self._allow_list_dir = allowed_dir
         self._allowed_keys: dict[bytes, str] = {}

@@ -20,7 +20,7 @@ import zmq
 import zmq.asyncio
 
 from bus import wire
-from bus._io import readable, shadow
+from bus._io import SocketPump
 from bus.auth import ZAP_DOMAIN, AllowListAuthenticator
 from bus.errors import AuthError, BusError
 from bus.keys import KeysDirectory
@@ -31,7 +31,6 @@ from config.bus import BusSettings
 log = logging.getLogger("taskbus.bus.broker")
 
 LOCAL, REMOTE = 0, 1
-DRAIN_BATCH = 512
 _RETRY_DELAY_S = 0.001
 
 
@@ -43,7 +42,7 @@ class Broker:
         keys: KeysDirectory | None = None,
         endpoints: Sequence[str] = (),
         inproc_name: str = "taskbus",
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or BusSettings()
@@ -55,14 +54,14 @@ class Broker:
         self._context = context
         self._clock = clock
         self._sockets: list[zmq.Socket[bytes]] = []
-        self._async_sockets: list[zmq.asyncio.Socket] = []
+        self._pumps: list[SocketPump] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._authenticator: AllowListAuthenticator | None = None
         self._retry: asyncio.TimerHandle | None = None
         self.endpoints: list[str] = []
 
     @property
-    def context(self) -> zmq.asyncio.Context:
+    def context(self) -> zmq.Context[Any]:
         if self._context is None:
             raise BusError("broker not started")
         return self._context
@@ -71,15 +70,21 @@ class Broker:
         if self._tasks:
             raise BusError("broker already started")
         if self._context is None:
-            self._context = zmq.asyncio.Context()
+            self._context = zmq.asyncio.Context()  # hosts and tests may want asyncio sockets
         local = self._router()
         local.bind(self.inproc_endpoint)
-        self._add_socket(local)
+        self._sockets.append(local)
         if self._requested_endpoints:
-            self._add_socket(self._bind_remote())
-        for index in range(len(self._sockets)):
-            self._tasks.append(
-                asyncio.create_task(self._serve(index), name=f"broker-serve-{index}")
+            self._sockets.append(self._bind_remote())
+        for index, sock in enumerate(self._sockets):
+            self._pumps.append(
+                SocketPump(
+                    sock,
+                    lambda frames, index=index: self._on_frames(index, frames),  # type: ignore[misc]
+                    self._flush,
+                    copy=False,
+                    on_error=_log_bug,
+                )
             )
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="broker-heartbeat"))
         log.info("bus.broker started inproc=%s endpoints=%s", self.inproc_endpoint, self.endpoints)
@@ -96,10 +101,12 @@ class Broker:
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
-        for sock in self._async_sockets:
+        for pump in self._pumps:
+            pump.close()
+        for sock in self._sockets:
             sock.close(linger=0)
+        self._pumps.clear()
         self._sockets.clear()
-        self._async_sockets.clear()
         if self._own_context and self._context is not None:
             self._context.term()
             self._context = None
@@ -117,15 +124,15 @@ class Broker:
 
     # ------------------------------------------------------------ sockets
 
-    def _router(self) -> zmq.asyncio.Socket:
-        sock = self.context.socket(zmq.ROUTER)
+    def _router(self) -> zmq.Socket[bytes]:
+        sock: zmq.Socket[bytes] = zmq.Socket(self.context, zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.SNDHWM, self.settings.send_hwm)
         sock.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)
         return sock
 
-    def _bind_remote(self) -> zmq.asyncio.Socket:
+    def _bind_remote(self) -> zmq.Socket[bytes]:
         if self._keys is None:
             raise AuthError("tcp/ipc endpoints need a keys directory: CurveZMQ is mandatory there")
         pair = self._keys.broker_keypair()
@@ -147,28 +154,6 @@ class Broker:
             sock.bind(endpoint)
             self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         return sock
-
-    def _add_socket(self, sock: zmq.asyncio.Socket) -> None:
-        self._async_sockets.append(sock)
-        self._sockets.append(shadow(sock))
-
-    # ------------------------------------------------------------ loops
-
-    async def _serve(self, index: int) -> None:
-        waiter = self._async_sockets[index]
-        recv = self._sockets[index].recv_multipart
-        while True:
-            await readable(waiter)
-            for _ in range(DRAIN_BATCH):
-                try:
-                    frames = recv(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                try:
-                    self._on_frames(index, frames)
-                except Exception:  # a bug must not take the broker down with it
-                    log.exception("bus.broker failed on a message; dropped")
-            self._flush()
 
     def _on_frames(self, index: int, frames: list[zmq.Frame]) -> None:
         core = self.core
@@ -230,6 +215,8 @@ class Broker:
         for peer in list(core.dirty):
             if self._send_out(peer):
                 core.dirty.discard(peer)
+        for pump in self._pumps:
+            pump.after_send()
         if core.dirty and self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(_RETRY_DELAY_S, self._retry_flush)
 
@@ -273,3 +260,8 @@ class Broker:
     def _count_dropped(self, peer: Peer, count: int) -> None:
         peer.dropped_events += count
         self.core.counters["dropped_events"] += count
+
+
+def _log_bug(exc: BaseException) -> None:
+    """A bug must not take the broker down: the message is dropped and the bug logged."""
+    log.error("bus.broker failed on a message; dropped", exc_info=exc)

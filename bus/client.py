@@ -18,11 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from bus import wire
-from bus._io import readable, shadow, writable
-from bus.envelope import Envelope, Payload, decode, encode_payload_checked
+from bus._io import SocketPump
+from bus.envelope import Envelope, Payload, decode_trusted, encode_new
 from bus.errors import AskTimeout, AuthError, BusClosed, BusError, RemoteError
 from bus.keys import KeyPair, check_identity
 from bus.subscription import Consumer, Delivery, Inbox, Subscription
@@ -32,7 +31,7 @@ from config.bus import BusSettings
 log = logging.getLogger("taskbus.bus.client")
 
 ERROR_KEY = "$error"  # payload key of an error reply (docs/protocol.md)
-DRAIN_BATCH = 512
+_RETRY_SEND_S = 0.001  # a full pipe is retried this soon
 _OUT_HIGH_WATER = 20_000  # queued outgoing items above which publish() waits
 
 
@@ -42,7 +41,7 @@ class BusClient:
         endpoint: str,
         *,
         identity: str,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         keypair: KeyPair | None = None,
         server_key: bytes | None = None,
         settings: BusSettings | None = None,
@@ -59,13 +58,12 @@ class BusClient:
         self._keypair = keypair if remote else None
         self._server_key = server_key
         self._own_context = context is None
-        self._context = context or zmq.asyncio.Context()
+        self._context = context or zmq.Context()
         self._clock = clock
         self._max = self.settings.max_message_bytes
-        self._sock: zmq.asyncio.Socket | None = None
-        self._sync: zmq.Socket[bytes] | None = None
+        self._sock: zmq.Socket[bytes] | None = None
+        self._pump: SocketPump | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._reader: asyncio.Task[None] | None = None
         self._registered = False
         self._registering: asyncio.Task[None] | None = None
         self._closed = False
@@ -73,7 +71,7 @@ class BusClient:
         self._out: list[tuple[bytes, list[Any]]] = []
         self._out_count = 0
         self._flush_handle: asyncio.Handle | None = None
-        self._writable: asyncio.Task[None] | None = None
+        self._retry_send: asyncio.TimerHandle | None = None
         self._drained = asyncio.Event()
         self._drained.set()
         self._refs = itertools.count(1)
@@ -107,23 +105,22 @@ class BusClient:
         if self._closed:
             return
         self._closed = True
-        if self._sync is not None and self._registered:
+        if self._sock is not None and self._registered:
             self._flush()
             with contextlib.suppress(zmq.ZMQError):
-                self._sync.send_multipart([wire.BYE], zmq.NOBLOCK)
+                self._sock.send_multipart([wire.BYE], zmq.NOBLOCK)
         tasks: list[asyncio.Task[None] | None] = [
             *self._tasks,
-            self._reader,
             self._registering,
-            self._writable,
         ]
         for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
+        for handle in (self._flush_handle, self._retry_send):
+            if handle is not None:
+                handle.cancel()
         self._fail_waiters(BusClosed("client stopped"))
         for subscription in [*self._subscriptions, *self._services]:
             subscription.close()
@@ -144,7 +141,7 @@ class BusClient:
 
     async def publish(self, topic: str, payload: Payload | None = None) -> None:
         """Publish an event. Waits only when too much output is queued (backpressure)."""
-        self._queue(wire.PUBLISH, self._encode(Envelope(topic, payload or {})))
+        self._queue(wire.PUBLISH, self._encode(topic, payload)[1])
         self.counters["published"] += 1
         if self._out_count > _OUT_HIGH_WATER:
             await self._drained.wait()
@@ -176,10 +173,9 @@ class BusClient:
         Raises :class:`RemoteError` for an error reply or a refusal, :class:`AskTimeout` if no
         answer arrives in time.
         """
-        request = Envelope(topic, payload or {})
-        data = self._encode(request)
+        request_id, data = self._encode(topic, payload)
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._asks[request.id] = future
+        self._asks[request_id] = future
         self._queue(wire.REQUEST, data)
         self.counters["asks"] += 1
         limit = timeout if timeout is not None else self.settings.ask_timeout_s
@@ -190,7 +186,7 @@ class BusClient:
                 f"no reply to {topic!r} within {limit}s (responder slow or gone, or not authorised)"
             ) from None
         finally:
-            self._asks.pop(request.id, None)
+            self._asks.pop(request_id, None)
 
     async def serve(self, *prefixes: str, maxsize: int = 10_000) -> Subscription:
         """Receive requests for topic prefixes; answer each with :meth:`reply`."""
@@ -202,13 +198,8 @@ class BusClient:
         return inbox
 
     def reply(self, request: Envelope, payload: Payload | None = None) -> None:
-        envelope = Envelope(
-            request.topic,
-            payload or {},
-            correlation_id=request.correlation_id,
-            reply_to=request.reply_to,
-        )
-        self._queue(wire.REPLY, self._encode(envelope))
+        _, data = self._encode(request.topic, payload, request.correlation_id, request.reply_to)
+        self._queue(wire.REPLY, data)
 
     def reply_error(self, request: Envelope, code: str, reason: str) -> None:
         self.reply(request, {ERROR_KEY: {"code": code, "reason": reason}})
@@ -221,11 +212,10 @@ class BusClient:
         The client keeps the item until a consumer acknowledged it and sends it again after a
         reconnect, so work is delivered at least once even if the broker restarts.
         """
-        envelope = Envelope(queue, payload or {})
-        data = self._encode(envelope)
+        message_id, data = self._encode(queue, payload)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._confirms[envelope.id] = future
-        self._unfinished[envelope.id] = data
+        self._confirms[message_id] = future
+        self._unfinished[message_id] = data
         self._queue(wire.ENQUEUE, data)
         self.counters["enqueued"] += 1
         return future
@@ -277,11 +267,18 @@ class BusClient:
 
     # ------------------------------------------------------------ output
 
-    def _encode(self, envelope: Envelope) -> bytes:
+    def _encode(
+        self,
+        topic: str,
+        payload: Payload | None,
+        correlation_id: bytes | None = None,
+        reply_to: str | None = None,
+    ) -> tuple[bytes, bytes]:
         if self._closed:
             raise BusClosed("client stopped")
-        check_topic(envelope.topic)
-        return encode_payload_checked(envelope, self._max)
+        return encode_new(
+            topic, {} if payload is None else payload, self._max, correlation_id, reply_to
+        )
 
     def _queue(self, command: bytes, item: Any) -> None:
         out = self._out
@@ -297,7 +294,8 @@ class BusClient:
 
     def _flush(self) -> None:
         self._flush_handle = None
-        sock = self._sync
+        self._retry_send = None
+        sock = self._sock
         if sock is None or not self._registered:
             return
         limit = self._max
@@ -308,27 +306,22 @@ class BusClient:
                 try:
                     sock.send_multipart([command, wire.pack(items[:count])], zmq.NOBLOCK)
                 except zmq.Again:
-                    self._wait_writable()
+                    self._retry_send = asyncio.get_running_loop().call_later(
+                        _RETRY_SEND_S, self._flush
+                    )
                     return
                 del items[:count]
                 self._out_count -= count
             self._out.pop(0)
         self._last_sent = self._clock()
         self._drained.set()
-
-    def _wait_writable(self) -> None:
-        if self._writable is None or self._writable.done():
-            self._writable = asyncio.create_task(self._flush_when_writable())
-
-    async def _flush_when_writable(self) -> None:
-        if self._sock is not None:
-            await writable(self._sock)
-        self._flush()
+        if self._pump is not None:
+            self._pump.after_send()
 
     # ------------------------------------------------------------ connection
 
     def _open_socket(self) -> None:
-        sock = self._context.socket(zmq.DEALER)
+        sock: zmq.Socket[bytes] = zmq.Socket(self._context, zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, self.settings.send_hwm)
         sock.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)
@@ -340,26 +333,26 @@ class BusClient:
             sock.setsockopt(zmq.CURVE_SERVERKEY, self._server_key)
         sock.connect(self.endpoint)
         self._sock = sock
-        self._sync = shadow(sock)
-        self._reader = asyncio.create_task(self._read(sock), name=f"{self.identity}-reader")
+        self._pump = SocketPump(sock, self._on_frames, self._after_batch, on_error=self._log_bug)
 
     def _close_socket(self, linger: int = 0) -> None:
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-        self._reader = None
+        if self._pump is not None:
+            self._pump.close()
         if self._sock is not None:
             self._sock.close(linger=linger)
-        self._sock = self._sync = None
+        self._sock = self._pump = None
         self._registered = False
 
     async def _hello(self, timeout: float) -> None:
         ref = next(self._refs)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._controls[ref] = future
-        assert self._sync is not None
-        self._sync.send_multipart(
+        assert self._sock is not None
+        assert self._pump is not None
+        self._sock.send_multipart(
             [wire.HELLO, wire.pack([{"ref": ref, "identity": self.identity}])], zmq.NOBLOCK
         )
+        self._pump.after_send()
         try:
             welcome = await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -440,28 +433,21 @@ class BusClient:
             now = self._clock()
             if self._registered and now - self._last_heard > self.settings.peer_timeout_s:
                 self._schedule_reregister("broker silent past the liveness window", True)
-            elif self._registered and now - self._last_sent >= interval / 2 and self._sync:
+            elif self._registered and now - self._last_sent >= interval / 2 and self._sock:
                 with contextlib.suppress(zmq.ZMQError):
-                    self._sync.send_multipart([wire.HEARTBEAT], zmq.NOBLOCK)
+                    self._sock.send_multipart([wire.HEARTBEAT], zmq.NOBLOCK)
                 self._last_sent = now
+                if self._pump is not None:
+                    self._pump.after_send()
 
     # ------------------------------------------------------------ input
 
-    async def _read(self, sock: zmq.asyncio.Socket) -> None:
-        sync: zmq.Socket[bytes] = shadow(sock)
-        while True:
-            await readable(sock)
-            for _ in range(DRAIN_BATCH):
-                try:
-                    frames = sync.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                try:
-                    self._on_frames(frames)
-                except Exception:
-                    log.exception("bus.client %s failed on a frame from the broker", self.identity)
-            if self._out and self._flush_handle is None:
-                self._flush()
+    def _after_batch(self) -> None:
+        if self._out and self._flush_handle is None and self._retry_send is None:
+            self._flush()
+
+    def _log_bug(self, exc: BaseException) -> None:
+        log.error("bus.client %s failed on a frame from the broker", self.identity, exc_info=exc)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         self._last_heard = self._clock()
@@ -469,16 +455,16 @@ class BusClient:
         body = frames[1] if len(frames) > 1 else b""
         if command == wire.PUBLISH:
             for data in wire.unpack_batch(body, 1 << 31):
-                self._on_event(decode(data, 1 << 31))
+                self._on_event(decode_trusted(data))
         elif command == wire.DELIVER:
             for attempt, data in wire.unpack_body(body, 1 << 31):
-                self._on_work(decode(data, 1 << 31), attempt)
+                self._on_work(decode_trusted(data), attempt)
         elif command == wire.REPLY:
             for data in wire.unpack_batch(body, 1 << 31):
-                self._on_reply(decode(data, 1 << 31))
+                self._on_reply(decode_trusted(data))
         elif command == wire.REQUEST:
             for data in wire.unpack_batch(body, 1 << 31):
-                self._on_request(decode(data, 1 << 31))
+                self._on_request(decode_trusted(data))
         elif command == wire.CONFIRM:
             for message_id in wire.unpack_body(body, 1 << 31):
                 future = self._confirms.pop(message_id, None)

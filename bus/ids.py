@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import time
 import uuid
 
@@ -23,7 +23,7 @@ def new_message_id() -> bytes:
         _sequence += 1
         if _sequence > 0xFFF:  # more than 4096 ids in one millisecond: borrow the next one
             _last_ms, _sequence = _last_ms + 1, 0
-    rand = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    rand = random.getrandbits(62)  # unique, not secret: ids are no capability
     value = (_last_ms << 80) | (0x7 << 76) | (_sequence << 64) | (0b10 << 62) | rand
     return value.to_bytes(16, "big")
 

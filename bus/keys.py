@@ -35,7 +35,7 @@ class KeyPair:
 
 
 def check_identity(name: str) -> str:
-    if not IDENTITY_PATTERN.match(name):
+    if not IDENTITY_PATTERN.fullmatch(name):
         raise AuthError(f"identity {name!r} must be lowercase letters, digits, '.', '_' or '-'")
     return name
 
@@ -73,7 +73,7 @@ def load_allow_list(directory: Path) -> dict[bytes, str]:
         return allowed
     for path in sorted(directory.glob("*.key")):
         identity = path.stem
-        if IDENTITY_PATTERN.match(identity):
+        if IDENTITY_PATTERN.fullmatch(identity):
             allowed[load_public_key(path)] = identity
     return allowed
 

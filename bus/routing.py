@@ -226,11 +226,15 @@ class BrokerCore:
                 self.reject(peer, exc.code, exc.reason, command=command, message_id=_peek_id(data))
                 continue
             topic = fields[2]
-            if command != wire.REPLY and not allows(identity, PUBLISH, topic):
+            # Asking the broker's own services (bus.stats, bus.peers) reads what bus.* events tell
+            # subscribers anyway: it takes subscribe rights, not the publish rights that the
+            # default ACL withholds on bus.* so that nobody can forge the broker's events.
+            action = SUBSCRIBE if command == wire.REQUEST and topic.startswith("bus.") else PUBLISH
+            if command != wire.REPLY and not allows(identity, action, topic):
                 self.reject(
                     peer,
                     "denied",
-                    f"{identity!r} may not publish to {topic!r}",
+                    f"{identity!r} may not {action} to {topic!r}",
                     command=command,
                     message_id=fields[1],
                     correlation_id=fields[5],

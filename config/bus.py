@@ -27,7 +27,7 @@ class AclRule:
     allow: bool
 
     def __post_init__(self) -> None:
-        if not _IDENTITY_PATTERN.match(self.identity):
+        if not _IDENTITY_PATTERN.fullmatch(self.identity):
             raise ConfigError("bus.acl.identity", self.identity, "'*' or a lowercase identity name")
         if self.action not in ACL_ACTIONS:
             raise ConfigError("bus.acl.action", self.action, f"one of {ACL_ACTIONS}")

@@ -1,0 +1,159 @@
+"""The ``taskbus`` command line.
+
+User errors end in a one-line message and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bus import Broker, KeysDirectory, load_public_key
+from bus.keys import check_identity
+from config.errors import TaskbusError
+from config.paths import DEFAULT_ENDPOINT, DataPaths, default_home
+
+log = logging.getLogger("taskbus.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result: int = args.func(args)
+    except TaskbusError as exc:
+        print(f"taskbus: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskbus", description=__doc__)
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="data directory (default: $TASKBUS_HOME or ~/.local/share/taskbus)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run taskbus on this machine (creates keys on first run)")
+    up.add_argument(
+        "--endpoint",
+        action="append",
+        default=None,
+        help=f"tcp:// or ipc:// endpoint to listen on (default {DEFAULT_ENDPOINT} "
+        "and an ipc socket in the data directory); repeatable",
+    )
+    up.set_defaults(func=_up)
+
+    keys = commands.add_parser("keys", help="manage CurveZMQ keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    init = key_commands.add_parser("init", help="create the broker keypair and a client identity")
+    init.add_argument("--identity", default="cli", help="client identity to create (default cli)")
+    init.set_defaults(func=_keys_init)
+    allow = key_commands.add_parser("allow", help="admit a client by its public key file")
+    allow.add_argument("public_key_file", type=Path)
+    allow.add_argument(
+        "--identity",
+        default=None,
+        help="identity to admit it as (default: the file name without .key)",
+    )
+    allow.set_defaults(func=_keys_allow)
+    listing = key_commands.add_parser("list", help="list admitted identities")
+    listing.set_defaults(func=_keys_list)
+    return parser
+
+
+def _paths(args: argparse.Namespace) -> DataPaths:
+    return DataPaths(args.home.expanduser() if args.home else default_home())
+
+
+def _first_run(paths: DataPaths) -> KeysDirectory:
+    paths.ensure()
+    keys = KeysDirectory(paths.keys_dir)
+    created = not (keys.server_dir / "broker.key_secret").exists()
+    keys.broker_keypair(create=True)
+    keys.identity_keypair("cli", create=True)
+    if created:
+        print(f"taskbus: created CurveZMQ keys in {paths.keys_dir}", file=sys.stderr)
+    return keys
+
+
+def _up(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    keys = _first_run(paths)
+    endpoints = args.endpoint or [DEFAULT_ENDPOINT, paths.ipc_endpoint]
+    return asyncio.run(_serve(keys, endpoints, paths))
+
+
+async def _serve(keys: KeysDirectory, endpoints: list[str], paths: DataPaths) -> int:
+    broker = Broker(keys=keys, endpoints=endpoints)
+    try:
+        await broker.start()
+    except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
+        await broker.stop()
+        raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"taskbus: data in {paths.home}", file=sys.stderr)
+    print(f"taskbus: broker listening on {', '.join(broker.endpoints)}", file=sys.stderr)
+    print(f"taskbus: broker public key {keys.server_dir / 'broker.key'}", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        await broker.stop()
+    return 0
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    paths = _paths(args)
+    keys = _first_run(paths)
+    identity = check_identity(args.identity)
+    keys.identity_keypair(identity, create=True)
+    print(f"broker public key: {keys.server_dir / 'broker.key'}")
+    print(f"identity {identity}: {keys.identities_dir / (identity + '.key_secret')}")
+    return 0
+
+
+def _keys_allow(args: argparse.Namespace) -> int:
+    keys = KeysDirectory(_paths(args).keys_dir)
+    identity = check_identity(args.identity or args.public_key_file.name.removesuffix(".key"))
+    path = keys.allow(identity, load_public_key(args.public_key_file))
+    print(f"allowed {identity}: {path}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    keys = KeysDirectory(_paths(args).keys_dir)
+    allowed = keys.allowed()
+    if not allowed:
+        print("no identities allowed yet (run 'taskbus keys init')")
+    for public, identity in sorted(allowed.items(), key=lambda item: item[1]):
+        print(f"{identity:24} {public.decode('ascii')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
