@@ -1,0 +1,89 @@
+"""Shared fixtures: a real broker on inproc, tcp+CURVE and ipc+CURVE, with real keys on disk."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bus import Broker, BusClient, KeysDirectory
+from config import BusSettings
+
+TRANSPORTS = ("inproc", "tcp", "ipc")
+ClientFactory = Callable[..., Awaitable[BusClient]]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeysDirectory:
+    directory = KeysDirectory(tmp_path / "keys")
+    directory.broker_keypair(create=True)
+    return directory
+
+
+@pytest.fixture
+def settings() -> BusSettings:
+    """Short liveness so that dead peers are found within a second in tests."""
+    return BusSettings(heartbeat_interval_s=0.1, heartbeat_liveness=3, ask_timeout_s=3.0)
+
+
+@pytest.fixture
+async def broker(
+    keys: KeysDirectory, settings: BusSettings, tmp_path: Path
+) -> AsyncIterator[Broker]:
+    instance = Broker(
+        settings=settings,
+        keys=keys,
+        endpoints=["tcp://127.0.0.1:0", f"ipc://{tmp_path}/broker.sock"],
+        inproc_name=f"taskbus-{id(tmp_path)}",
+    )
+    await instance.start()
+    yield instance
+    await asyncio.wait_for(instance.stop(), 5)
+
+
+def endpoint_for(broker: Broker, transport: str) -> str:
+    if transport == "inproc":
+        return broker.inproc_endpoint
+    return next(e for e in broker.endpoints if e.startswith(f"{transport}://"))
+
+
+@pytest.fixture
+async def make_client(
+    broker: Broker, keys: KeysDirectory, settings: BusSettings
+) -> AsyncIterator[ClientFactory]:
+    """``await make_client("alice", "tcp")``: a started client; all are stopped at teardown.
+
+    Remote identities get a keypair created and allow-listed on first use.
+    """
+    clients: list[BusClient] = []
+
+    async def factory(identity: str, transport: str = "inproc", **kwargs: object) -> BusClient:
+        if transport == "inproc":
+            client = BusClient(
+                broker.inproc_endpoint, identity=identity, context=broker.context,
+                settings=settings, **kwargs,  # type: ignore[arg-type]
+            )
+        else:
+            client = BusClient(
+                endpoint_for(broker, transport),
+                identity=identity,
+                keypair=keys.identity_keypair(identity, create=True),
+                server_key=keys.broker_public_key(),
+                settings=settings,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        await client.start()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        await asyncio.wait_for(client.stop(), 5)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per transport: the same contract over inproc, tcp+CURVE and ipc+CURVE."""
+    return str(request.param)
