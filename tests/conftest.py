@@ -62,8 +62,11 @@ async def make_client(
     async def factory(identity: str, transport: str = "inproc", **kwargs: object) -> BusClient:
         if transport == "inproc":
             client = BusClient(
-                broker.inproc_endpoint, identity=identity, context=broker.context,
-                settings=settings, **kwargs,  # type: ignore[arg-type]
+                broker.inproc_endpoint,
+                identity=identity,
+                context=broker.context,
+                settings=settings,
+                **kwargs,  # type: ignore[arg-type]
             )
         else:
             client = BusClient(
