@@ -17,7 +17,7 @@ from pathlib import Path
 from bus import Broker, KeysDirectory, load_public_key
 from bus.keys import check_identity
 from config.errors import TaskbusError
-from config.paths import DEFAULT_ENDPOINT, DataPaths, default_home
+from config.paths import DataPaths, default_endpoint, default_home
 
 log = logging.getLogger("taskbus.cli")
 
@@ -57,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         "--endpoint",
         action="append",
         default=None,
-        help=f"tcp:// or ipc:// endpoint to listen on (default {DEFAULT_ENDPOINT} "
-        "and an ipc socket in the data directory); repeatable",
+        help="tcp:// or ipc:// endpoint to listen on (default $TASKBUS_ENDPOINT or "
+        "tcp://127.0.0.1:7420,"
+        " and an ipc socket in the data directory); repeatable",
     )
     up.set_defaults(func=_up)
 
@@ -98,7 +99,7 @@ def _first_run(paths: DataPaths) -> KeysDirectory:
 def _up(args: argparse.Namespace) -> int:
     paths = _paths(args)
     keys = _first_run(paths)
-    endpoints = args.endpoint or [DEFAULT_ENDPOINT, paths.ipc_endpoint]
+    endpoints = args.endpoint or [default_endpoint(), paths.ipc_endpoint]
     return asyncio.run(_serve(keys, endpoints, paths))
 
 

@@ -1,0 +1,78 @@
+"""The README's commands, run as a newcomer would: `taskbus up`, then the tour snippet."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tour_snippet() -> str:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert match, "README has no python snippet"
+    return match.group(1)
+
+
+def _wait_for_line(process: subprocess.Popen[str], needle: str, deadline_s: float) -> list[str]:
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not printed; got: {''.join(seen)}")
+
+
+def test_up_then_readme_tour(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TASKBUS_HOME": str(tmp_path / "home"),
+        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", "up"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = _wait_for_line(up, "broker listening on", 30)
+        assert any("created CurveZMQ keys" in line for line in lines)
+        secret = tmp_path / "home" / "keys" / "identities" / "cli.key_secret"
+        assert secret.stat().st_mode & 0o777 == 0o600
+        tour = subprocess.run(
+            [sys.executable, "-c", _tour_snippet()],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
+        )
+        assert tour.returncode == 0, tour.stderr
+        assert "cli demo.hello {'text': 'hi'}" in tour.stdout
+        assert "peer(s) connected" in tour.stdout
+    finally:
+        up.send_signal(signal.SIGTERM)
+        remaining = up.communicate(timeout=30)[1]
+    assert up.returncode == 0, remaining
+    assert "bus.broker stopped" in remaining
