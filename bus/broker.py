@@ -71,6 +71,15 @@ class Broker:
             raise BusError("broker already started")
         if self._context is None:
             self._context = zmq.asyncio.Context()  # hosts and tests may want asyncio sockets
+        try:
+            self._open()
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="broker-heartbeat"))
+        log.info("bus.broker started inproc=%s endpoints=%s", self.inproc_endpoint, self.endpoints)
+
+    def _open(self) -> None:
         local = self._router()
         local.bind(self.inproc_endpoint)
         self._sockets.append(local)
@@ -86,8 +95,6 @@ class Broker:
                     on_error=_log_bug,
                 )
             )
-        self._tasks.append(asyncio.create_task(self._heartbeat(), name="broker-heartbeat"))
-        log.info("bus.broker started inproc=%s endpoints=%s", self.inproc_endpoint, self.endpoints)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -99,7 +106,7 @@ class Broker:
         if self._retry is not None:
             self._retry.cancel()
         if self._authenticator is not None:
-            self._authenticator.stop()
+            await self._authenticator.aclose()
             self._authenticator = None
         for pump in self._pumps:
             pump.close()
@@ -107,6 +114,7 @@ class Broker:
             sock.close(linger=0)
         self._pumps.clear()
         self._sockets.clear()
+        self.endpoints.clear()
         if self._own_context and self._context is not None:
             self._context.term()
             self._context = None
@@ -160,13 +168,15 @@ class Broker:
         sock = self._sockets[index]
         routing_id = frames[0].bytes
         if not 2 <= len(frames) <= 3:
-            core.reject_unregistered(
-                sock,
-                routing_id,
-                "malformed",
-                f"expected [command, body], got {len(frames) - 1} frames",
-                ref=None,
-            )
+            reason = f"expected [command, body], got {len(frames) - 1} frames"
+            command = frames[1].bytes if len(frames) > 1 else b""
+            known = core.peer(index, routing_id)
+            if known is not None:  # a registered peer is named, and its error published
+                core.reject(known, "malformed", reason, command=command)
+            else:
+                core.reject_unregistered(
+                    sock, routing_id, "malformed", reason, ref=None, command=command
+                )
             return
         command = frames[1].bytes
         authenticated: str | None = None

@@ -105,8 +105,10 @@ class BusClient:
         if self._closed:
             return
         self._closed = True
-        if self._sock is not None and self._registered:
-            self._flush()
+        if self._sock is not None:
+            if self._registered:
+                self._flush()
+            # Even mid-registration: the broker may know us already; it ignores a stranger's BYE.
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.send_multipart([wire.BYE], zmq.NOBLOCK)
         tasks: list[asyncio.Task[None] | None] = [
@@ -234,8 +236,17 @@ class BusClient:
         """Take work from ``queue``: at most ``credit`` unacknowledged items at a time."""
         check_topic(queue)
         consumer = Consumer(queue, credit)
-        await self._control(wire.CONSUME, queue=queue, credit=credit)
+        previous = self._consumers.get(queue)
+        # Registered before asking: the broker delivers waiting work ahead of its acknowledgement.
         self._consumers[queue] = consumer
+        try:
+            await self._control(wire.CONSUME, queue=queue, credit=credit)
+        except BaseException:
+            if previous is None:
+                self._consumers.pop(queue, None)
+            else:
+                self._consumers[queue] = previous
+            raise
         return consumer
 
     async def stop_consuming(self, consumer: Consumer) -> None:

@@ -171,7 +171,7 @@ def _explain(fields: Any) -> None:
     if not fields:
         raise EnvelopeError("malformed", "envelope array is empty")
     version = fields[0]
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != PROTOCOL_VERSION:  # exactly as _well_formed
         raise EnvelopeError(
             "version",
             f"unsupported envelope version {version!r} (this bus speaks {PROTOCOL_VERSION})",

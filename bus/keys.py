@@ -12,6 +12,7 @@ A peer's authenticated identity is the file name of its allowed public key.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import zmq
 import zmq.auth
 
 from bus.errors import AuthError
+
+log = logging.getLogger("taskbus.bus.keys")
 
 IDENTITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 BROKER_NAME = "broker"
@@ -74,7 +77,19 @@ def load_allow_list(directory: Path) -> dict[bytes, str]:
     for path in sorted(directory.glob("*.key")):
         identity = path.stem
         if IDENTITY_PATTERN.fullmatch(identity):
-            allowed[load_public_key(path)] = identity
+            try:
+                public = load_public_key(path)
+            except AuthError as exc:  # one unreadable file must not lock every peer out
+                log.warning("bus.keys skipped an allow-list entry: %s", exc)
+                continue
+            if public in allowed:
+                log.warning(
+                    "bus.keys %s holds the key already allowed as %r; it is ignored",
+                    path,
+                    allowed[public],
+                )
+                continue
+            allowed[public] = identity
     return allowed
 
 

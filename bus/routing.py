@@ -84,24 +84,27 @@ class BrokerCore:
         old = self.peers.get((socket_index, routing_id))
         if old is not None:
             self.drop_peer(old, "re-registered")
+        ref: Any = None  # known once the body parses, so the client learns the real reason
         try:
             batch = wire.unpack_controls(body, self._max)
             if len(batch) != 1:
                 raise Rejected("malformed", "hello body must hold exactly one map")
             args = batch[0]
+            ref = args.get("ref")
             claimed = args.get("identity")
             identity = authenticated if authenticated is not None else claimed
             if not isinstance(identity, str):
                 raise Rejected("field", "hello needs an 'identity' string")
             check_identity(identity)
-        except EnvelopeError as exc:
-            self.reject_unregistered(socket, routing_id, exc.code, exc.reason, ref=None)
-            return
-        except Rejected as exc:
-            self.reject_unregistered(socket, routing_id, exc.code, exc.reason, ref=None)
+        except (EnvelopeError, Rejected) as exc:
+            self.reject_unregistered(
+                socket, routing_id, exc.code, exc.reason, ref=ref, command=wire.HELLO
+            )
             return
         except AuthError as exc:
-            self.reject_unregistered(socket, routing_id, "field", str(exc), ref=None)
+            self.reject_unregistered(
+                socket, routing_id, "field", str(exc), ref=ref, command=wire.HELLO
+            )
             return
         peer = Peer(
             socket=socket,
@@ -352,14 +355,17 @@ class BrokerCore:
             peer.credit[item.queue] = peer.credit.get(item.queue, 0) + 1
             touched.add(item.queue)
             self.counters["acked"] += 1
-            producer = self.by_name.get(item.producer)
-            if producer is not None:
-                producer.queue_out(wire.DONE, message_id)
-                self.dirty.add(producer)
+            self.queues[item.queue].acked += 1
+            self._tell_producer_done(item)
         for name in touched:
-            queue = self.queues[name]
-            queue.acked += 1
-            self._dispatch(queue)
+            self._dispatch(self.queues[name])
+
+    def _tell_producer_done(self, item: InFlight) -> None:
+        """The producer may forget the item: it was acknowledged, or discarded by a nack."""
+        producer = self.by_name.get(item.producer)
+        if producer is not None:
+            producer.queue_out(wire.DONE, item.message_id)
+            self.dirty.add(producer)
 
     def _nack(self, peer: Peer, entries: Any) -> None:
         if not isinstance(entries, list):
@@ -376,6 +382,7 @@ class BrokerCore:
                 queue.requeue(item)
             else:
                 self.counters["discarded"] += 1
+                self._tell_producer_done(item)
             self._dispatch(queue)
 
     def _control(self, peer: Peer, command: bytes, args: dict[str, Any]) -> None:
@@ -508,7 +515,14 @@ class BrokerCore:
         self.dirty.add(peer)
 
     def reject_unregistered(
-        self, socket: zmq.Socket[bytes], routing_id: bytes, code: str, reason: str, ref: Any
+        self,
+        socket: zmq.Socket[bytes],
+        routing_id: bytes,
+        code: str,
+        reason: str,
+        ref: Any,
+        *,
+        command: bytes = b"",
     ) -> None:
         """Reject a message from a connection that is not a registered peer."""
         self.errors[code] += 1
@@ -517,6 +531,18 @@ class BrokerCore:
             [{"code": code, "reason": reason, "id": None, "correlation_id": None, "ref": ref}]
         )
         send_quietly(socket, [routing_id, wire.ERROR, body])
+        self.emit(
+            "bus.error",
+            {
+                "code": code,
+                "reason": reason,
+                "identity": None,
+                "peer": "unregistered",
+                "command": command.decode("ascii", "replace"),
+                "topic": None,
+                "message_id": None,
+            },
+        )
 
     def _control_ack(self, target: Peer, ref: Any, /, **extra: Any) -> None:
         target.queue_out(wire.CONTROL_ACK, {"ref": ref, **extra})

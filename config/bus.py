@@ -9,6 +9,9 @@ from config.errors import ConfigError
 
 ACL_ACTIONS = ("publish", "subscribe", "*")
 _IDENTITY_PATTERN = re.compile(r"^(\*|[a-z0-9][a-z0-9._-]{0,63})$")
+# The syntax of bus.topics.check_prefix: a rule whose prefix no topic can have never matches.
+_PREFIX_PATTERN = re.compile(r"([a-z0-9_]+(\.[a-z0-9_-]+)*\.?)?")
+_MAX_PREFIX_LENGTH = 255
 
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -27,12 +30,18 @@ class AclRule:
     allow: bool
 
     def __post_init__(self) -> None:
-        if not _IDENTITY_PATTERN.fullmatch(self.identity):
+        if not isinstance(self.identity, str) or not _IDENTITY_PATTERN.fullmatch(self.identity):
             raise ConfigError("bus.acl.identity", self.identity, "'*' or a lowercase identity name")
         if self.action not in ACL_ACTIONS:
             raise ConfigError("bus.acl.action", self.action, f"one of {ACL_ACTIONS}")
-        if not isinstance(self.prefix, str):
-            raise ConfigError("bus.acl.prefix", self.prefix, "a topic prefix string")
+        if (
+            not isinstance(self.prefix, str)
+            or len(self.prefix) > _MAX_PREFIX_LENGTH
+            or not _PREFIX_PATTERN.fullmatch(self.prefix)
+        ):
+            raise ConfigError(
+                "bus.acl.prefix", self.prefix, "a topic prefix such as 'scheduler.task.' or ''"
+            )
         if not isinstance(self.allow, bool):
             raise ConfigError("bus.acl.allow", self.allow, "true or false")
 
@@ -93,5 +102,5 @@ def _require_int(key: str, value: object, low: int, high: int) -> None:
 
 def _require_float(key: str, value: object, low: float, high: float) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not low <= float(value) <= high:  # type: ignore[arg-type]
+    if not ok or not low <= value <= high:  # type: ignore[operator]  # exact, no float overflow
         raise ConfigError(key, value, f"a number from {low} to {high}")
