@@ -208,25 +208,38 @@ class Broker:
 
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_interval_s
+        due = self._clock() + interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, due - self._clock()))
             now = self._clock()
-            self.core.expire(now)
+            if now - due <= interval:
+                self.core.expire(now)
+            else:  # this loop itself stalled: peers' heartbeats may sit unread in the sockets
+                log.warning(
+                    "bus.broker event loop stalled %.2fs; liveness checks skipped once", now - due
+                )
+            due = now + interval
             for peer in list(self.core.peers.values()):
                 if now - peer.last_sent >= interval * 0.5:
                     peer.last_sent = now
                     send_quietly(peer.socket, [peer.routing_id, wire.HEARTBEAT])
+            for pump in self._pumps:
+                pump.after_send()
             self._flush()
 
     # ------------------------------------------------------------ output
 
     def _flush(self) -> None:
         core = self.core
+        if not core.dirty:
+            return
+        touched = {peer.socket for peer in core.dirty}
         for peer in list(core.dirty):
             if self._send_out(peer):
                 core.dirty.discard(peer)
         for pump in self._pumps:
-            pump.after_send()
+            if pump.socket in touched:
+                pump.after_send()
         if core.dirty and self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(_RETRY_DELAY_S, self._retry_flush)
 
@@ -237,7 +250,7 @@ class Broker:
     def _send_out(self, peer: Peer) -> bool:
         """Send a peer's batched output; False while reliable output waits on a full pipe."""
         send = peer.socket.send_multipart
-        limit = self.settings.max_message_bytes
+        limit = min(self.settings.max_message_bytes, wire.BATCH_TARGET_BYTES)
         while peer.out:
             command, items = peer.out[0]
             while items:

@@ -32,6 +32,8 @@ log = logging.getLogger("taskbus.bus.client")
 
 ERROR_KEY = "$error"  # payload key of an error reply (docs/protocol.md)
 _RETRY_SEND_S = 0.001  # a full pipe is retried this soon
+# Sent at once; everything else (events, work, acks) is coalesced once per loop turn.
+_URGENT = frozenset({wire.REQUEST, wire.REPLY, *wire.CONTROL_COMMANDS})
 _OUT_HIGH_WATER = 20_000  # queued outgoing items above which publish() waits
 
 
@@ -176,18 +178,20 @@ class BusClient:
         answer arrives in time.
         """
         request_id, data = self._encode(topic, payload)
-        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._asks[request_id] = future
-        self._queue(wire.REQUEST, data)
-        self.counters["asks"] += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Envelope] = loop.create_future()
         limit = timeout if timeout is not None else self.settings.ask_timeout_s
+        error = AskTimeout(
+            f"no reply to {topic!r} within {limit}s (responder slow or gone, or not authorised)"
+        )
+        timer = loop.call_later(limit, _fail, future, error)  # cheaper than asyncio.wait_for
+        self._asks[request_id] = future
+        self.counters["asks"] += 1
         try:
-            return await asyncio.wait_for(future, limit)
-        except TimeoutError:
-            raise AskTimeout(
-                f"no reply to {topic!r} within {limit}s (responder slow or gone, or not authorised)"
-            ) from None
+            self._queue(wire.REQUEST, data)
+            return await future
         finally:
+            timer.cancel()
             self._asks.pop(request_id, None)
 
     async def serve(self, *prefixes: str, maxsize: int = 10_000) -> Subscription:
@@ -300,7 +304,11 @@ class BusClient:
         self._out_count += 1
         if self._out_count == 1:
             self._drained.clear()
-        if self._flush_handle is None:
+        if command in _URGENT:  # someone waits on it: no reason to wait for the loop to turn
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            self._flush()
+        elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
@@ -309,7 +317,7 @@ class BusClient:
         sock = self._sock
         if sock is None or not self._registered:
             return
-        limit = self._max
+        limit = min(self._max, wire.BATCH_TARGET_BYTES)
         while self._out:
             command, items = self._out[0]
             while items:
@@ -382,8 +390,7 @@ class BusClient:
         ref = next(self._refs)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._controls[ref] = future
-        self._queue(command, None)  # placeholder replaced below, keeps ordering with other output
-        self._out[-1][1][-1] = {"ref": ref, **args}
+        self._queue(command, {"ref": ref, **args})
         try:
             return await asyncio.wait_for(future, self.settings.ask_timeout_s)
         except TimeoutError:
@@ -439,10 +446,17 @@ class BusClient:
 
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_interval_s
+        due = self._clock() + interval / 2
         while True:
-            await asyncio.sleep(interval / 2)
+            await asyncio.sleep(max(0.0, due - self._clock()))
             now = self._clock()
-            if self._registered and now - self._last_heard > self.settings.peer_timeout_s:
+            stalled = now - due > interval  # our own loop was late: the broker may not be silent
+            due = now + interval / 2
+            if stalled:
+                log.warning(
+                    "bus.client %s event loop stalled; liveness check skipped once", self.identity
+                )
+            elif self._registered and now - self._last_heard > self.settings.peer_timeout_s:
                 self._schedule_reregister("broker silent past the liveness window", True)
             elif self._registered and now - self._last_sent >= interval / 2 and self._sock:
                 with contextlib.suppress(zmq.ZMQError):
@@ -571,3 +585,8 @@ class BusClient:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -41,6 +41,9 @@ CONTROL_COMMANDS = frozenset({HELLO, SUBSCRIBE, UNSUBSCRIBE, SERVE, CONSUME})
 
 # Per-item overhead of a batch (array header and bin header) allowed above max_message_bytes.
 BATCH_SLACK_BYTES = 64 * 1024
+# Batches are cut at about this size, so that high-water marks (counted in frames) bound the
+# envelopes in flight and no single frame keeps a pump busy for long.
+BATCH_TARGET_BYTES = 32 * 1024
 
 
 def pack(value: Any) -> bytes:

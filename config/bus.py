@@ -72,8 +72,8 @@ class BusSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     heartbeat_interval_s: float = 1.0
     heartbeat_liveness: int = 3
-    send_hwm: int = 10_000
-    receive_hwm: int = 10_000
+    send_hwm: int = 1_000  # frames; a frame batches up to ~32 KiB of envelopes
+    receive_hwm: int = 1_000
     ask_timeout_s: float = 5.0
     reconnect_max_s: float = 32.0
     acl: tuple[AclRule, ...] = field(default_factory=default_acl)
