@@ -1,0 +1,1 @@
+"""Benchmarks of taskbus; run them as scripts (see README.md)."""
