@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,17 +29,55 @@ def settings() -> BusSettings:
     return BusSettings(heartbeat_interval_s=0.1, heartbeat_liveness=3, ask_timeout_s=3.0)
 
 
+async def start_broker(
+    keys: KeysDirectory, settings: BusSettings, tmp_path: Path, name: str = "broker"
+) -> Broker:
+    """A started broker on inproc, tcp+CURVE (a free port) and ipc+CURVE (under ``tmp_path``)."""
+    instance = Broker(
+        settings=settings,
+        keys=keys,
+        endpoints=["tcp://127.0.0.1:0", f"ipc://{tmp_path}/{name}.sock"],
+        inproc_name=f"taskbus-{name}-{id(tmp_path)}",
+    )
+    await instance.start()
+    return instance
+
+
+async def start_client(
+    broker: Broker,
+    keys: KeysDirectory,
+    settings: BusSettings,
+    identity: str,
+    transport: str = "inproc",
+    **kwargs: Any,
+) -> BusClient:
+    """A started client; remote identities get a keypair created and allow-listed on first use."""
+    if transport == "inproc":
+        client = BusClient(
+            broker.inproc_endpoint,
+            identity=identity,
+            context=broker.context,
+            settings=settings,
+            **kwargs,
+        )
+    else:
+        client = BusClient(
+            endpoint_for(broker, transport),
+            identity=identity,
+            keypair=keys.identity_keypair(identity, create=True),
+            server_key=keys.broker_public_key(),
+            settings=settings,
+            **kwargs,
+        )
+    await client.start()
+    return client
+
+
 @pytest.fixture
 async def broker(
     keys: KeysDirectory, settings: BusSettings, tmp_path: Path
 ) -> AsyncIterator[Broker]:
-    instance = Broker(
-        settings=settings,
-        keys=keys,
-        endpoints=["tcp://127.0.0.1:0", f"ipc://{tmp_path}/broker.sock"],
-        inproc_name=f"taskbus-{id(tmp_path)}",
-    )
-    await instance.start()
+    instance = await start_broker(keys, settings, tmp_path)
     yield instance
     await asyncio.wait_for(instance.stop(), 5)
 
@@ -59,25 +98,8 @@ async def make_client(
     """
     clients: list[BusClient] = []
 
-    async def factory(identity: str, transport: str = "inproc", **kwargs: object) -> BusClient:
-        if transport == "inproc":
-            client = BusClient(
-                broker.inproc_endpoint,
-                identity=identity,
-                context=broker.context,
-                settings=settings,
-                **kwargs,  # type: ignore[arg-type]
-            )
-        else:
-            client = BusClient(
-                endpoint_for(broker, transport),
-                identity=identity,
-                keypair=keys.identity_keypair(identity, create=True),
-                server_key=keys.broker_public_key(),
-                settings=settings,
-                **kwargs,  # type: ignore[arg-type]
-            )
-        await client.start()
+    async def factory(identity: str, transport: str = "inproc", **kwargs: Any) -> BusClient:
+        client = await start_client(broker, keys, settings, identity, transport, **kwargs)
         clients.append(client)
         return client
 

@@ -29,7 +29,7 @@ from bus import (
 )
 from config import AclRule, BusSettings
 from tests.bus.raw import RawPeer, envelope, pack
-from tests.conftest import ClientFactory, endpoint_for
+from tests.conftest import ClientFactory, endpoint_for, start_broker, start_client
 
 REMOTE_TRANSPORTS = ("tcp", "ipc")
 SILENCE_S = 0.5
@@ -381,22 +381,7 @@ class CustomBus:
         self.clients: list[BusClient] = []
 
     async def client(self, identity: str, transport: str) -> BusClient:
-        if transport == "inproc":
-            client = BusClient(
-                self.broker.inproc_endpoint,
-                identity=identity,
-                context=self.broker.context,
-                settings=self.settings,
-            )
-        else:
-            client = BusClient(
-                endpoint_for(self.broker, transport),
-                identity=identity,
-                keypair=self.keys.identity_keypair(identity, create=True),
-                server_key=self.keys.broker_public_key(),
-                settings=self.settings,
-            )
-        await client.start()
+        client = await start_client(self.broker, self.keys, self.settings, identity, transport)
         self.clients.append(client)
         return client
 
@@ -406,13 +391,7 @@ async def custom_bus(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Custo
     settings = BusSettings(
         heartbeat_interval_s=0.5, heartbeat_liveness=10, ask_timeout_s=3.0, acl=CUSTOM_ACL
     )
-    broker = Broker(
-        settings=settings,
-        keys=keys,
-        endpoints=["tcp://127.0.0.1:0", f"ipc://{tmp_path}/acl.sock"],
-        inproc_name=f"taskbus-acl-{id(tmp_path)}",
-    )
-    await broker.start()
+    broker = await start_broker(keys, settings, tmp_path, "acl")
     bus = CustomBus(broker, keys, settings)
     yield bus
     for client in reversed(bus.clients):
