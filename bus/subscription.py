@@ -22,11 +22,12 @@ class Inbox(Generic[T]):
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._on_push: Callable[[], None] | None = None
         self.dropped = 0
         self.received = 0
 
     def push(self, item: T) -> bool:
-        if len(self._items) >= self._maxsize:
+        if self._closed or len(self._items) >= self._maxsize:
             self.dropped += 1
             return False
         self._items.append(item)
@@ -34,7 +35,21 @@ class Inbox(Generic[T]):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._on_push is not None:
+            self._on_push()
         return True
+
+    def notify(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` on every push: lets one reader wait on several inboxes at once."""
+        self._on_push = callback
+
+    def pop(self) -> T | None:
+        """The oldest item, or None; never waits."""
+        return self._items.popleft() if self._items else None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def get(self, timeout: float | None = None) -> T:
         while not self._items:

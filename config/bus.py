@@ -79,13 +79,13 @@ class BusSettings:
     acl: tuple[AclRule, ...] = field(default_factory=default_acl)
 
     def __post_init__(self) -> None:
-        _require_int("bus.max_message_bytes", self.max_message_bytes, 1024, 256 * 1024 * 1024)
-        _require_float("bus.heartbeat_interval_s", self.heartbeat_interval_s, 0.01, 3600.0)
-        _require_int("bus.heartbeat_liveness", self.heartbeat_liveness, 1, 100)
-        _require_int("bus.send_hwm", self.send_hwm, 1, 10_000_000)
-        _require_int("bus.receive_hwm", self.receive_hwm, 1, 10_000_000)
-        _require_float("bus.ask_timeout_s", self.ask_timeout_s, 0.001, 86_400.0)
-        _require_float("bus.reconnect_max_s", self.reconnect_max_s, 0.01, 3600.0)
+        require_int("bus.max_message_bytes", self.max_message_bytes, 1024, 256 * 1024 * 1024)
+        require_float("bus.heartbeat_interval_s", self.heartbeat_interval_s, 0.01, 3600.0)
+        require_int("bus.heartbeat_liveness", self.heartbeat_liveness, 1, 100)
+        require_int("bus.send_hwm", self.send_hwm, 1, 10_000_000)
+        require_int("bus.receive_hwm", self.receive_hwm, 1, 10_000_000)
+        require_float("bus.ask_timeout_s", self.ask_timeout_s, 0.001, 86_400.0)
+        require_float("bus.reconnect_max_s", self.reconnect_max_s, 0.01, 3600.0)
         if not isinstance(self.acl, tuple) or not all(isinstance(r, AclRule) for r in self.acl):
             raise ConfigError("bus.acl", self.acl, "a tuple of AclRule")
 
@@ -95,12 +95,12 @@ class BusSettings:
         return self.heartbeat_interval_s * self.heartbeat_liveness
 
 
-def _require_int(key: str, value: object, low: int, high: int) -> None:
+def require_int(key: str, value: object, low: int, high: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(key, value, f"an integer from {low} to {high}")
 
 
-def _require_float(key: str, value: object, low: float, high: float) -> None:
+def require_float(key: str, value: object, low: float, high: float) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not low <= value <= high:  # type: ignore[operator]  # exact, no float overflow
         raise ConfigError(key, value, f"a number from {low} to {high}")

@@ -1,0 +1,241 @@
+"""The runtime around one actor instance: its bus client, its mailbox and its worker loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.actor import Actor, RequestRefused, Route
+from bus import BusClient, Delivery, Inbox
+from config.actors import ActorSettings
+
+log = logging.getLogger("taskbus.actors")
+
+ClientFactory = Callable[[str], Awaitable[BusClient]]
+
+
+@dataclass(slots=True)
+class InFlight:
+    route: Route
+    topic: str
+    started: float
+
+    def describe(self, now: float) -> str:
+        return f"{self.route.method}({self.topic}) running {now - self.started:.2f}s"
+
+
+@dataclass(slots=True)
+class CellStats:
+    handled: int = 0
+    errors: int = 0
+    last_error: str = ""
+    cancelled: list[str] = field(default_factory=list)
+
+
+class ActorCell:
+    """Runs one actor instance until it is stopped or its ``run()`` loop dies.
+
+    The mailbox is the actor's bounded bus inboxes (``mailbox_size`` each; work is bounded by
+    credit): a flood fills them and then meets the bus's policy (events dropped and counted,
+    requests answered ``busy``, work held back by the broker), so memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        actor: Actor,
+        identity: str,
+        connect: ClientFactory,
+        settings: ActorSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.actor = actor
+        self.identity = identity
+        self._connect = connect
+        self._settings = settings
+        self._clock = clock
+        self.client: BusClient | None = None
+        self._inboxes: list[tuple[Route, Inbox[Any]]] = []
+        self._next = 0
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._runner: asyncio.Task[None] | None = None
+        self.inflight: dict[int, InFlight] = {}
+        self.stats = CellStats()
+        self.died: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self._accepting = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.client = await self._connect(self.identity)
+        self.actor.bind(self.client)
+        await self.actor.on_start()
+        size = self._settings.mailbox_size
+        for route in self.actor.routes:
+            inbox: Inbox[Any]
+            if route.kind == "event":
+                inbox = await self.client.subscribe(route.pattern, maxsize=size)
+            elif route.kind == "request":
+                inbox = await self.client.serve(route.pattern, maxsize=size)
+            else:
+                inbox = await self.client.consume(route.pattern, credit=route.credit)
+            inbox.notify(self._wake.set)
+            self._inboxes.append((route, inbox))
+        self._accepting = True
+        self._workers = [
+            asyncio.create_task(self._work(slot), name=f"{self.identity}-worker-{slot}")
+            for slot in range(type(self.actor).concurrency)
+        ]
+        self._runner = asyncio.create_task(self._run(), name=f"{self.identity}-run")
+
+    async def stop(self, deadline_s: float) -> list[str]:
+        """Stop intake, let in-flight handlers finish until the deadline, then cancel them.
+
+        Returns what was cancelled. Work not yet started goes back to its queue.
+        """
+        self._accepting = False
+        deadline = self._clock() + deadline_s
+        if self._runner is not None:
+            self._runner.cancel()
+        client = self.client
+        for route, inbox in self._inboxes:
+            inbox.close()
+            if client is not None and route.kind == "work":
+                with contextlib.suppress(Exception):
+                    await client.stop_consuming(inbox)  # type: ignore[arg-type]
+            for item in _drain(inbox):
+                self._refuse(route, item, "shutting_down", "the actor is stopping")
+        self._wake.set()
+        if self._workers:
+            remaining = max(0.0, deadline - self._clock())
+            _, pending = await asyncio.wait(self._workers, timeout=remaining)
+            now = self._clock()
+            cancelled = [
+                self.inflight[id(t)].describe(now) for t in pending if id(t) in self.inflight
+            ]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            self.stats.cancelled.extend(cancelled)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.actor.on_stop(), max(0.1, deadline - self._clock()))
+        await self.close()
+        return self.stats.cancelled
+
+    async def close(self) -> None:
+        """Disconnect at once (after a crash): unacknowledged work is redelivered by the broker."""
+        self._accepting = False
+        tasks = [t for t in (*self._workers, self._runner) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.stop()
+            self.client = None
+
+    # ------------------------------------------------------------ loops
+
+    async def _run(self) -> None:
+        try:
+            await self.actor.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the actor died: its supervisor decides what happens next
+            if not self.died.done():
+                self.died.set_result(exc)
+
+    async def _work(self, slot: int) -> None:
+        me = id(asyncio.current_task())
+        interval = self._settings.liveness_interval_s
+        while self._accepting:
+            picked = self._take()
+            if picked is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
+                continue
+            route, item = picked
+            topic = item.envelope.topic if isinstance(item, Delivery) else item.topic
+            self.inflight[me] = InFlight(route, topic, self._clock())
+            try:
+                await self._dispatch(route, item)
+            finally:
+                del self.inflight[me]
+
+    def _take(self) -> tuple[Route, Any] | None:
+        """Round-robin over the inboxes, so one busy topic cannot starve the others."""
+        count = len(self._inboxes)
+        for step in range(count):
+            index = (self._next + step) % count
+            route, inbox = self._inboxes[index]
+            item = inbox.pop()
+            if item is not None:
+                self._next = (index + 1) % count
+                return route, item
+        return None
+
+    async def _dispatch(self, route: Route, item: Any) -> None:
+        client = self.client
+        assert client is not None
+        handler = getattr(self.actor, route.method)
+        try:
+            result = await handler(item)
+        except asyncio.CancelledError:
+            raise
+        except RequestRefused as exc:
+            self._record(route, exc)
+            if route.kind == "request":
+                client.reply_error(item, exc.code, exc.reason)
+            return
+        except Exception as exc:
+            self._record(route, exc)
+            self._refuse(route, item, "handler_error", f"{type(exc).__name__}: {exc}")
+            return
+        self.stats.handled += 1
+        if route.kind == "request":
+            client.reply(item, result if isinstance(result, dict) else {})
+        elif route.kind == "work":
+            item.ack()
+
+    def _record(self, route: Route, exc: Exception) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{route.method}: {type(exc).__name__}: {exc}"
+        log.error("actor %s handler %s failed", self.identity, route.method, exc_info=exc)
+
+    def _refuse(self, route: Route, item: Any, code: str, reason: str) -> None:
+        client = self.client
+        if client is None:
+            return
+        if route.kind == "request":
+            client.reply_error(item, code, reason)
+        elif route.kind == "work":
+            delivery: Delivery = item
+            retry = code == "shutting_down" or delivery.attempt < self.actor.max_work_attempts
+            delivery.nack(requeue=retry)
+
+    # ------------------------------------------------------------ liveness
+
+    def liveness(self) -> dict[str, Any]:
+        now = self._clock()
+        busy = max((now - f.started for f in self.inflight.values()), default=0.0)
+        return {
+            "handled": self.stats.handled,
+            "errors": self.stats.errors,
+            "last_error": self.stats.last_error,
+            "busy_s": round(busy, 3),
+            "inflight": [f.describe(now) for f in self.inflight.values()],
+            "mailbox": sum(len(inbox) for _, inbox in self._inboxes),
+            "mailbox_dropped": sum(inbox.dropped for _, inbox in self._inboxes),
+        }
+
+
+def _drain(inbox: Inbox[Any]) -> list[Any]:
+    items = []
+    while (item := inbox.pop()) is not None:
+        items.append(item)
+    return items

@@ -1,0 +1,97 @@
+"""Health: every actor's liveness folded into healthy / degraded / critical, with reasons."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from actors.actor import Actor, on_event, on_request
+from actors.system import LIVENESS_TOPIC, ActorState
+from bus import Envelope
+from bus.envelope import Payload
+
+HEALTH_TOPIC = "scheduler.health"
+HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
+_RANK = {HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
+STALE_INTERVALS = 3  # liveness reports missed before an actor counts as gone
+
+
+def assess(
+    reports: Mapping[str, tuple[float, Mapping[str, Any]]],
+    now: float,
+    stuck_after_s: float,
+) -> dict[str, Any]:
+    """Pure: ``reports`` maps actor name to (when received, its last liveness payload)."""
+    actors: dict[str, dict[str, Any]] = {}
+    for name, (received, report) in sorted(reports.items()):
+        status, reasons = HEALTHY, []
+        state = report.get("state")
+        interval = float(report.get("interval_s", 5.0))
+        silent = now - received
+        if state == ActorState.FAILED:
+            status, reasons = CRITICAL, [f"failed: {report.get('reason', '')}"]
+        elif state == ActorState.STOPPED:
+            status, reasons = DEGRADED, ["stopped"]
+        elif silent > STALE_INTERVALS * interval:
+            status, reasons = CRITICAL, [f"no liveness for {silent:.1f}s"]
+        elif state == ActorState.RESTARTING:
+            status, reasons = DEGRADED, [str(report.get("reason", "restarting"))]
+        elif float(report.get("busy_s", 0.0)) > stuck_after_s:
+            status = DEGRADED
+            reasons = [f"stuck: {', '.join(report.get('inflight', [])) or 'busy'}"]
+        actors[name] = {
+            "status": status,
+            "reasons": reasons,
+            "state": state,
+            "restarts": report.get("restarts", 0),
+            "host": report.get("host"),
+            "pid": report.get("pid"),
+        }
+    worst = max((a["status"] for a in actors.values()), key=_RANK.__getitem__, default=HEALTHY)
+    return {"status": worst, "actors": actors}
+
+
+class HealthActor(Actor):
+    """Aggregates ``actors.liveness``; publishes ``scheduler.health`` and answers health asks."""
+
+    name = "health"
+
+    def __init__(
+        self,
+        publish_interval_s: float = 5.0,
+        stuck_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._interval = publish_interval_s
+        self._stuck_after_s = stuck_after_s
+        self._clock = clock
+        self._reports: dict[str, tuple[float, Mapping[str, Any]]] = {}
+        self._last_status = ""
+
+    @on_event(LIVENESS_TOPIC)
+    async def liveness(self, event: Envelope) -> None:
+        name = event.payload.get("actor")
+        if isinstance(name, str):
+            self._reports[name] = (self._clock(), event.payload)
+            report = self.report()
+            if report["status"] != self._last_status:
+                await self._announce(report)
+
+    @on_request(HEALTH_TOPIC)
+    async def health(self, request: Envelope) -> Payload:
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        return assess(self._reports, self._clock(), self._stuck_after_s)
+
+    async def run(self) -> None:
+        while True:
+            await self._announce(self.report())
+            await asyncio.sleep(self._interval)
+
+    async def _announce(self, report: dict[str, Any]) -> None:
+        self._last_status = report["status"]
+        await self.publish(HEALTH_TOPIC, report)
