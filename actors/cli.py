@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bus import Broker, KeysDirectory, load_public_key
+from actors.runner import run_one_actor, run_system
+from bus import KeysDirectory, load_public_key
 from bus.keys import check_identity
 from config.errors import TaskbusError
 from config.paths import DataPaths, default_endpoint, default_home
@@ -63,6 +62,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=_up)
 
+    actor = commands.add_parser("actor", help="run one actor as its own process")
+    actor.add_argument("spec", help="a built-in actor (health) or module:Class")
+    actor.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="the broker's tcp:// or ipc:// endpoint",
+    )
+    actor.add_argument(
+        "--identity",
+        default=None,
+        help="bus identity (default: the actor's name); its keypair must be in "
+        "the keys directory's identities/ and allowed by the broker",
+    )
+    actor.set_defaults(func=_actor)
+
     keys = commands.add_parser("keys", help="manage CurveZMQ keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     init = key_commands.add_parser("init", help="create the broker keypair and a client identity")
@@ -100,32 +115,15 @@ def _up(args: argparse.Namespace) -> int:
     paths = _paths(args)
     keys = _first_run(paths)
     endpoints = args.endpoint or [default_endpoint(), paths.ipc_endpoint]
-    return asyncio.run(_serve(keys, endpoints, paths))
-
-
-async def _serve(keys: KeysDirectory, endpoints: list[str], paths: DataPaths) -> int:
-    broker = Broker(keys=keys, endpoints=endpoints)
-    try:
-        await broker.start()
-    except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
-        await broker.stop()
-        raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     print(f"taskbus: data in {paths.home}", file=sys.stderr)
-    print(f"taskbus: broker listening on {', '.join(broker.endpoints)}", file=sys.stderr)
-    print(f"taskbus: broker public key {keys.server_dir / 'broker.key'}", file=sys.stderr)
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
-        await broker.stop()
-    return 0
+    report = asyncio.run(run_system(keys, endpoints))
+    return 0 if report.clean else 3
+
+
+def _actor(args: argparse.Namespace) -> int:
+    keys = KeysDirectory(_paths(args).keys_dir)
+    report = asyncio.run(run_one_actor(args.spec, args.connect, keys, args.identity))
+    return 0 if report.clean else 3
 
 
 def _keys_init(args: argparse.Namespace) -> int:

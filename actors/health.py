@@ -23,7 +23,7 @@ def assess(
     now: float,
     stuck_after_s: float,
 ) -> dict[str, Any]:
-    """Pure: ``reports`` maps actor name to (when received, its last liveness payload)."""
+    """Pure: ``reports`` maps actor identity to (when received, its last liveness payload)."""
     actors: dict[str, dict[str, Any]] = {}
     for name, (received, report) in sorted(reports.items()):
         status, reasons = HEALTHY, []
@@ -73,7 +73,7 @@ class HealthActor(Actor):
 
     @on_event(LIVENESS_TOPIC)
     async def liveness(self, event: Envelope) -> None:
-        name = event.payload.get("actor")
+        name = event.payload.get("identity")  # unique on the bus, unlike class names
         if isinstance(name, str):
             self._reports[name] = (self._clock(), event.payload)
             report = self.report()
