@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         help="identity to admit it as (default: the file name without .key)",
     )
     allow.set_defaults(func=_keys_allow)
+    new = key_commands.add_parser(
+        "new", help="create a client keypair only (on a host that joins a broker elsewhere)"
+    )
+    new.add_argument("identity")
+    new.set_defaults(func=_keys_new)
+    broker = key_commands.add_parser(
+        "broker", help="trust a broker's public key file (on a host that joins it)"
+    )
+    broker.add_argument("public_key_file", type=Path)
+    broker.set_defaults(func=_keys_broker)
     listing = key_commands.add_parser("list", help="list admitted identities")
     listing.set_defaults(func=_keys_list)
     return parser
@@ -133,6 +143,25 @@ def _keys_init(args: argparse.Namespace) -> int:
     keys.identity_keypair(identity, create=True)
     print(f"broker public key: {keys.server_dir / 'broker.key'}")
     print(f"identity {identity}: {keys.identities_dir / (identity + '.key_secret')}")
+    return 0
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    keys = KeysDirectory(_paths(args).keys_dir)
+    identity = check_identity(args.identity)
+    keys.identity_keypair(identity, create=True)
+    public = keys.identities_dir / f"{identity}.key"
+    print(
+        f"identity {identity}: copy {public} to the broker's host and run "
+        f"'taskbus keys allow {public.name}' there"
+    )
+    return 0
+
+
+def _keys_broker(args: argparse.Namespace) -> int:
+    keys = KeysDirectory(_paths(args).keys_dir)
+    path = keys.trust_broker(load_public_key(args.public_key_file))
+    print(f"trusting broker key {path}")
     return 0
 
 

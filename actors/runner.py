@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ def resolve_actor(spec: str) -> type[Actor]:
     if not class_name:
         known = ", ".join(sorted(BUILTIN_ACTORS))
         raise TaskbusError(f"unknown actor {spec!r}: use a built-in name ({known}) or module:Class")
+    if os.getcwd() not in sys.path:  # as `python -m` would: modules of the current directory
+        sys.path.insert(0, os.getcwd())
     try:
         found = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:

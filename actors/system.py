@@ -155,6 +155,13 @@ class ActorSystem:
         await system._start()
         return system
 
+    async def client(self, identity: str) -> BusClient:
+        """A started bus client for the host application, connected the way the actors are.
+
+        The caller stops it (``await client.stop()``) before stopping the system.
+        """
+        return await self._connect(identity)
+
     async def _start(self) -> None:
         self._client = await self._connect(self.name)
         self._reporter = asyncio.create_task(self._report_liveness(), name=f"{self.name}-liveness")

@@ -131,6 +131,12 @@ class KeysDirectory:
             return pair
         return load_keypair(secret_file)
 
+    def trust_broker(self, public: bytes) -> Path:
+        """Record the public key of a broker on another host (clients need only that)."""
+        path = self.server_dir / f"{BROKER_NAME}.key"
+        write_public_key(path, public)
+        return path
+
     def allow(self, identity: str, public: bytes) -> Path:
         path = self.allowed_dir / f"{check_identity(identity)}.key"
         write_public_key(path, public)
