@@ -149,7 +149,7 @@ def _keys_init(args: argparse.Namespace) -> int:
 def _keys_new(args: argparse.Namespace) -> int:
     keys = KeysDirectory(_paths(args).keys_dir)
     identity = check_identity(args.identity)
-    keys.identity_keypair(identity, create=True)
+    keys.identity_keypair(identity, create=True, allow=False)
     public = keys.identities_dir / f"{identity}.key"
     print(
         f"identity {identity}: copy {public} to the broker's host and run "

@@ -70,6 +70,8 @@ class BusClient:
         self._registering: asyncio.Task[None] | None = None
         self._closed = False
         self.peer_name = ""
+        self.registered_identity = ""
+        self._heartbeat_s = self.settings.heartbeat_interval_s
         self._out: list[tuple[bytes, list[Any]]] = []
         self._out_count = 0
         self._flush_handle: asyncio.Handle | None = None
@@ -155,8 +157,13 @@ class BusClient:
         for prefix in prefixes:
             check_prefix(prefix)
         subscription = Subscription(prefixes, maxsize)
-        await self._control(wire.SUBSCRIBE, prefixes=list(prefixes))
+        # Listed before asking: events may arrive ahead of the broker's acknowledgement.
         self._subscriptions.append(subscription)
+        try:
+            await self._control(wire.SUBSCRIBE, prefixes=list(prefixes))
+        except BaseException:
+            self._subscriptions.remove(subscription)
+            raise
         return subscription
 
     async def unsubscribe(self, subscription: Subscription) -> None:
@@ -199,8 +206,13 @@ class BusClient:
         for prefix in prefixes:
             check_prefix(prefix)
         inbox = Subscription(prefixes, maxsize)
-        await self._control(wire.SERVE, prefixes=list(prefixes))
+        # Listed before asking: requests may arrive ahead of the broker's acknowledgement.
         self._services.append(inbox)
+        try:
+            await self._control(wire.SERVE, prefixes=list(prefixes))
+        except BaseException:
+            self._services.remove(inbox)
+            raise
         return inbox
 
     def reply(self, request: Envelope, payload: Payload | None = None) -> None:
@@ -271,6 +283,7 @@ class BusClient:
     def stats(self) -> dict[str, Any]:
         return {
             "identity": self.identity,
+            "registered_identity": self.registered_identity,
             "peer": self.peer_name,
             "registered": self._registered,
             "counters": dict(self.counters),
@@ -382,6 +395,12 @@ class BusClient:
         finally:
             self._controls.pop(ref, None)
         self.peer_name = welcome.get("peer", "")
+        # What the broker knows us as (remote peers are named by their key, not their claim),
+        # and its heartbeat pace, which bounds ours so the broker never finds us silent.
+        self.registered_identity = str(welcome.get("identity", self.identity))
+        broker_interval = welcome.get("heartbeat_interval_s")
+        if isinstance(broker_interval, int | float) and broker_interval > 0:
+            self._heartbeat_s = min(self.settings.heartbeat_interval_s, float(broker_interval))
         self._registered = True
         self._last_heard = self._clock()
         self._flush()
@@ -414,7 +433,8 @@ class BusClient:
             self._registered = False
             try:
                 await self._hello(max(self.settings.peer_timeout_s, 0.5))
-            except AuthError:
+            except (AuthError, RemoteError) as exc:
+                log.warning("bus.client %s not registered yet: %s", self.identity, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_s)
                 new_socket = True
@@ -445,10 +465,10 @@ class BusClient:
         self._registering = asyncio.create_task(self._register_again(reason, new_socket))
 
     async def _heartbeat(self) -> None:
-        interval = self.settings.heartbeat_interval_s
-        due = self._clock() + interval / 2
+        due = self._clock() + self._heartbeat_s / 2
         while True:
             await asyncio.sleep(max(0.0, due - self._clock()))
+            interval = self._heartbeat_s
             now = self._clock()
             stalled = now - due > interval  # our own loop was late: the broker may not be silent
             due = now + interval / 2

@@ -120,19 +120,26 @@ class KeysDirectory:
     def broker_public_key(self) -> bytes:
         return load_public_key(self.server_dir / f"{BROKER_NAME}.key")
 
-    def identity_keypair(self, identity: str, create: bool = False) -> KeyPair:
-        """A client keypair kept on this host; with ``create`` it is made and allowed."""
+    def identity_keypair(self, identity: str, create: bool = False, allow: bool = True) -> KeyPair:
+        """A client keypair kept on this host; with ``create`` it is made (and, with ``allow``,
+        admitted by this host's broker)."""
         secret_file = self.identities_dir / f"{check_identity(identity)}.key_secret"
         if not secret_file.exists():
             if not create:
                 raise AuthError(f"no keypair for identity {identity!r} at {secret_file}")
             pair = write_keypair(self.identities_dir, identity)
-            self.allow(identity, pair.public)
+            if allow:
+                self.allow(identity, pair.public)
             return pair
         return load_keypair(secret_file)
 
     def trust_broker(self, public: bytes) -> Path:
         """Record the public key of a broker on another host (clients need only that)."""
+        if (self.server_dir / f"{BROKER_NAME}.key_secret").exists():
+            raise AuthError(
+                f"{self.server_dir} holds this host's own broker keypair; use a separate "
+                "--home for the identity that joins a broker elsewhere"
+            )
         path = self.server_dir / f"{BROKER_NAME}.key"
         write_public_key(path, public)
         return path

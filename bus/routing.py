@@ -162,6 +162,13 @@ class BrokerCore:
         for key, ask in list(self.pending_asks.items()):
             if ask.responder is peer:
                 del self.pending_asks[key]
+                self.errors["responder_lost"] += 1
+                log.warning(
+                    "bus.reject code=responder_lost identity=%s peer=%s responder=%s",
+                    ask.asker.identity,
+                    ask.asker.name,
+                    peer.name,
+                )
                 self._error(
                     ask.asker,
                     "responder_lost",
@@ -331,11 +338,17 @@ class BrokerCore:
         queue = self.queues.get(fields[2])
         if queue is None:
             queue = self.queues[fields[2]] = WorkQueue(fields[2])
+        producer.queue_out(wire.CONFIRM, fields[1])
+        self.dirty.add(producer)
+        if fields[1] in queue.held:
+            # A producer re-sent unfinished work the broker still holds (after a reconnect):
+            # one copy per id, or two deliveries would share one in-flight slot and leak credit.
+            self.counters["duplicate_enqueues"] += 1
+            return
+        queue.held.add(fields[1])
         queue.pending.append(
             InFlight(fields[2], fields[1], restamp(fields, producer.identity), producer.name, 0)
         )
-        producer.queue_out(wire.CONFIRM, fields[1])
-        self.dirty.add(producer)
         self.counters["enqueued"] += 1
         self._dispatch(queue)
 
@@ -355,7 +368,9 @@ class BrokerCore:
             peer.credit[item.queue] = peer.credit.get(item.queue, 0) + 1
             touched.add(item.queue)
             self.counters["acked"] += 1
-            self.queues[item.queue].acked += 1
+            queue = self.queues[item.queue]
+            queue.acked += 1
+            queue.held.discard(message_id)
             self._tell_producer_done(item)
         for name in touched:
             self._dispatch(self.queues[name])
@@ -382,6 +397,7 @@ class BrokerCore:
                 queue.requeue(item)
             else:
                 self.counters["discarded"] += 1
+                queue.held.discard(item.message_id)
                 self._tell_producer_done(item)
             self._dispatch(queue)
 

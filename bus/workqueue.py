@@ -13,6 +13,7 @@ from bus.wire import DELIVER
 class WorkQueue:
     name: str
     pending: deque[InFlight] = field(default_factory=deque)
+    held: set[bytes] = field(default_factory=set)  # ids pending or in flight: one copy each
     consumers: list[Peer] = field(default_factory=list)
     _next: int = 0
     delivered: int = 0
