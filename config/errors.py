@@ -11,10 +11,18 @@ class TaskbusError(Exception):
 
 
 class ConfigError(TaskbusError, ValueError):
-    """A setting is unknown, of the wrong type or out of range."""
+    """A setting is unknown, of the wrong type or out of range.
 
-    def __init__(self, key: str, value: object, expected: str) -> None:
+    ``source`` says where the offending value came from (a file, an environment variable, an
+    explicit override) when the loader knows it; it is appended to the message.
+    """
+
+    def __init__(
+        self, key: str, value: object, expected: str, *, source: str | None = None
+    ) -> None:
         self.key = key
         self.value = value
         self.expected = expected
-        super().__init__(f"config {key}={value!r}: expected {expected}")
+        self.source = source
+        message = f"config {key}={value!r}: expected {expected}"
+        super().__init__(f"{message} (from {source})" if source else message)

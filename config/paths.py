@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7420"
 
 
-def default_endpoint(environ: dict[str, str] | None = None) -> str:
+def default_endpoint(environ: Mapping[str, str] | None = None) -> str:
     """The broker's local tcp endpoint: ``TASKBUS_ENDPOINT``, else ``DEFAULT_ENDPOINT``."""
     env = os.environ if environ is None else environ
     return env.get("TASKBUS_ENDPOINT") or DEFAULT_ENDPOINT
 
 
-def default_home(environ: dict[str, str] | None = None) -> Path:
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("TASKBUS_HOME"):
         return Path(env["TASKBUS_HOME"]).expanduser()
