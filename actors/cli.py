@@ -15,20 +15,22 @@ from pathlib import Path
 from actors.runner import run_one_actor, run_system
 from bus import KeysDirectory, load_public_key
 from bus.keys import check_identity
+from config import Settings, load_settings
 from config.errors import TaskbusError
-from config.paths import DataPaths, default_endpoint, default_home
+from config.paths import DataPaths
 
 log = logging.getLogger("taskbus.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        args.settings = _settings(args)
+        logging.basicConfig(
+            level=getattr(logging, args.settings.log_level.upper()),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+            stream=sys.stderr,
+        )
         result: int = args.func(args)
     except TaskbusError as exc:
         print(f"taskbus: {exc}", file=sys.stderr)
@@ -47,8 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         help="data directory (default: $TASKBUS_HOME or ~/.local/share/taskbus)",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--config",
+        type=Path,
+        default=None,
+        help="a TOML config file (default: $TASKBUS_CONFIG; see docs/configuration.md)",
     )
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run taskbus on this machine (creates keys on first run)")
@@ -56,9 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         "--endpoint",
         action="append",
         default=None,
-        help="tcp:// or ipc:// endpoint to listen on (default $TASKBUS_ENDPOINT or "
-        "tcp://127.0.0.1:7420,"
-        " and an ipc socket in the data directory); repeatable",
+        help="tcp:// or ipc:// endpoint to listen on, besides the ipc socket in the data "
+        "directory (default: bus.endpoints, i.e. $TASKBUS_ENDPOINT or tcp://127.0.0.1:7420); "
+        "repeatable",
     )
     up.set_defaults(func=_up)
 
@@ -106,39 +112,65 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """Defaults < config file < TASKBUS_* environment < these command-line options."""
+    overrides: dict[str, object] = {}
+    if args.home is not None:
+        overrides["paths.data_dir"] = str(args.home.expanduser().resolve())
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
+    if getattr(args, "endpoint", None):
+        overrides["bus.endpoints"] = list(args.endpoint)
+    return load_settings(args.config, overrides=overrides)
+
+
 def _paths(args: argparse.Namespace) -> DataPaths:
-    return DataPaths(args.home.expanduser() if args.home else default_home())
+    settings: Settings = args.settings
+    return DataPaths(settings.paths.data_dir)
 
 
-def _first_run(paths: DataPaths) -> KeysDirectory:
-    paths.ensure()
-    keys = KeysDirectory(paths.keys_dir)
+def _keys(args: argparse.Namespace) -> KeysDirectory:
+    settings: Settings = args.settings
+    return KeysDirectory(settings.paths.keys_dir)
+
+
+def _first_run(args: argparse.Namespace) -> KeysDirectory:
+    _paths(args).ensure()
+    keys = _keys(args)
     created = not (keys.server_dir / "broker.key_secret").exists()
     keys.broker_keypair(create=True)
     keys.identity_keypair("cli", create=True)
     if created:
-        print(f"taskbus: created CurveZMQ keys in {paths.keys_dir}", file=sys.stderr)
+        print(f"taskbus: created CurveZMQ keys in {keys.root}", file=sys.stderr)
     return keys
 
 
 def _up(args: argparse.Namespace) -> int:
-    paths = _paths(args)
-    keys = _first_run(paths)
-    endpoints = args.endpoint or [default_endpoint(), paths.ipc_endpoint]
-    print(f"taskbus: data in {paths.home}", file=sys.stderr)
-    report = asyncio.run(run_system(keys, endpoints))
+    settings: Settings = args.settings
+    keys = _first_run(args)
+    endpoints = [*settings.endpoints, settings.paths.ipc_endpoint]
+    print(f"taskbus: data in {settings.paths.data_dir}", file=sys.stderr)
+    report = asyncio.run(run_system(keys, endpoints, settings.actors, settings.bus))
     return 0 if report.clean else 3
 
 
 def _actor(args: argparse.Namespace) -> int:
-    keys = KeysDirectory(_paths(args).keys_dir)
-    report = asyncio.run(run_one_actor(args.spec, args.connect, keys, args.identity))
+    settings: Settings = args.settings
+    report = asyncio.run(
+        run_one_actor(
+            args.spec,
+            args.connect,
+            _keys(args),
+            identity=args.identity,
+            settings=settings.actors,
+            bus_settings=settings.bus,
+        )
+    )
     return 0 if report.clean else 3
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    paths = _paths(args)
-    keys = _first_run(paths)
+    keys = _first_run(args)
     identity = check_identity(args.identity)
     keys.identity_keypair(identity, create=True)
     print(f"broker public key: {keys.server_dir / 'broker.key'}")
@@ -147,7 +179,7 @@ def _keys_init(args: argparse.Namespace) -> int:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
-    keys = KeysDirectory(_paths(args).keys_dir)
+    keys = _keys(args)
     identity = check_identity(args.identity)
     keys.identity_keypair(identity, create=True, allow=False)
     public = keys.identities_dir / f"{identity}.key"
@@ -159,14 +191,14 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 def _keys_broker(args: argparse.Namespace) -> int:
-    keys = KeysDirectory(_paths(args).keys_dir)
+    keys = _keys(args)
     path = keys.trust_broker(load_public_key(args.public_key_file))
     print(f"trusting broker key {path}")
     return 0
 
 
 def _keys_allow(args: argparse.Namespace) -> int:
-    keys = KeysDirectory(_paths(args).keys_dir)
+    keys = _keys(args)
     identity = check_identity(args.identity or args.public_key_file.name.removesuffix(".key"))
     path = keys.allow(identity, load_public_key(args.public_key_file))
     print(f"allowed {identity}: {path}")
@@ -174,7 +206,7 @@ def _keys_allow(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    keys = KeysDirectory(_paths(args).keys_dir)
+    keys = _keys(args)
     allowed = keys.allowed()
     if not allowed:
         print("no identities allowed yet (run 'taskbus keys init')")

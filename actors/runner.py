@@ -16,6 +16,7 @@ from actors.health import HealthActor
 from actors.system import ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.actors import ActorSettings
+from config.bus import BusSettings
 from config.errors import TaskbusError
 
 log = logging.getLogger("taskbus.runner")
@@ -57,11 +58,16 @@ async def until_signalled() -> None:
 
 
 async def run_system(
-    keys: KeysDirectory, endpoints: Sequence[str], settings: ActorSettings | None = None
+    keys: KeysDirectory,
+    endpoints: Sequence[str],
+    settings: ActorSettings | None = None,
+    bus_settings: BusSettings | None = None,
 ) -> ShutdownReport:
     """All actors in this process on the embedded broker, until a signal."""
     try:
-        system = await ActorSystem.embedded(keys=keys, endpoints=endpoints, settings=settings)
+        system = await ActorSystem.embedded(
+            keys=keys, endpoints=endpoints, settings=settings, bus_settings=bus_settings
+        )
     except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
         raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
     assert system.broker is not None
@@ -78,13 +84,17 @@ async def run_one_actor(
     spec: str,
     endpoint: str,
     keys: KeysDirectory,
+    *,
     identity: str | None = None,
     settings: ActorSettings | None = None,
+    bus_settings: BusSettings | None = None,
 ) -> ShutdownReport:
     """One actor in this process, connected to a broker elsewhere, until a signal."""
     actor_class = resolve_actor(spec)
     name = identity or actor_class.name or actor_class.__name__.lower()
-    system = await ActorSystem.connected(endpoint, keys, settings=settings, name=name)
+    system = await ActorSystem.connected(
+        endpoint, keys, settings=settings, bus_settings=bus_settings, name=name
+    )
     supervised = await system.spawn(actor_class, name=name, identity=name)
     _say(f"actor {supervised.name} ({supervised.state}) connected to {endpoint} as {name}")
     await until_signalled()
