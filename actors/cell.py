@@ -151,13 +151,13 @@ class ActorCell:
 
     async def _work(self, slot: int) -> None:
         me = id(asyncio.current_task())
-        interval = self._settings.liveness_interval_s
         while self._accepting:
             picked = self._take()
             if picked is None:
+                # stop() sets the event too, so a plain wait needs no timeout (and no
+                # asyncio.wait_for, which costs a task and a timer every time the mailbox empties)
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), interval)
+                await self._wake.wait()
                 continue
             route, item = picked
             topic = item.envelope.topic if isinstance(item, Delivery) else item.topic
@@ -189,8 +189,7 @@ class ActorCell:
             raise
         except RequestRefused as exc:
             self._record(route, exc)
-            if route.kind == "request":
-                client.reply_error(item, exc.code, exc.reason)
+            self._refuse(route, item, exc.code, exc.reason)  # work is settled too, never leaked
             return
         except Exception as exc:
             self._record(route, exc)

@@ -82,6 +82,7 @@ class ActorSystem:
         self._clock = clock
         self._actors: dict[str, Supervised] = {}
         self._client: BusClient | None = None
+        self._handed_out: list[BusClient] = []
         self._reporter: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -158,9 +159,11 @@ class ActorSystem:
     async def client(self, identity: str) -> BusClient:
         """A started bus client for the host application, connected the way the actors are.
 
-        The caller stops it (``await client.stop()``) before stopping the system.
+        The system stops it on :meth:`stop` if the caller has not.
         """
-        return await self._connect(identity)
+        client = await self._connect(identity)
+        self._handed_out.append(client)
+        return client
 
     async def _start(self) -> None:
         self._client = await self._connect(self.name)
@@ -212,6 +215,7 @@ class ActorSystem:
                 _resolve(supervised.first_start)
                 failure = await cell.died
             except asyncio.CancelledError:
+                await cell.close()  # stopped mid-start: a half-started cell must not stay connected
                 raise
             except Exception as exc:  # on_start or connecting failed
                 failure = exc
@@ -307,8 +311,9 @@ class ActorSystem:
             self._reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reporter
-        if self._client is not None:
-            await self._client.stop()
+        for client in [*self._handed_out, self._client]:
+            if client is not None:
+                await client.stop()  # idempotent; an open inproc client would block broker.stop
         if self.broker is not None:
             await self.broker.stop()
         report = ShutdownReport({k: v for k, v in cancelled.items() if v})

@@ -100,6 +100,9 @@ class BusClient:
             await self._hello(timeout or self.settings.ask_timeout_s)
         except BaseException:
             self._close_socket()
+            self._closed = True
+            if self._own_context:
+                self._context.term()
             raise
         self._tasks.append(
             asyncio.create_task(self._heartbeat(), name=f"{self.identity}-heartbeat")

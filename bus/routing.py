@@ -460,7 +460,10 @@ class BrokerCore:
         queue = self.queues.get(name)
         if queue is None:
             queue = self.queues[name] = WorkQueue(name)
-        queue.add_consumer(peer)
+        if credit == 0:  # stopped consuming: settling what it still holds must not refill it
+            queue.remove_consumer(peer)
+        else:
+            queue.add_consumer(peer)
         self._dispatch(queue)
 
     # ------------------------------------------------------------- outputs
@@ -597,6 +600,8 @@ class BrokerCore:
         self.dirty.add(asker)
 
     def stats(self) -> dict[str, Any]:
+        # Counted over every peer: one that stopped consuming may still hold work.
+        held = Counter(item.queue for p in self.peers.values() for item in p.inflight.values())
         return {
             "peers": len(self.peers),
             "counters": dict(self.counters),
@@ -606,7 +611,7 @@ class BrokerCore:
             "queues": {
                 name: {
                     "pending": len(q.pending),
-                    "inflight": q.inflight,
+                    "inflight": held[name],
                     "consumers": len(q.consumers),
                     "delivered": q.delivered,
                     "redelivered": q.redelivered,

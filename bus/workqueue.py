@@ -59,12 +59,3 @@ class WorkQueue:
                 self._next = (self._next + step + 1) % count
                 return peer
         return None
-
-    @property
-    def inflight(self) -> int:
-        return sum(
-            1
-            for peer in self.consumers
-            for item in peer.inflight.values()
-            if item.queue == self.name
-        )

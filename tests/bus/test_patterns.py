@@ -412,6 +412,31 @@ async def test_nack_with_requeue_redelivers_as_second_attempt(
     assert (queue["redelivered"], queue["pending"], queue["inflight"]) == (1, 0, 0)
 
 
+async def test_settling_work_after_stop_consuming_brings_no_new_work(
+    broker: Broker, make_client: ClientFactory, transport: str
+) -> None:
+    """Regression: an ack (or nack) after ``stop_consuming`` gave the credit back, and the broker
+    bounced the next item between itself and the stopped consumer, its attempt growing each time."""
+    worker = await make_client("worker", transport)
+    consumer = await worker.consume("jobs.stop", credit=1)
+    producer = await make_client("producer", transport)
+    await producer.enqueue("jobs.stop", {"n": 1})
+    await producer.enqueue("jobs.stop", {"n": 2})
+    held = await consumer.get(timeout=5)
+    await worker.stop_consuming(consumer)
+    held.ack()  # items already delivered must still be acknowledged
+    await barrier(worker)
+    await barrier(producer)
+    queue = broker.stats()["queues"]["jobs.stop"]
+    assert (queue["pending"], queue["inflight"], queue["consumers"]) == (1, 0, 0)
+    assert (queue["delivered"], queue["redelivered"]) == (1, 0)
+
+    later = await (await make_client("later", transport)).consume("jobs.stop")
+    second = await later.get(timeout=5)
+    assert (second.envelope.payload, second.attempt) == ({"n": 2}, 1)
+    second.ack()
+
+
 async def test_enqueue_confirms_with_the_message_id(
     make_client: ClientFactory, transport: str
 ) -> None:
