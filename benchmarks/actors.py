@@ -39,11 +39,15 @@ from pathlib import Path
 from typing import Any
 
 # ``python benchmarks/actors.py`` puts this directory first on sys.path, where this very file
-# would shadow the ``actors`` package it measures (and ``bus.py`` the ``bus`` package).
+# would shadow the ``actors`` package it measures (and ``bus.py`` the ``bus`` package). The
+# repository root takes its place, for ``benchmarks._measure``.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.append(str(_HERE.parent))
 
 from actors import Actor, ActorState, ActorSystem, on_event, on_request  # noqa: E402
+from benchmarks._measure import BenchError, Meter, median_by, percentile, print_aligned  # noqa: E402
 from bus import BusClient, Envelope, KeysDirectory, Subscription  # noqa: E402
 from bus.envelope import Payload  # noqa: E402
 from config.actors import ActorSettings  # noqa: E402
@@ -56,10 +60,6 @@ VARIANTS = ("bare", "actor")
 MAILBOX = 10_000  # the actor's mailbox and the bare reader's subscription alike
 PACE_STEP = 500  # a paced publisher checks how far ahead it is every this many events
 IDLE_S = 2.0  # a receiver that got nothing for this long is done
-
-
-class BenchError(RuntimeError):
-    """A phase failed or missed its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,37 +91,6 @@ FULL = Plan(
     window=2_000,
     phase_timeout_s=90.0,
 )
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-@dataclass(slots=True)
-class Meter:
-    """Counts received events; times them from the end of the warm-up to the last one."""
-
-    warmup: int
-    count: int = 0
-    t_start: float = 0.0
-    start_count: int = 0
-    t_last: float = 0.0
-
-    def add(self) -> None:
-        now = time.perf_counter()
-        self.count += 1
-        if self.count == self.warmup + 1:
-            self.t_start, self.start_count = now, self.count
-        self.t_last = now
-
-    def rate(self) -> float:
-        elapsed = self.t_last - self.t_start
-        timed = self.count - self.start_count
-        return timed / elapsed if elapsed > 0 and timed > 0 else 0.0
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -293,7 +262,8 @@ async def phase_asks(bench: Bench, plan: Plan) -> dict[str, dict[str, Any]]:
 async def one_event_run(
     bench: Bench, publisher: BusClient, transport: str, variant: str, *, run: int, plan: Plan
 ) -> dict[str, Any]:
-    meter = Meter(warmup=plan.events // 10)
+    # the first tenth is the warm-up; the clock starts at the event after it
+    meter = Meter(warmup=plan.events // 10 + 1)
     topic = f"bench.events.{variant}.{transport}.r{run}"
     dropped: Any
     if variant == "actor":
@@ -367,11 +337,6 @@ async def run_all(plan: Plan) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(runs, key=lambda r: r["events_s"])
-    return ordered[(len(ordered) - 1) // 2]
-
-
 def event_overhead_us(bare_rate: float, actor_rate: float) -> float | None:
     """The extra time per event: 1/actor rate - 1/bare rate."""
     if not (bare_rate and actor_rate):
@@ -385,8 +350,8 @@ def summarize(mode: str, plan: Plan, measured: dict[str, Any]) -> dict[str, Any]
     for transport in TRANSPORTS:
         suffix = "" if transport == "inproc" else "_tcp_curve"
         bare, actor = asks[f"bare_{transport}"], asks[f"actor_{transport}"]
-        bare_rate = median_run(events[f"bare_{transport}"])["events_s"]
-        actor_rate = median_run(events[f"actor_{transport}"])["events_s"]
+        bare_rate = median_by(events[f"bare_{transport}"], "events_s")["events_s"]
+        actor_rate = median_by(events[f"actor_{transport}"], "events_s")["events_s"]
         summary.update(
             {
                 f"bare_ask{suffix}_p50_us": bare["p50_us"],
@@ -439,8 +404,8 @@ def print_table(summary: dict[str, Any]) -> None:
                     ),
                 )
             )
-        bare_run = median_run(runs["events"][f"bare_{transport}"])
-        actor_run = median_run(runs["events"][f"actor_{transport}"])
+        bare_run = median_by(runs["events"][f"bare_{transport}"], "events_s")
+        actor_run = median_by(runs["events"][f"actor_{transport}"], "events_s")
         overhead = summary[f"actor_event_overhead{suffix}_us"]
         rows.append(
             (
@@ -455,11 +420,7 @@ def print_table(summary: dict[str, Any]) -> None:
                 f"{actor_run['inbox_dropped'] + actor_run['broker_dropped_events']}",
             )
         )
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    for index, line in enumerate([header, *rows]):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
-        if index == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(header, rows)
     print(
         f"\n{summary['mode']} mode, {summary['seconds']} s, {summary['cpus']} cpus; "
         f"{summary['topology']}; events lossless: {summary['events_lossless']}"

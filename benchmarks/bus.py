@@ -46,10 +46,14 @@ from typing import Any, Protocol
 import zmq
 
 # ``python benchmarks/bus.py`` puts this directory first on sys.path, where this very file would
-# shadow the ``bus`` package it measures (in this process and in every spawned child).
+# shadow the ``bus`` package it measures (in this process and in every spawned child, which
+# inherits this sys.path). The repository root takes its place, for ``benchmarks._measure``.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.append(str(_HERE.parent))
 
+from benchmarks._measure import BenchError, Meter, median_by, percentile, print_aligned  # noqa: E402
 from bus import Broker, BusClient, BusError, KeysDirectory  # noqa: E402
 from bus.subscription import Inbox  # noqa: E402
 from config.bus import BusSettings  # noqa: E402
@@ -74,10 +78,6 @@ TARGETS = {
     "ask_tcp_curve_p99_us": "<= 1,000 us",
     "queue_tcp_curve_msgs_s": ">= 20,000 msg/s",
 }
-
-
-class BenchError(RuntimeError):
-    """A phase failed or missed its deadline; the message says which and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,42 +130,8 @@ FULL = Plan(
 # --------------------------------------------------------------------------- measuring
 
 
-@dataclass(slots=True)
-class Meter:
-    """Counts received messages; times them from the end of the warm-up to the last one."""
-
-    warmup: int
-    count: int = 0
-    start_count: int = 0
-    t_start: float = 0.0
-    t_last: float = 0.0
-
-    def add(self, received: int) -> None:
-        now = time.perf_counter()
-        before = self.count
-        self.count += received
-        if before < self.warmup <= self.count or (self.warmup == 0 and before == 0):
-            self.t_start, self.start_count = now, self.count
-        self.t_last = now
-
-    def result(self) -> dict[str, Any]:
-        elapsed = self.t_last - self.t_start
-        timed = self.count - self.start_count
-        return {
-            "received": self.count,
-            "timed": timed,
-            "seconds": round(elapsed, 4),
-            "msgs_s": round(timed / elapsed) if elapsed > 0 and timed > 0 else 0,
-        }
-
-
 def warmup_of(count: int) -> int:
     return count // 10
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 # --------------------------------------------------------------------------- child plumbing
@@ -1073,8 +1039,7 @@ class Row:
 
 def median_run(runs: dict[str, list[dict[str, Any]]], name: str) -> dict[str, Any]:
     """The run of phase ``name`` with the median rate (the lower median for an even count)."""
-    ordered = sorted(runs.get(name, []), key=lambda r: r.get("msgs_s", 0))
-    return ordered[(len(ordered) - 1) // 2] if ordered else {}
+    return median_by(runs.get(name, []), "msgs_s")
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
@@ -1282,11 +1247,7 @@ def print_table(rows: list[Row], summary: dict[str, Any]) -> None:
         )
         for row in rows
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
-    for index, line in enumerate([header, *lines]):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
-        if index == 0:
-            print("  ".join("-" * width for width in widths))
+    print_aligned(header, lines)
     print(
         f"\nbroker dropped events {summary['broker_dropped_events']:,} "
         f"(tcp {summary['broker_dropped_events_tcp']:,}, "

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from actors import Actor, on_request, on_work
-from bus import Delivery, Envelope, RemoteError
+from actors import Actor, ActorSystem, on_request, on_work
+from bus import BusClient, Delivery, Envelope, RemoteError
 from bus.envelope import Payload
 from tests.actors.conftest import ClientFactory, SystemFactory
 from tests.actors.kit import queue_stats, serially, spawn_instance
@@ -51,12 +51,21 @@ class Slow(Actor):
         self.stopped = True
 
 
-async def test_an_inflight_request_finishes_and_its_reply_arrives(
-    connect_system: SystemFactory, make_client: ClientFactory
-) -> None:
+SlowWorkers = tuple[ActorSystem, Slow, BusClient]
+
+
+@pytest.fixture
+async def slow_workers(connect_system: SystemFactory, make_client: ClientFactory) -> SlowWorkers:
+    """The connected system ``workers`` running one ``Slow``, and a test client on its broker."""
     workers = await connect_system("workers", "slow")
     slow = await spawn_instance(workers, Slow)
-    client = await make_client("tester")
+    return workers, slow, await make_client("tester")
+
+
+async def test_an_inflight_request_finishes_and_its_reply_arrives(
+    slow_workers: SlowWorkers,
+) -> None:
+    workers, slow, client = slow_workers
     first = asyncio.create_task(client.ask("slow.ask", {"n": 1}))
     await asyncio.wait_for(slow.entered.wait(), 5)
     queued = asyncio.create_task(client.ask("slow.ask", {"n": 2}))
@@ -80,11 +89,9 @@ async def test_an_inflight_request_finishes_and_its_reply_arrives(
 
 
 async def test_a_handler_overrunning_the_deadline_is_cancelled_and_reported(
-    connect_system: SystemFactory, make_client: ClientFactory
+    slow_workers: SlowWorkers,
 ) -> None:
-    workers = await connect_system("workers", "slow")
-    slow = await spawn_instance(workers, Slow)
-    client = await make_client("tester")
+    workers, slow, client = slow_workers
     asking = asyncio.create_task(client.ask("slow.ask", {"n": 1}))
     await asyncio.wait_for(slow.entered.wait(), 5)
 
@@ -101,11 +108,9 @@ async def test_a_handler_overrunning_the_deadline_is_cancelled_and_reported(
 
 
 async def test_work_not_started_is_requeued_and_work_in_flight_is_acked(
-    connect_system: SystemFactory, make_client: ClientFactory
+    slow_workers: SlowWorkers,
 ) -> None:
-    workers = await connect_system("workers", "slow")
-    slow = await spawn_instance(workers, Slow)
-    client = await make_client("tester")
+    workers, slow, client = slow_workers
     await client.enqueue("slow.jobs", {"n": 1})
     await client.enqueue("slow.jobs", {"n": 2})
     await asyncio.wait_for(slow.entered.wait(), 5)
@@ -132,12 +137,8 @@ async def test_work_not_started_is_requeued_and_work_in_flight_is_acked(
     await eventually(lambda: client.stats()["unfinished_work"] == 0, "the producer told: done")
 
 
-async def test_work_cancelled_at_the_deadline_is_redelivered(
-    connect_system: SystemFactory, make_client: ClientFactory
-) -> None:
-    workers = await connect_system("workers", "slow")
-    slow = await spawn_instance(workers, Slow)
-    client = await make_client("tester")
+async def test_work_cancelled_at_the_deadline_is_redelivered(slow_workers: SlowWorkers) -> None:
+    workers, slow, client = slow_workers
     await client.enqueue("slow.jobs", {"n": 1})
     await asyncio.wait_for(slow.entered.wait(), 5)
 

@@ -316,6 +316,28 @@ async def burst(publisher: BusClient) -> list[asyncio.Future[bytes]]:
     return confirms
 
 
+async def burst_while_acking(
+    publisher: BusClient, worker: BusClient
+) -> tuple[Consumer, list[Delivery], list[bytes]]:
+    """The burst, while ``worker`` consumes ``jobs.burst`` and acknowledges every delivery.
+
+    Returns once every enqueued unit of work was delivered: the consumer, the deliveries it got
+    and the ids the broker confirmed.
+    """
+    consumer = await worker.consume("jobs.burst", credit=20)
+    got: list[Delivery] = []
+    stop = asyncio.Event()
+    acking = asyncio.create_task(ack_all(consumer, got, stop))
+    try:
+        confirms = await burst(publisher)
+        ids = await asyncio.wait_for(asyncio.gather(*confirms), 30)
+        await eventually(lambda: len(got) >= len(ids), "all work delivered", timeout=30)
+    finally:
+        stop.set()
+        await acking
+    return consumer, got, ids
+
+
 async def test_subscriber_that_does_not_read_loses_counted_events_but_no_work(
     keys: KeysDirectory, burst_settings: BusSettings
 ) -> None:
@@ -336,17 +358,7 @@ async def test_subscriber_that_does_not_read_loses_counted_events_but_no_work(
             started(local_client(broker, "publisher", settings))
         )
         ticks = await sleeper.subscribe("burst.", maxsize=100)  # and never read
-        consumer = await worker.consume("jobs.burst", credit=20)
-        got: list[Delivery] = []
-        stop = asyncio.Event()
-        acking = asyncio.create_task(ack_all(consumer, got, stop))
-        try:
-            confirms = await burst(publisher)
-            ids = await asyncio.wait_for(asyncio.gather(*confirms), 30)
-            await eventually(lambda: len(got) >= len(ids), "all work delivered", timeout=30)
-        finally:
-            stop.set()
-            await acking
+        consumer, got, ids = await burst_while_acking(publisher, worker)
 
         def accounted() -> int:
             return ticks.received + ticks.dropped + int(broker.stats()["dropped_events"])
@@ -406,19 +418,11 @@ async def test_full_pipe_drops_are_counted_by_the_broker_and_work_still_flows(
                 await asyncio.sleep(settings.heartbeat_interval_s / 2)
 
         beating = asyncio.create_task(heartbeat())
-        consumer = await worker.consume("jobs.burst", credit=20)
-        got: list[Delivery] = []
-        stop = asyncio.Event()
-        acking = asyncio.create_task(ack_all(consumer, got, stop))
         try:
-            confirms = await burst(publisher)
-            ids = await asyncio.wait_for(asyncio.gather(*confirms), 30)
-            await eventually(lambda: len(got) >= len(ids), "all work delivered", timeout=30)
+            consumer, got, ids = await burst_while_acking(publisher, worker)
             # Once the broker answered this, it has sent or counted as dropped every event.
             await barrier(publisher)
         finally:
-            stop.set()
-            await acking
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating

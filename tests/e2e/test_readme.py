@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.e2e.procs import wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,20 +28,6 @@ def _tour_snippet() -> str:
     return match.group(1)
 
 
-def _wait_for_line(process: subprocess.Popen[str], needle: str, deadline_s: float) -> list[str]:
-    assert process.stderr is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} not printed; got: {''.join(seen)}")
-
-
 def test_up_then_readme_tour(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -55,7 +42,7 @@ def test_up_then_readme_tour(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        lines = _wait_for_line(up, "broker listening on", 30)
+        lines = wait_for_line(up, "broker listening on", 30)
         assert any("created CurveZMQ keys" in line for line in lines)
         secret = tmp_path / "home" / "keys" / "identities" / "cli.key_secret"
         assert secret.stat().st_mode & 0o777 == 0o600

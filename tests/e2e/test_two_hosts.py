@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from actors import ActorSystem
 from bus import KeysDirectory
+from tests.e2e.procs import wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_A, HOST_B = "10.231.7.1", "10.231.7.2"
@@ -76,8 +76,8 @@ async def test_actor_on_another_host_serves_over_curve(tmp_path: Path, host_b: s
     actor = _start_actor(home_b, host_b, endpoint)
     client = await system.client("host-app")
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(_read_until, actor, "connected"), 30)
-        assert f"connected to {endpoint} as greeter-b" in line
+        lines = await asyncio.wait_for(asyncio.to_thread(wait_for_line, actor, "connected", 30), 30)
+        assert f"connected to {endpoint} as greeter-b" in lines[-1]
         reply = await client.ask("greeter.hello", {"name": "host A"}, timeout=10)
         assert reply.payload == {"greeting": "hello host A", "from": "greeter-b"}
         assert reply.sender == "greeter-b"  # stamped by the broker from the CURVE key
@@ -106,17 +106,3 @@ def _start_actor(home: Path, netns: str, endpoint: str) -> subprocess.Popen[str]
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-
-
-def _read_until(process: subprocess.Popen[str], needle: str) -> str:
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"{needle!r} never printed: {''.join(seen)}")
