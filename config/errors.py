@@ -26,3 +26,15 @@ class ConfigError(TaskbusError, ValueError):
         self.source = source
         message = f"config {key}={value!r}: expected {expected}"
         super().__init__(f"{message} (from {source})" if source else message)
+
+
+class ScheduleSyntaxError(TaskbusError, ValueError):
+    """A schedule's text is not in the schedule grammar; ``problem`` says what is wrong and where.
+
+    Config turns it into a ConfigError naming the setting; the scheduler into a ScheduleError.
+    """
+
+    def __init__(self, text: str, problem: str) -> None:
+        self.text = text
+        self.problem = problem
+        super().__init__(f"schedule {text!r}: {problem}")

@@ -1,107 +1,227 @@
-"""The syntax of a task's schedule, checked when settings are built.
+"""The one grammar of a task's schedule, used by config (to check settings) and by the scheduler.
 
 A schedule is one of:
 
-- a 5-field cron expression, ``minute hour day-of-month month day-of-week`` (``0 3 * * *``);
-  each field is ``*``, a number, a range ``a-b``, either with an optional ``/step``, or a
-  comma-separated list of those; months and weekdays also take ``jan``..``dec``, ``sun``..``sat``;
-- an alias: ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``,
-  ``@hourly``;
-- ``interval:<seconds>``, a whole number of seconds from 1 to one year;
-- ``at:<ISO 8601 date-time>``, once (``at:2025-01-15T10:00:00Z``).
+- a cron expression of 5 fields, ``minute hour day-of-month month day-of-week`` (``0 3 * * *``),
+  or of 6 fields with the **seconds first**, ``second minute hour day-of-month month day-of-week``
+  (``30 0 3 * * *`` is 03:00:30), the Quartz/Spring order. Fields are what croniter accepts
+  (``*``, values, ranges, ``/step``, lists, ``jan``..``dec``, ``sun``..``sat``, ``L``, ``nW``,
+  ``n#k``, ``?``) except croniter's hashed ``H`` and random ``R`` values, which would not fire at
+  reproducible instants; a 7th (year) field is refused too;
+- an alias: ``@yearly`` = ``@annually``, ``@monthly``, ``@weekly``, ``@daily`` = ``@midnight``,
+  ``@hourly``, expanded to the 5-field expression in ``ALIASES``;
+- ``interval:<seconds>`` (whole seconds, 1 to 366 days) or the readable ``every <n><unit>`` with
+  unit ``s``, ``m``, ``h`` or ``d`` (``every 30s``, ``every 5m``, ``every 2h``, ``every 1d``);
+- ``at:<ISO 8601 date-time with a UTC offset>``, once (``at:2025-01-15T10:00:00Z``,
+  ``at:2025-01-15T11:00:00+01:00``); a time without an offset is refused, not guessed.
 
-Only the syntax is checked here; the scheduler computes the fire times.
+Cron is checked with croniter itself, not with a second grammar: an expression croniter refuses is
+refused, and the message names the field croniter stumbled on. No clock is read here.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from config.errors import ConfigError
+from croniter import CroniterBadDateError, CroniterError, CroniterNotAlphaError, croniter
 
-ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+from config.errors import ConfigError, ScheduleSyntaxError
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 MAX_INTERVAL_S = 366 * 24 * 3600
+MAX_LENGTH = 255
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 EXPECTED = (
-    "a schedule: 5-field cron ('0 3 * * *'), @hourly/@daily/@weekly/@monthly/@yearly, "
-    "'interval:<seconds>' or 'at:<ISO 8601 date-time>'"
+    "a schedule: cron with 5 fields ('0 3 * * *') or 6 with seconds first ('30 0 3 * * *'), "
+    "@hourly/@daily/@weekly/@monthly/@yearly, 'interval:<seconds>', 'every <n>s|m|h|d' "
+    "or 'at:<ISO 8601 date-time with offset>'"
 )
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# (name, low, high, names whose index + offset is the value)
-_Field = tuple[str, int, int, tuple[str, ...], int]
-_FIELDS: tuple[_Field, ...] = (
-    ("minute", 0, 59, (), 0),
-    ("hour", 0, 23, (), 0),
-    ("day of month", 1, 31, (), 0),
-    ("month", 1, 12, _MONTHS, 1),
-    ("day of week", 0, 7, _DAYS, 0),
+ScheduleKind = Literal["cron", "interval", "at"]
+
+# (name, what it takes), in the order of a 6-field expression; 5-field drops the first.
+_FIELDS = (
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day-of-week", "0-7 (0 and 7 are Sunday) or sun-sat"),
 )
-_ITEM = re.compile(r"(?P<base>\*|(?P<low>[a-z0-9]+)(-(?P<high>[a-z0-9]+))?)(/(?P<step>[0-9]+))?")
-_MAX_LENGTH = 255
+_HASHED = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.IGNORECASE | re.ASCII)
+_EXPRESSION_PREFIX = re.compile(r"^\[[^\]]*\] ")  # croniter quotes the whole expression first
+_EVERY = re.compile(r"every (?P<count>[0-9]+)(?P<unit>[smhd])", re.ASCII)
+# Any date croniter can search from works: the check only asks whether some date matches at all.
+_PROBE_START = datetime(2001, 1, 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleSpec:
+    """A schedule's text, parsed and normalised; exactly the field of its ``kind`` is set.
+
+    ``cron`` is whitespace-normalised with aliases expanded: 5 fields, or 6 with the seconds
+    first (pass ``second_at_beginning=True`` to croniter). ``at`` keeps the offset it was
+    written with.
+    """
+
+    kind: ScheduleKind
+    text: str
+    cron: str | None = None
+    interval_s: int | None = None
+    at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        present = {
+            "cron": self.cron is not None,
+            "interval": self.interval_s is not None,
+            "at": self.at is not None,
+        }
+        if [kind for kind, set_ in present.items() if set_] != [self.kind]:
+            raise ScheduleSyntaxError(self.text, f"a {self.kind} spec sets exactly its own field")
+
+    @property
+    def cron_has_seconds(self) -> bool:
+        return self.cron is not None and len(self.cron.split()) == 6
+
+
+def parse_schedule_spec(text: str) -> ScheduleSpec:
+    """Parse ``text`` in the grammar above; raise ScheduleSyntaxError saying what and where."""
+    if not isinstance(text, str):
+        raise ScheduleSyntaxError(repr(text), f"a schedule is a string, not {type(text).__name__}")
+    if len(text) > MAX_LENGTH or not text.isprintable():
+        raise ScheduleSyntaxError(text, f"a schedule is at most {MAX_LENGTH} printable characters")
+    if text.startswith("@"):
+        if text not in ALIASES:
+            raise ScheduleSyntaxError(text, f"{text} is not one of {', '.join(ALIASES)}")
+        return ScheduleSpec(kind="cron", text=text, cron=ALIASES[text])
+    if text.startswith("interval:"):
+        return ScheduleSpec(kind="interval", text=text, interval_s=_interval_s(text))
+    if text.startswith("every"):
+        return ScheduleSpec(kind="interval", text=text, interval_s=_every_s(text))
+    if text.startswith("at:"):
+        return ScheduleSpec(kind="at", text=text, at=_at(text))
+    return ScheduleSpec(kind="cron", text=text, cron=_cron(text))
 
 
 def check_schedule(key: str, value: object) -> None:
-    """Raise ConfigError naming ``key`` unless ``value`` is a schedule in the syntax above."""
+    """Raise ConfigError naming ``key`` unless ``value`` is a schedule in the grammar above."""
     if not isinstance(value, str):
         raise ConfigError(key, value, EXPECTED)
-    problem = _problem(value)
-    if problem:
-        raise ConfigError(key, value, f"{EXPECTED}; {problem}")
+    try:
+        parse_schedule_spec(value)
+    except ScheduleSyntaxError as error:
+        raise ConfigError(key, value, f"{EXPECTED}; {error.problem}") from None
 
 
-def _problem(text: str) -> str | None:
-    if len(text) > _MAX_LENGTH or not text.isprintable():
-        return f"at most {_MAX_LENGTH} printable characters"
-    if text.startswith("@"):
-        return None if text in ALIASES else f"{text} is not one of {', '.join(ALIASES)}"
-    if text.startswith("interval:"):
-        seconds = text.removeprefix("interval:")
-        if not seconds.isascii() or not seconds.isdigit():
-            return "interval takes a whole number of seconds"
-        if not 1 <= int(seconds) <= MAX_INTERVAL_S:
-            return f"interval from 1 to {MAX_INTERVAL_S} seconds"
-        return None
-    if text.startswith("at:"):
-        try:
-            datetime.fromisoformat(text.removeprefix("at:"))
-        except ValueError:
-            return "at: takes an ISO 8601 date-time such as 2025-01-15T10:00:00Z"
-        return None
+def _interval_s(text: str) -> int:
+    seconds = text.removeprefix("interval:")
+    if not seconds.isascii() or not seconds.isdigit():
+        hint = " (or write 'every 5m')" if _EVERY.fullmatch(f"every {seconds}") else ""
+        raise ScheduleSyntaxError(
+            text, f"interval takes a whole number of seconds, not {seconds!r}{hint}"
+        )
+    return _bounded(text, int(seconds))
+
+
+def _every_s(text: str) -> int:
+    match = _EVERY.fullmatch(text)
+    if match is None:
+        raise ScheduleSyntaxError(
+            text,
+            "'every' takes a whole number and a unit s, m, h or d, as in 'every 30s', "
+            "'every 5m', 'every 2h' or 'every 1d'",
+        )
+    return _bounded(text, int(match["count"]) * UNIT_S[match["unit"]])
+
+
+def _bounded(text: str, seconds: int) -> int:
+    if not 1 <= seconds <= MAX_INTERVAL_S:
+        raise ScheduleSyntaxError(
+            text, f"interval from 1 to {MAX_INTERVAL_S} seconds (366 days), not {seconds}"
+        )
+    return seconds
+
+
+def _at(text: str) -> datetime:
+    value = text.removeprefix("at:")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise ScheduleSyntaxError(
+            text, f"at: takes an ISO 8601 date-time such as 2025-01-15T10:00:00Z, not {value!r}"
+        ) from None
+    if instant.utcoffset() is None:
+        raise ScheduleSyntaxError(
+            text,
+            f"at: {value!r} has no UTC offset, and a local time is not guessed; write a date, "
+            "a time and an offset, such as 2025-01-15T10:00:00Z or 2025-01-15T11:00:00+01:00",
+        )
+    return instant
+
+
+def _cron(text: str) -> str:
     fields = text.split()
-    if len(fields) != len(_FIELDS):
-        return f"cron has {len(_FIELDS)} fields, found {len(fields)}"
-    for field_text, spec in zip(fields, _FIELDS, strict=True):
-        for item in field_text.lower().split(","):
-            problem = _item_problem(item, spec)
-            if problem:
-                return problem
+    if len(fields) not in (5, 6):
+        raise ScheduleSyntaxError(
+            text, f"cron has 5 fields, or 6 with seconds first; found {len(fields)}"
+        )
+    for index in range(len(fields)):
+        problem = _field_problem(fields, index)
+        if problem:
+            raise ScheduleSyntaxError(text, problem)
+    expression = " ".join(fields)
+    try:
+        probe = croniter(expression, _PROBE_START, second_at_beginning=len(fields) == 6)
+    except CroniterError as error:  # fields fine alone, wrong together
+        raise ScheduleSyntaxError(text, f"cron expression refused by croniter: {error}") from None
+    try:
+        probe.get_next(datetime)
+    except CroniterBadDateError:
+        day, month = fields[-3], fields[-2]
+        raise ScheduleSyntaxError(
+            text, f"never fires: no date has day-of-month {day!r} in month {month!r}"
+        ) from None
+    return expression
+
+
+def _field_problem(fields: list[str], index: int) -> str | None:
+    """What is wrong with one field, checked by croniter with every other field ``*``."""
+    names = _FIELDS if len(fields) == 6 else _FIELDS[1:]
+    name, takes = names[index]
+    token = fields[index]
+    where = f"{name} {token!r} (field {index + 1} of {len(fields)})"
+    if any(_HASHED.fullmatch(item) for item in token.split(",")):
+        return f"{where}: hashed (H) and random (R) values are not supported"
+    probe = ["*"] * len(fields)
+    probe[index] = token
+    try:
+        croniter.expand(" ".join(probe), second_at_beginning=len(fields) == 6)
+    except CroniterError as error:
+        return f"{where}: {_reason(error)}; {name} takes {takes}"
     return None
 
 
-def _item_problem(item: str, spec: _Field) -> str | None:
-    name, low, high, names, offset = spec
-    match = _ITEM.fullmatch(item)
-    if not match:
-        return f"{name} {item!r} is not *, a value or a range, with an optional /step"
-    bounds = [low, high]
-    for i, part in enumerate((match["low"], match["high"])):
-        if part is None:
-            continue
-        if part.isdigit():
-            bounds[i] = int(part)
-        elif part in names:
-            bounds[i] = names.index(part) + offset
-        else:
-            return f"{name} {part!r} is not a number" + (f" or one of {names}" if names else "")
-        if not low <= bounds[i] <= high:
-            return f"{name} {part} is outside {low}-{high}"
-    if match["high"] is None and match["low"] is not None:
-        bounds[1] = bounds[0]
-    if bounds[0] > bounds[1]:
-        return f"{name} range {item!r} runs backwards"
-    step = match["step"]
-    if step is not None and not 1 <= int(step) <= high:
-        return f"{name} step {step} is outside 1-{high}"
-    return None
+def _reason(error: CroniterError) -> str:
+    message = str(error)
+    if isinstance(error, CroniterNotAlphaError):
+        return "not a value, range, list, step or name"
+    if "out of range" in message or "out of bands" in message:
+        return "out of range"
+    if "negative" in message:
+        return "negative numbers are not allowed"
+    if "step" in message:
+        return "a step is 1 or more"
+    if "Question mark" in message:
+        return "'?' only stands for day-of-month or day-of-week"
+    return _EXPRESSION_PREFIX.sub("", message)

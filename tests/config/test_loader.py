@@ -336,7 +336,7 @@ FILE_ERRORS = [
         "[tasks.user.reflect]\nschedule = '0 25 * * *'",
         "tasks.user.reflect.schedule",
         "0 25 * * *",
-        "hour 25 is outside 0-23",
+        "hour '25' (field 2 of 5): out of range",
     ),
     (
         "unknown-zone",

@@ -187,6 +187,15 @@ def test_task_options_never_print() -> None:
         "interval:300",
         "at:2025-01-15T10:00:00Z",
         "at:2025-01-15T10:00:00+01:00",
+        "30 0 3 * * *",  # 6 fields, seconds first
+        "*/10 * * * * *",
+        "every 30s",
+        "every 5m",
+        "every 2h",
+        "every 1d",
+        "0 22-2 * * *",  # a range that runs backwards wraps around, as croniter reads it
+        "0 0 L * *",  # croniter's extensions: last day of the month...
+        "0 0 * * 5#2",  # ...and the second Friday
     ],
 )
 def test_schedules_in_the_documented_syntax_pass(schedule: str) -> None:
@@ -196,23 +205,31 @@ def test_schedules_in_the_documented_syntax_pass(schedule: str) -> None:
 @pytest.mark.parametrize(
     ("schedule", "reason"),
     [
-        ("0 3 * *", "cron has 5 fields, found 4"),
-        ("0 3 * * * *", "cron has 5 fields, found 6"),
-        ("60 * * * *", "minute 60 is outside 0-59"),
-        ("0 24 * * *", "hour 24 is outside 0-23"),
-        ("0 0 0 * *", "day of month 0 is outside 1-31"),
-        ("0 0 * 13 *", "month 13 is outside 1-12"),
-        ("0 0 * * 8", "day of week 8 is outside 0-7"),
-        ("0 0 * foo *", "month 'foo' is not a number"),
-        ("30-10 * * * *", "minute range '30-10' runs backwards"),
-        ("*/0 * * * *", "minute step 0 is outside 1-59"),
-        ("? * * * *", "minute '?' is not *"),
+        ("0 3 * *", "cron has 5 fields, or 6 with seconds first; found 4"),
+        ("0 3 * * * * *", "cron has 5 fields, or 6 with seconds first; found 7"),
+        ("60 * * * *", "minute '60' (field 1 of 5): out of range; minute takes 0-59"),
+        ("0 24 * * *", "hour '24' (field 2 of 5): out of range; hour takes 0-23"),
+        ("0 0 0 * *", "day-of-month '0' (field 3 of 5): out of range"),
+        ("0 0 * 13 *", "month '13' (field 4 of 5): out of range"),
+        ("0 0 * * 8", "day-of-week '8' (field 5 of 5): out of range"),
+        ("0 0 * foo *", "month 'foo' (field 4 of 5): not a value, range, list, step or name"),
+        ("60 0 3 * * *", "second '60' (field 1 of 6): out of range; second takes 0-59"),
+        ("0 60 3 * * *", "minute '60' (field 2 of 6): out of range"),
+        ("*/0 * * * *", "minute '*/0' (field 1 of 5): a step is 1 or more"),
+        ("? * * * *", "minute '?' (field 1 of 5): '?' only stands for day-of-month"),
+        ("H * * * *", "minute 'H' (field 1 of 5): hashed (H) and random (R) values"),
+        ("0 R * * *", "hour 'R' (field 2 of 5): hashed (H) and random (R) values"),
+        ("0 0 30 2 *", "never fires: no date has day-of-month '30' in month '2'"),
         ("@fortnightly", "@fortnightly is not one of"),
         ("interval:0", "interval from 1 to"),
-        ("interval:5m", "whole number of seconds"),
+        ("interval:5m", "whole number of seconds, not '5m' (or write 'every 5m')"),
+        ("every 5", "'every' takes a whole number and a unit s, m, h or d"),
+        ("every 0s", "interval from 1 to"),
+        ("every 367d", "interval from 1 to 31622400 seconds"),
         ("at:tomorrow", "ISO 8601"),
+        ("at:2025-01-15T10:00:00", "has no UTC offset"),
         ("0 3 * * *\n", "printable"),
-        ("", "cron has 5 fields, found 0"),
+        ("", "cron has 5 fields, or 6 with seconds first; found 0"),
     ],
 )
 def test_bad_schedules_say_what_is_wrong(schedule: str, reason: str) -> None:

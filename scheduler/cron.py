@@ -1,0 +1,91 @@
+"""Cron schedules evaluated in the task's time zone, with the DST rules of ``scheduler.dst``.
+
+croniter does the calendar arithmetic on naive *wall* times only; this module maps each wall time to
+UTC instants itself (``wall_instants``). croniter's own zone handling is not used because its
+fall-back rule differs from ours: given a zone-aware start it fires a daily 02:30 job twice on a
+fall-back day (once per occurrence), like APScheduler.
+
+Why the search below is right: taking for each wall time the earliest instant it fires at, those
+instants never decrease as the wall time increases (a gap maps to its end, a fold's first
+occurrences come before everything after the fold). So walking wall times upwards from a start
+that no fire can precede, the first fire after ``after`` is found as soon as a wall time's earliest
+instant reaches the best candidate. The start is the wall time of ``after``, less the size of a
+fold that ``after`` may be inside (whose second occurrences are still to come).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import CroniterBadDateError, croniter
+
+from config.schedules import ScheduleSpec
+from scheduler._instants import utc
+from scheduler.dst import DEFAULT_DST_POLICY, DstPolicy, wall_instants
+from scheduler.errors import ScheduleError
+from scheduler.schedules import Schedule
+
+# Real zones change their offset a few times a year at most, so at most once within this span:
+# looking this far ahead finds the fold ``after`` may be in.
+_FOLD_HORIZON = timedelta(days=1)
+_ZERO = timedelta(0)
+_START = datetime(2000, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule(Schedule):
+    """``spec.cron`` in ``zone``'s wall time; DST gaps and folds as ``dst_policy`` says."""
+
+    spec: ScheduleSpec
+    zone: ZoneInfo
+    dst_policy: DstPolicy = DEFAULT_DST_POLICY
+    _template: croniter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.spec.cron is None:
+            raise ScheduleError(f"schedule {self.spec.text!r} is not a cron expression")
+        template = croniter(
+            self.spec.cron,
+            _START,
+            ret_type=datetime,
+            second_at_beginning=self.spec.cron_has_seconds,
+        )
+        object.__setattr__(self, "_template", template)
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        after = utc("after", after)
+        best: datetime | None = None
+        try:
+            for wall in self._walls(self._search_start(after)):
+                instants = wall_instants(wall, self.zone, self.dst_policy)
+                if not instants:
+                    continue  # a skipped gap
+                candidate = next((i for i in instants if i > after), None)
+                if candidate is not None and (best is None or candidate < best):
+                    best = candidate
+                if best is not None and instants[0] >= best:
+                    break
+        except OverflowError:  # the search ran past year 9999
+            pass
+        return best
+
+    def _search_start(self, after: datetime) -> datetime:
+        """The wall time of ``after``, less the fold it may be in (module docstring)."""
+        offset = after.astimezone(self.zone).utcoffset() or _ZERO
+        later = (after + _FOLD_HORIZON).astimezone(self.zone).utcoffset() or _ZERO
+        return (after + offset).replace(tzinfo=None) - max(_ZERO, offset - later)
+
+    def _walls(self, start: datetime) -> Iterator[datetime]:
+        """The expression's naive wall times from ``start`` (inclusive, to the second) upwards."""
+        walls = copy.copy(self._template)  # shares the parsed fields, not the position
+        walls.set_current(start - timedelta(seconds=1), force=True)
+        while True:
+            try:
+                wall: datetime = walls.get_next(datetime)
+            except (CroniterBadDateError, OverflowError, ValueError):  # none before year 10000
+                return
+            yield wall
