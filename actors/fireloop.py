@@ -1,0 +1,109 @@
+"""The timing engine's driver: sleeps precisely until the next due fire, in the host's loop.
+
+``scheduler.TimingEngine`` decides what is due and how long to sleep; this runs it on an asyncio
+event loop with a real clock. It reads the clock once per wake, hands each tick's plans to a
+callback, and sleeps on a loop timer (monotonic) until the next fire, or until a task is added,
+changed or removed: no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from scheduler import Clock, MisfirePolicy, SystemClock, TaskPlan, TimingEngine
+from scheduler.misfire import FireTimes
+
+log = logging.getLogger("taskbus.fireloop")
+
+PlansHandler = Callable[[list[TaskPlan], datetime], Awaitable[None]]
+
+
+class FireLoop:
+    def __init__(
+        self,
+        on_plans: PlansHandler,
+        *,
+        clock: Clock | None = None,
+        engine: TimingEngine | None = None,
+    ) -> None:
+        self._on_plans = on_plans
+        self._clock = clock or SystemClock()
+        self.engine = engine or TimingEngine()
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: list[TaskPlan] = []  # due fires ticked by a change, for the loop to run
+        self.wakes = 0
+
+    def put(
+        self,
+        task_id: str,
+        fires: FireTimes,
+        policy: MisfirePolicy,
+        *,
+        last_fired: datetime | None = None,
+    ) -> datetime | None:
+        """Add or change a task and wake the loop; returns its next fire."""
+        self._drain_due()
+        next_fire = self.engine.put(
+            task_id, fires, policy, self._clock.wall(), last_fired=last_fired
+        )
+        self._wake()
+        return next_fire
+
+    def remove(self, task_id: str) -> bool:
+        removed = self.engine.remove(task_id)
+        self._wake()
+        return removed
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fireloop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def done(self) -> asyncio.Task[None] | None:
+        """The loop's task: a supervisor awaits it to notice that the loop died."""
+        return self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self._clock.wall()
+            plans = [*self._pending, *self.engine.tick(now)]
+            self._pending = []
+            if plans:
+                await self._on_plans(plans, now)
+                continue  # the handler took time: re-read the clock before sleeping
+            delay = self.engine.sleep_s(self._clock.wall())
+            waiter = self._waiter = loop.create_future()
+            timer = None if delay is None else loop.call_later(delay, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._waiter = None
+            self.wakes += 1
+
+    def _drain_due(self) -> None:
+        """Tick before a change (the engine's rule), keeping what was due for the loop."""
+        if self._task is not None:
+            self._pending.extend(self.engine.tick(self._clock.wall()))
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
