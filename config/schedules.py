@@ -176,14 +176,22 @@ def _cron(text: str) -> str:
         raise ScheduleSyntaxError(
             text, f"cron has 5 fields, or 6 with seconds first; found {len(fields)}"
         )
-    for index in range(len(fields)):
-        problem = _field_problem(fields, index)
-        if problem:
-            raise ScheduleSyntaxError(text, problem)
+    for index, field_text in enumerate(fields):
+        # Letters (names, or croniter's H and R, which we refuse) get the field check up front;
+        # plain numeric fields only when croniter refuses the whole expression (below).
+        if any(char.isalpha() for char in field_text):
+            problem = _field_problem(fields, index)
+            if problem:
+                raise ScheduleSyntaxError(text, problem)
     expression = " ".join(fields)
     try:
         probe = croniter(expression, _PROBE_START, second_at_beginning=len(fields) == 6)
-    except CroniterError as error:  # fields fine alone, wrong together
+    except CroniterError as error:
+        # Only now, to say which field is wrong: one croniter per field is costly.
+        for index in range(len(fields)):
+            problem = _field_problem(fields, index)
+            if problem:
+                raise ScheduleSyntaxError(text, problem) from None
         raise ScheduleSyntaxError(text, f"cron expression refused by croniter: {error}") from None
     try:
         probe.get_next(datetime)

@@ -19,7 +19,7 @@ from scheduler.dst import DEFAULT_DST_POLICY, DstPolicy
 from scheduler.errors import ScheduleError
 from scheduler.schedules import EPOCH, IntervalSchedule, OneShotSchedule, Schedule
 
-CACHE_SIZE = 4096
+CACHE_SIZE = 65_536  # distinct (schedule, zone, policy, anchor) kept compiled
 
 
 def compile_schedule(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
@@ -58,6 +58,8 @@ class CronSchedule(Schedule):
 
     def next_fire(self, after: datetime) -> datetime | None:
         after = utc("after", after)
+        if self.zone.key in _UTC_KEYS:  # no gaps, no folds: the first wall time is the fire
+            return next((w.replace(tzinfo=UTC) for w in self._walls(_naive(after))), None)
         best: datetime | None = None
         try:
             for wall in self._walls(self._search_start(after)):
@@ -89,3 +91,11 @@ class CronSchedule(Schedule):
             except (CroniterBadDateError, OverflowError, ValueError):  # none before year 10000
                 return
             yield wall
+
+
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Zulu", "Zulu", "GMT", "Etc/GMT"})
+
+
+def _naive(after: datetime) -> datetime:
+    """The UTC wall time just after ``after``: walls are whole seconds, fires strictly later."""
+    return after.replace(tzinfo=None, microsecond=0) + timedelta(seconds=1)

@@ -45,9 +45,13 @@ class Schedule(ABC):
             raise ScheduleError(f"limit must be a whole number >= 0, not {limit!r}")
         end = utc("end", end)
         fires: list[datetime] = []
+        if limit == 0:
+            return fires
         instant = self.next_fire(start)
-        while instant is not None and instant <= end and len(fires) < limit:
+        while instant is not None and instant <= end:
             fires.append(instant)
+            if len(fires) == limit:
+                break  # not one fire more than asked: each can cost a croniter search
             instant = self.next_fire(instant)
         return fires
 
