@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -211,8 +212,6 @@ def ensure_apscheduler() -> str:
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "apscheduler>=3.10,<4"], check=True
         )
-    from importlib.metadata import version
-
     return version("apscheduler")
 
 
