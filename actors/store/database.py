@@ -1,0 +1,308 @@
+"""One encrypted libSQL connection: opening and checking the file, pragmas, migrations, group
+commits, rekeying, backups and integrity checks.
+
+Blocking and not thread-safe: the store calls it from its one database thread
+(``actors.store.worker``) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import libsql
+
+from actors.store._files import copy_durably
+from actors.store._sql import Connection, rows, scalar
+from actors.store.errors import StoreError, WrongKey
+from actors.store.keys import DatabaseKey
+from actors.store.schema import MIGRATIONS, Migration, current_version, migrate
+
+T = TypeVar("T")
+Operation = Callable[[Connection], T]
+
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+WRONG_KEY = "wrong key or not a taskbus database"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """What one operation of a group commit came to: a value, or the error it raised."""
+
+    value: T | None = None
+    error: BaseException | None = None
+
+
+class Database:
+    """The store's file, encrypted with ``key``; ``synchronous`` is ``full`` or ``normal``."""
+
+    def __init__(
+        self,
+        path: Path,
+        key: DatabaseKey,
+        *,
+        synchronous: str = "full",
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> None:
+        self.path = path
+        self._key = key
+        self._synchronous = synchronous
+        self._migrations = migrations
+        self._connection: Connection | None = None
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------ open and close
+
+    def open(self, now_us: int, key: DatabaseKey | None = None) -> list[Migration]:
+        """Open (creating a new file if there is none), check the key, migrate.
+
+        ``key`` replaces the key given at construction. Returns the migrations applied. Raises
+        StoreError naming the file if it is in use by another store, if the key is wrong or the
+        file is not a taskbus database, or if it is newer than this version of taskbus.
+        """
+        if key is not None:
+            self._key = key
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock()
+        try:
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            if not new:
+                self._probe_key()
+            self._connection = self._connect(self._key)
+            connection = self._connection
+            tables = scalar(connection, "SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+            if tables and current_version(connection) == 0:
+                raise WrongKey(
+                    f"cannot open store {self.path}: {WRONG_KEY} (it is a database without a "
+                    f"schema_version table)"
+                )
+            if new:
+                self.path.chmod(0o600)  # its log and shared-memory files inherit the mode
+                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only before any table
+            self._set_journal_mode("wal")
+            connection.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            return migrate(connection, self._migrations, now_us)
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe_key(self) -> None:
+        """Check the key on a read-only, ``immutable`` connection, which touches no file.
+
+        Opening a database that has a write-ahead log (after a crash) with a wrong key through an
+        ordinary connection destroys it: closing that connection checkpoints the log with the
+        wrong key into the main file and deletes the log. So the key is tried on page 1 alone
+        first, where a wrong key can do no harm.
+        """
+        uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?immutable=1"
+        try:
+            probe = libsql.connect(uri, encryption_key=self._key.secret, _uri=True)
+        except (ValueError, OSError) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        try:
+            scalar(probe, "PRAGMA user_version")
+        except ValueError as exc:
+            if "not a database" in str(exc):
+                raise WrongKey(f"cannot open store {self.path}: {WRONG_KEY}") from exc
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        finally:
+            probe.close()
+
+    def _connect(self, key: DatabaseKey) -> Connection:
+        try:
+            connection: Connection = libsql.connect(
+                str(self.path), encryption_key=key.secret, isolation_level=None
+            )
+        except (ValueError, OSError) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        try:
+            # The first read of page 1 is what decrypts: a wrong key fails here.
+            scalar(connection, "SELECT count(*) FROM sqlite_master")
+        except ValueError as exc:
+            connection.close()
+            if "not a database" in str(exc):
+                raise WrongKey(f"cannot open store {self.path}: {WRONG_KEY}") from exc
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        return connection
+
+    def _lock(self) -> None:
+        """One store per file: a second process gets a clear error instead of lock timeouts."""
+        if self._lock_fd is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"cannot open store {self.path}: it is in use by another process (pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        self._lock_fd = fd
+
+    def close(self, *, release_lock: bool = True) -> None:
+        """Close the connection (which checkpoints and removes the write-ahead log) and, unless
+        told not to, give up the file lock.
+        """
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+        if release_lock and self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise StoreError(f"store {self.path} is not open")
+        return self._connection
+
+    @property
+    def key(self) -> DatabaseKey:
+        return self._key
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    # ------------------------------------------------------------ work
+
+    def read(self, operation: Operation[T]) -> T:
+        """Run a read outside any transaction (it sees every committed write)."""
+        return _translated(operation, self.connection)
+
+    def commit_group(self, operations: Sequence[Operation[Any]]) -> list[Outcome[Any]]:
+        """Run ``operations`` in one transaction and commit once.
+
+        An operation that raises is undone alone and reported in its Outcome while the others
+        commit: the group first runs without savepoints (the common case, and the cheap one);
+        if an operation raised, it is rolled back and run again with a savepoint around each
+        operation. If the commit itself fails, every operation failed: that raises StoreError and
+        nothing of the group is in the database.
+        """
+        connection = self.connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            done: list[Any] = []
+            failure: Exception | None = None
+            for operation in operations:
+                try:
+                    done.append(_translated(operation, connection))
+                except Exception as exc:
+                    failure = exc
+                    break
+            if failure is None:
+                connection.execute("COMMIT")
+                return [Outcome(value=value) for value in done]
+            connection.execute("ROLLBACK")
+        except Exception as exc:
+            self._rollback()
+            raise StoreError(f"store {self.path}: commit failed, nothing written: {exc}") from exc
+        if len(operations) == 1:
+            return [Outcome(error=failure)]
+        return self._commit_isolated(operations)
+
+    def _commit_isolated(self, operations: Sequence[Operation[Any]]) -> list[Outcome[Any]]:
+        connection = self.connection
+        outcomes: list[Outcome[Any]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for operation in operations:
+                connection.execute("SAVEPOINT operation")
+                try:
+                    value = _translated(operation, connection)
+                except Exception as exc:
+                    connection.execute("ROLLBACK TO operation")
+                    connection.execute("RELEASE operation")
+                    outcomes.append(Outcome(error=exc))
+                else:
+                    connection.execute("RELEASE operation")
+                    outcomes.append(Outcome(value=value))
+            connection.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            raise StoreError(f"store {self.path}: commit failed, nothing written: {exc}") from exc
+        return outcomes
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.execute("ROLLBACK")
+
+    # ------------------------------------------------------------ maintenance
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's ``integrity_check``: ``["ok"]`` for a sound file, else the problems found."""
+        return [str(row[0]) for row in rows(self.connection, "PRAGMA integrity_check")]
+
+    def checkpoint(self) -> None:
+        """Move the whole write-ahead log into the main file and empty the log."""
+        busy, _, _ = rows(self.connection, "PRAGMA wal_checkpoint(TRUNCATE)")[0]
+        if busy:
+            raise StoreError(f"store {self.path}: checkpoint blocked by another connection")
+
+    def backup(self, destination: Path) -> None:
+        """A copy of the file as it is now, encrypted with the current key, written durably.
+
+        The store's thread is the only writer, so nothing changes between the checkpoint and the
+        end of the copy.
+        """
+        self.checkpoint()
+        destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        copy_durably(self.path, destination)
+
+    def rekey(self, key: DatabaseKey) -> None:
+        """Re-encrypt every page with ``key``, in one transaction of the rollback journal.
+
+        libSQL refuses ``PRAGMA rekey`` in WAL mode, so the log is checkpointed and the journal
+        switched to DELETE around it, then back to WAL.
+        """
+        if not _HEX_KEY.fullmatch(key.secret):  # inlined below: pragmas take no parameters
+            raise StoreError("a database key must be 64 lowercase hex digits")
+        self.checkpoint()
+        self._set_journal_mode("delete")
+        try:
+            result = rows(self.connection, f"PRAGMA rekey = '{key.secret}'")
+        finally:
+            self._set_journal_mode("wal")
+        if result and result[0][0] != "ok":
+            raise StoreError(f"store {self.path}: rekey failed: {result[0][0]}")
+        self._key = key
+
+    def free_pages(self, limit: int | None = None) -> int:
+        """Give up to ``limit`` free pages back to the file system; returns how many were freed.
+
+        libsql's ``execute`` refuses ``PRAGMA incremental_vacuum`` ("Execute returned rows"), so
+        it goes through ``executescript``.
+        """
+        connection = self.connection
+        before = int(scalar(connection, "PRAGMA freelist_count"))
+        if before:
+            count = "" if limit is None else f"({int(limit)})"
+            connection.executescript(f"PRAGMA incremental_vacuum{count};")
+        return before - int(scalar(connection, "PRAGMA freelist_count"))
+
+    def _set_journal_mode(self, mode: str) -> None:
+        result = scalar(self.connection, f"PRAGMA journal_mode = {mode.upper()}")
+        if str(result).lower() != mode:
+            raise StoreError(f"store {self.path}: cannot switch the journal to {mode} ({result})")
+
+
+def _translated(operation: Operation[T], connection: Connection) -> T:
+    """Run ``operation``; an SQL error (libsql raises ValueError) becomes a StoreError."""
+    try:
+        return operation(connection)
+    except StoreError:
+        raise
+    except ValueError as exc:
+        raise StoreError(f"database error: {exc}") from exc

@@ -1,0 +1,386 @@
+"""``LibsqlStore``: the Store in one encrypted libSQL file, written by one thread with group commit.
+
+Keys: ``actors.store.keys``; rotation and its recovery at start: ``actors.store.rekey``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+from actors.store import leases, queries, values, writes
+from actors.store._files import sync_directory
+from actors.store.database import Database
+from actors.store.errors import StoreError
+from actors.store.keys import (
+    MASTER_KEY_ENV,
+    MASTER_KEY_FILE,
+    MasterKey,
+    replace_key_file,
+    resolve_master_key,
+)
+from actors.store.leases import LeaseGrant
+from actors.store.records import (
+    DeadLetterRecord,
+    ExecutionOutcome,
+    ExecutionRecord,
+    Lease,
+    NewDeadLetter,
+    NewExecution,
+    Page,
+    Recorded,
+    RetentionReport,
+    StatsReport,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+)
+from actors.store.rekey import open_finishing_rotation, rekey_by_copy, remove_work_files
+from actors.store.schema import MIGRATIONS, Migration
+from actors.store.store import Store
+from actors.store.worker import StoreWorker
+from actors.store.writes import Fence
+from config.settings import Settings
+from config.store import StoreSettings
+
+log = logging.getLogger("taskbus.store")
+
+MAX_LEASE_S = 86_400.0
+_VACUUM_PAGES = 2_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RekeyReport:
+    """Where the pre-rekey backup is, and the file holding the master key that opens it."""
+
+    backup: Path
+    backup_key_file: Path | None
+    key_source: str
+
+
+class LibsqlStore(Store):
+    """The store in ``path``. The master key is ``master_key`` if given, else
+    ``$TASKBUS_MASTER_KEY`` from ``environ``, else ``key_file`` (created with a new database).
+
+    ``clock`` only stamps migrations and backup names; every other time is an argument.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        key_file: Path | None = None,
+        master_key: MasterKey | None = None,
+        environ: Mapping[str, str] | None = None,
+        settings: StoreSettings | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> None:
+        self.path = path
+        self.key_file = key_file or path.with_name(MASTER_KEY_FILE)
+        self.settings = settings or StoreSettings()
+        self._supplied = master_key
+        self._environ = os.environ if environ is None else environ
+        self._clock = clock
+        self._migrations = migrations
+        self._worker: StoreWorker | None = None
+        self._master: MasterKey | None = None
+        self.applied: list[Migration] = []
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        master_key: MasterKey | None = None,
+        store_settings: StoreSettings | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> LibsqlStore:
+        """The store at ``paths.database_path``, its key file ``<data_dir>/master.key``."""
+        return cls(
+            settings.paths.database_path,
+            key_file=settings.paths.data_dir / MASTER_KEY_FILE,
+            master_key=master_key,
+            environ=environ,
+            settings=store_settings,
+        )
+
+    @property
+    def pending_key_file(self) -> Path:
+        return self.key_file.with_name(self.key_file.name + ".next")
+
+    @property
+    def key_source(self) -> str:
+        return self._master.source if self._master else "not resolved yet"
+
+    @property
+    def worker(self) -> StoreWorker:
+        """The database thread, for maintenance calls (``worker.call(Database.checkpoint)``)."""
+        return self._running
+
+    @property
+    def _file_keyed(self) -> bool:
+        return self._supplied is None and not self._environ.get(MASTER_KEY_ENV)
+
+    @property
+    def _running(self) -> StoreWorker:
+        if self._worker is None:
+            raise StoreError(f"store {self.path} is not running")
+        return self._worker
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._worker is not None:
+            return
+        remove_work_files(self.path)
+        create = not self.path.exists() or self.path.stat().st_size == 0
+        master = resolve_master_key(
+            supplied=self._supplied, environ=self._environ, key_file=self.key_file, create=create
+        )
+        database = Database(
+            self.path,
+            master.database_key(),
+            synchronous=self.settings.synchronous,
+            migrations=self._migrations,
+        )
+        worker = StoreWorker(database, max_batch=self.settings.max_batch)
+        await worker.start()
+        try:
+            now_us = values.to_us(self._clock())
+            pending = self.pending_key_file if self._file_keyed else None
+            self._master, self.applied = await worker.call(
+                partial(open_finishing_rotation, master=master, pending=pending, now_us=now_us)
+            )
+        except BaseException:
+            await worker.close()
+            raise
+        self._worker = worker
+        for migration in self.applied:
+            log.info("store %s: migrated to schema version %d", self.path, migration.version)
+
+    async def close(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.close()
+
+    async def integrity_check(self) -> list[str]:
+        """``["ok"]``, or what SQLite's ``integrity_check`` found wrong."""
+        return await self._running.call(Database.integrity_check)
+
+    # ------------------------------------------------------------ key rotation
+
+    async def rekey(
+        self, new_master: MasterKey | None = None, *, backup: Path | None = None
+    ) -> RekeyReport:
+        """Re-encrypt the database under a new master key, after a backup (actors.store.rekey).
+
+        With the key in ``master.key``, a new random key is made if none is given, and the file
+        is replaced when the database is done; the old key is kept beside the backup
+        (``<backup>.key``), which it opens. With a key from the host or the environment, pass
+        the new key, and hand it to taskbus the same way from now on.
+        """
+        worker = self._running
+        if not self._file_keyed and new_master is None:
+            raise StoreError(
+                f"the master key comes from {self.key_source}: pass the new key to rekey() and "
+                f"give it to taskbus the same way afterwards"
+            )
+        old = self._master
+        assert old is not None
+        new = new_master or MasterKey.generate(f"file {self.key_file}")
+        stamp = self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        backup = backup or self.path.with_name(f"{self.path.name}.{stamp}.bak")
+        backup_key = backup.with_name(backup.name + ".key") if self._file_keyed else None
+        if backup_key is not None:
+            replace_key_file(backup_key, old)
+            replace_key_file(self.pending_key_file, new)
+        try:
+            now_us = values.to_us(self._clock())
+            await worker.call(
+                partial(rekey_by_copy, key=new.database_key(), backup=backup, now_us=now_us)
+            )
+        except BaseException:
+            if backup_key is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.pending_key_file.unlink()
+            raise
+        if backup_key is not None:
+            os.replace(self.pending_key_file, self.key_file)
+            sync_directory(self.key_file.parent)
+            new = MasterKey(new.secret, f"file {self.key_file}")
+        self._master = new
+        log.info("store %s: rekeyed; backup under the old key in %s", self.path, backup)
+        return RekeyReport(backup, backup_key, new.source)
+
+    # ------------------------------------------------------------ tasks
+
+    async def put_task(
+        self, spec: TaskSpec, *, now: datetime, expected_version: int | None = None
+    ) -> Recorded[TaskRecord]:
+        now = values.instant("now", now)
+        if expected_version is not None:
+            values.count("expected_version", expected_version)
+        return await self._running.write(
+            lambda c: writes.put_task(c, spec, now, expected_version, self.settings)
+        )
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        task_id = values.identifier("task_id", task_id)
+        return await self._running.read(lambda c: queries.get_task(c, task_id))
+
+    async def list_tasks(self, *, after: str | None = None, limit: int = 100) -> Page[TaskRecord]:
+        return await self._running.read(lambda c: queries.list_tasks(c, after, limit))
+
+    async def delete_task(self, task_id: str) -> bool:
+        task_id = values.identifier("task_id", task_id)
+        return await self._running.write(lambda c: writes.delete_task(c, task_id))
+
+    async def mark_run(
+        self, task_id: str, *, last_run: datetime | None, next_run: datetime | None, now: datetime
+    ) -> TaskRecord:
+        task_id = values.identifier("task_id", task_id)
+        last = None if last_run is None else values.instant("last_run", last_run)
+        following = None if next_run is None else values.instant("next_run", next_run)
+        now = values.instant("now", now)
+        return await self._running.write(
+            lambda c: writes.mark_run(c, task_id, last, following, now)
+        )
+
+    async def task_status(self, task_id: str) -> TaskStatus:
+        task_id = values.identifier("task_id", task_id)
+        return await self._running.read(lambda c: queries.task_status(c, task_id))
+
+    # ------------------------------------------------------------ executions
+
+    async def record_execution(
+        self, new: NewExecution, *, fence: Fence | None = None
+    ) -> Recorded[ExecutionRecord]:
+        return await self._running.write(
+            lambda c: writes.record_execution(c, new, fence, self.settings)
+        )
+
+    async def finish_execution(
+        self, execution_id: str, outcome: ExecutionOutcome, *, fence: Fence | None = None
+    ) -> Recorded[ExecutionRecord]:
+        execution_id = values.identifier("execution_id", execution_id)
+        return await self._running.write(
+            lambda c: writes.finish_execution(c, execution_id, outcome, fence, self.settings)
+        )
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        execution_id = values.identifier("execution_id", execution_id)
+        return await self._running.read(lambda c: queries.get_execution(c, execution_id))
+
+    async def history(
+        self, task_id: str, *, before: str | None = None, limit: int = 50
+    ) -> Page[ExecutionRecord]:
+        task_id = values.identifier("task_id", task_id)
+        return await self._running.read(lambda c: queries.history(c, task_id, before, limit))
+
+    async def stats(
+        self, *, since: datetime | None = None, task_id: str | None = None
+    ) -> StatsReport:
+        if task_id is not None:
+            task_id = values.identifier("task_id", task_id)
+        return await self._running.read(lambda c: queries.stats(c, since, task_id))
+
+    # ------------------------------------------------------------ dead letters and retention
+
+    async def add_dead_letter(self, letter: NewDeadLetter) -> Recorded[DeadLetterRecord]:
+        return await self._running.write(lambda c: writes.add_dead_letter(c, letter, self.settings))
+
+    async def dead_letters(
+        self, *, task_id: str | None = None, before: str | None = None, limit: int = 50
+    ) -> Page[DeadLetterRecord]:
+        if task_id is not None:
+            task_id = values.identifier("task_id", task_id)
+        return await self._running.read(lambda c: queries.dead_letters(c, task_id, before, limit))
+
+    async def run_retention(
+        self,
+        *,
+        now: datetime,
+        retention_days: float | None = None,
+        max_executions: int | None = None,
+    ) -> RetentionReport:
+        """Deletes in chunks of ``retention_chunk_rows``, each its own write, so other writes
+        interleave and no single statement holds the thread (or the GIL) for long.
+        """
+        days = self.settings.retention_days if retention_days is None else retention_days
+        days = values.seconds("retention_days", days, high=36_500.0)
+        keep = self.settings.max_executions if max_executions is None else max_executions
+        keep = values.count("max_executions", keep)
+        cutoff = values.instant("now", now) - timedelta(days=days)
+        expired = await self._chunks(partial(writes.delete_executions_before, cutoff=cutoff))
+        excess = await self._running.read(queries.count_executions) - keep
+        over = 0
+        while over < excess:
+            step = min(excess - over, self.settings.retention_chunk_rows)
+            deleted = await self._running.write(
+                partial(writes.delete_oldest_executions, count=step)
+            )
+            over += deleted
+            if deleted < step:
+                break
+        letters = await self._chunks(partial(writes.delete_dead_letters_before, cutoff=cutoff))
+        freed = 0
+        while step := await self._running.call(partial(_free, _VACUUM_PAGES)):
+            freed += step
+        return RetentionReport(
+            executions_expired=expired,
+            executions_over_cap=over,
+            dead_letters_expired=letters,
+            pages_freed=freed,
+            cutoff=cutoff,
+        )
+
+    async def _chunks(self, delete: Callable[..., int]) -> int:
+        chunk = self.settings.retention_chunk_rows
+        total = 0
+        while True:
+            deleted = await self._running.write(partial(delete, chunk=chunk))
+            total += deleted
+            if deleted < chunk:
+                return total
+
+    # ------------------------------------------------------------ the lease
+
+    async def acquire_lease(
+        self, name: str, holder: str, *, ttl_s: float, now: datetime
+    ) -> LeaseGrant:
+        name, holder = values.identifier("name", name), values.identifier("holder", holder)
+        ttl_s = values.seconds("ttl_s", ttl_s, low=0.001, high=MAX_LEASE_S)
+        now = values.instant("now", now)
+        return await self._running.write(lambda c: leases.acquire(c, name, holder, ttl_s, now))
+
+    async def renew_lease(
+        self, name: str, holder: str, token: int, *, ttl_s: float, now: datetime
+    ) -> Lease:
+        name, holder = values.identifier("name", name), values.identifier("holder", holder)
+        token = values.count("token", token, low=1)
+        ttl_s = values.seconds("ttl_s", ttl_s, low=0.001, high=MAX_LEASE_S)
+        now = values.instant("now", now)
+        return await self._running.write(
+            lambda c: leases.renew(c, name, holder, token, ttl_s=ttl_s, now=now)
+        )
+
+    async def release_lease(self, name: str, holder: str, token: int, *, now: datetime) -> bool:
+        name, holder = values.identifier("name", name), values.identifier("holder", holder)
+        token = values.count("token", token, low=1)
+        now = values.instant("now", now)
+        return await self._running.write(lambda c: leases.release(c, name, holder, token, now))
+
+
+def _free(pages: int, database: Database) -> int:
+    return database.free_pages(pages)

@@ -1,0 +1,197 @@
+"""Bus payloads of the store actor: strict reading of requests, plain rendering of records.
+
+Instants travel as ISO 8601 text with a UTC offset (``2024-05-01T03:00:00+00:00``) and come back
+in UTC. A request with a missing, mistyped or unknown field is refused with InvalidValue naming
+the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from actors.store import values
+from actors.store.errors import InvalidValue
+from actors.store.records import ExecutionOutcome, NewDeadLetter, NewExecution, TaskSpec
+from actors.store.writes import Fence
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class Fields:
+    """Reads a request payload field by field; :meth:`done` refuses fields nobody asked for."""
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        self._payload = payload
+        self._seen: set[str] = set()
+
+    def required(self, name: str, parse: Callable[[str, Any], T]) -> T:
+        self._seen.add(name)
+        if name not in self._payload:
+            raise InvalidValue(name, "is required")
+        return parse(name, self._payload[name])
+
+    def optional(self, name: str, parse: Callable[[str, Any], T], default: T) -> T:
+        """``default`` if the field is absent or nil."""
+        self._seen.add(name)
+        value = self._payload.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            return default
+        return parse(name, value)
+
+    def done(self) -> None:
+        unknown = sorted(str(name) for name in self._payload if name not in self._seen)
+        if unknown:
+            raise InvalidValue(unknown[0], "is not a field of this request")
+
+
+# ------------------------------------------------------------------ field parsers
+
+
+def text(name: str, value: Any) -> str:
+    return values.text(name, value)
+
+
+def any_text(name: str, value: Any) -> str:
+    return values.text(name, value, empty=True)
+
+
+def identifier(name: str, value: Any) -> str:
+    return values.identifier(name, value)
+
+
+def instant(name: str, value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidValue(name, f"expected ISO 8601 text, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidValue(name, f"{value!r} is not an ISO 8601 date and time") from None
+    if parsed.tzinfo is None:
+        raise InvalidValue(name, f"{value!r} has no UTC offset (add +00:00 or Z)")
+    return values.instant(name, parsed)
+
+
+def mapping(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidValue(name, f"expected a map, got {type(value).__name__}")
+    return dict(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    return values.flag(name, value)
+
+
+def count(name: str, value: Any) -> int:
+    return values.count(name, value)
+
+
+def positive(name: str, value: Any) -> int:
+    return values.count(name, value, low=1)
+
+
+def seconds(name: str, value: Any) -> float:
+    return values.seconds(name, value)
+
+
+def message(name: str, value: Any) -> str:
+    return values.message(name, value)
+
+
+def fence(name: str, value: Any) -> Fence:
+    lease = Fields(mapping(name, value))
+    parsed = Fence(
+        lease.required("lease", lambda n, v: identifier(f"{name}.{n}", v)),
+        lease.required("token", lambda n, v: positive(f"{name}.{n}", v)),
+    )
+    lease.done()
+    return parsed
+
+
+# ------------------------------------------------------------------ requests
+
+
+def task_spec(request: Fields) -> TaskSpec:
+    return TaskSpec(
+        task_id=request.required("task_id", identifier),
+        task_class=request.required("task_class", text),
+        schedule=request.required("schedule", text),
+        config=request.optional("config", mapping, {}),
+        enabled=request.optional("enabled", flag, True),
+        timezone=request.optional("timezone", identifier, "UTC"),
+        misfire_policy=request.optional("misfire_policy", mapping, None),
+        retry_policy=request.optional("retry_policy", mapping, None),
+        owner=request.optional("owner", any_text, ""),
+        next_run=request.optional("next_run", instant, None),
+    )
+
+
+def outcome(request: Fields, *, required: bool) -> ExecutionOutcome | None:
+    """The fields of how a run ended; with ``required`` False, None if ``completed_at`` is
+    absent (and then the other outcome fields must be absent too).
+    """
+    completed: datetime | None = (
+        request.required("completed_at", instant)
+        if required
+        else request.optional("completed_at", instant, None)
+    )
+    names = ("success", "result", "error_message", "retry_count", "duration_seconds")
+    if completed is None:
+        for name in names:
+            request.optional(name, lambda n, v: _needs_completion(n), None)
+        return None
+    return ExecutionOutcome(
+        completed_at=completed,
+        success=request.required("success", flag),
+        result=request.optional("result", mapping, None),
+        error_message=request.optional("error_message", message, None),
+        retry_count=request.optional("retry_count", count, 0),
+        duration_seconds=request.optional("duration_seconds", seconds, None),
+    )
+
+
+def _needs_completion(name: str) -> None:
+    raise InvalidValue(name, "needs completed_at")
+
+
+def new_execution(request: Fields) -> NewExecution:
+    return NewExecution(
+        task_id=request.required("task_id", identifier),
+        scheduled_at=request.required("scheduled_at", instant),
+        started_at=request.required("started_at", instant),
+        outcome=outcome(request, required=False),
+    )
+
+
+def new_dead_letter(request: Fields) -> NewDeadLetter:
+    return NewDeadLetter(
+        task_id=request.required("task_id", identifier),
+        scheduled_at=request.required("scheduled_at", instant),
+        attempts=request.required("attempts", positive),
+        error_type=request.required("error_type", any_text),
+        last_error=request.required("last_error", message),
+        reason=request.required("reason", any_text),
+        failed_at=request.required("failed_at", instant),
+    )
+
+
+# ------------------------------------------------------------------ replies
+
+
+def plain(record: Any) -> dict[str, Any]:
+    """A record dataclass as a payload map: instants as ISO 8601 text, nested records as maps."""
+    assert is_dataclass(record)
+    return {f.name: _plain_value(getattr(record, f.name)) for f in fields(record)}
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(value)
+    if isinstance(value, tuple):
+        return [_plain_value(item) for item in value]
+    return value

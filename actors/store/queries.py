@@ -1,0 +1,346 @@
+"""Reads: tasks, one task's status, execution history, statistics, dead letters.
+
+Plain functions of a connection, every value bound as a parameter. Pages are newest first and use
+keyset pagination: a cursor holds the sort key of the last item returned, so a page costs one
+index seek whatever its depth, and rows written meanwhile neither repeat nor vanish.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+from actors.store import values
+from actors.store._sql import Connection, Row, one, rows, scalar
+from actors.store.errors import InvalidValue, NotFound
+from actors.store.records import (
+    DeadLetterRecord,
+    ExecutionRecord,
+    Page,
+    RunStats,
+    StatsReport,
+    TaskRecord,
+    TaskStatus,
+)
+
+T = TypeVar("T")
+MAX_PAGE = 1_000
+
+TASK_COLUMNS = (
+    "task_id, task_class, schedule, config, enabled, timezone, misfire_policy, retry_policy, "
+    "owner, created_at, updated_at, last_run, next_run, version"
+)
+EXECUTION_COLUMNS = (
+    "execution_id, task_id, scheduled_at, started_at, completed_at, success, duration_seconds, "
+    "result, error_message, retry_count, idempotency_key"
+)
+DEAD_LETTER_COLUMNS = (
+    "dead_letter_id, task_id, scheduled_at, attempts, error_type, last_error, reason, failed_at"
+)
+
+
+# ------------------------------------------------------------------ rows to records
+
+
+def task_from_row(row: Row) -> TaskRecord:
+    return TaskRecord(
+        task_id=row[0],
+        task_class=row[1],
+        schedule=row[2],
+        config=values.unpacked(row[3]) or {},
+        enabled=bool(row[4]),
+        timezone=row[5],
+        misfire_policy=values.unpacked(row[6]),
+        retry_policy=values.unpacked(row[7]),
+        owner=row[8],
+        created_at=values.from_us(row[9]),
+        updated_at=values.from_us(row[10]),
+        last_run=values.maybe_from_us(row[11]),
+        next_run=values.maybe_from_us(row[12]),
+        version=row[13],
+    )
+
+
+def execution_from_row(row: Row) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row[0],
+        task_id=row[1],
+        scheduled_at=values.from_us(row[2]),
+        started_at=values.from_us(row[3]),
+        completed_at=values.maybe_from_us(row[4]),
+        success=None if row[5] is None else bool(row[5]),
+        duration_seconds=row[6],
+        result=values.unpacked(row[7]),
+        error_message=row[8],
+        retry_count=row[9],
+        idempotency_key=row[10],
+    )
+
+
+def dead_letter_from_row(row: Row) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        dead_letter_id=row[0],
+        task_id=row[1],
+        scheduled_at=values.from_us(row[2]),
+        attempts=row[3],
+        error_type=row[4],
+        last_error=row[5],
+        reason=row[6],
+        failed_at=values.from_us(row[7]),
+    )
+
+
+# ------------------------------------------------------------------ cursors
+
+
+def _time_cursor(micros: int, key: object) -> str:
+    return f"{micros}:{key}"
+
+
+def _parse_time_cursor(cursor: str) -> tuple[int, str]:
+    micros, separator, key = cursor.partition(":")
+    try:
+        if not separator or not key:
+            raise ValueError(cursor)
+        return int(micros), key
+    except ValueError:
+        raise InvalidValue("cursor", "is not a cursor this store returned") from None
+
+
+def _page(items: tuple[T, ...], cursors: tuple[str, ...], more: bool) -> Page[T]:
+    return Page(items, cursors[-1] if more else None, cursors)
+
+
+def check_limit(limit: object) -> int:
+    return values.count("limit", limit, low=1, high=MAX_PAGE)
+
+
+# ------------------------------------------------------------------ tasks
+
+
+def get_task(connection: Connection, task_id: str) -> TaskRecord:
+    row = one(
+        connection, f"SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE task_id = ?", [task_id]
+    )
+    if row is None:
+        raise NotFound(f"task {task_id!r} not found")
+    return task_from_row(row)
+
+
+def list_tasks(connection: Connection, after: str | None, limit: int) -> Page[TaskRecord]:
+    """Tasks in task id order, ``limit`` at a time; the cursor is the last task id."""
+    limit = check_limit(limit)
+    if after is None:
+        found = rows(
+            connection,
+            f"SELECT {TASK_COLUMNS} FROM scheduled_tasks ORDER BY task_id LIMIT ?",
+            [limit + 1],
+        )
+    else:
+        found = rows(
+            connection,
+            f"SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE task_id > ? "
+            "ORDER BY task_id LIMIT ?",
+            [values.text("cursor", after, max_chars=values.MAX_ID_CHARS), limit + 1],
+        )
+    items = tuple(task_from_row(row) for row in found[:limit])
+    return _page(items, tuple(task.task_id for task in items), len(found) > limit)
+
+
+def task_status(connection: Connection, task_id: str) -> TaskStatus:
+    task = one(
+        connection,
+        "SELECT enabled, last_run, next_run FROM scheduled_tasks WHERE task_id = ?",
+        [task_id],
+    )
+    if task is None:
+        raise NotFound(f"task {task_id!r} not found")
+    counts = one(
+        connection,
+        "SELECT count(*), total(success = 1), total(success = 0), total(success IS NULL) "
+        "FROM task_executions WHERE task_id = ?",
+        [task_id],
+    )
+    assert counts is not None
+    error = one(
+        connection,
+        "SELECT error_message, coalesce(completed_at, started_at) FROM task_executions "
+        "WHERE task_id = ? AND success = 0 ORDER BY started_at DESC, execution_id DESC LIMIT 1",
+        [task_id],
+    )
+    return TaskStatus(
+        task_id=task_id,
+        enabled=bool(task[0]),
+        last_run=values.maybe_from_us(task[1]),
+        next_run=values.maybe_from_us(task[2]),
+        runs=int(counts[0]),
+        succeeded=int(counts[1]),
+        failed=int(counts[2]),
+        running=int(counts[3]),
+        last_error=None if error is None else error[0],
+        last_error_at=None if error is None else values.from_us(error[1]),
+    )
+
+
+# ------------------------------------------------------------------ executions
+
+
+def get_execution(connection: Connection, execution_id: str) -> ExecutionRecord:
+    row = one(
+        connection,
+        f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE execution_id = ?",
+        [execution_id],
+    )
+    if row is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return execution_from_row(row)
+
+
+def execution_by_key(connection: Connection, key: str) -> ExecutionRecord | None:
+    row = one(
+        connection,
+        f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE idempotency_key = ?",
+        [key],
+    )
+    return None if row is None else execution_from_row(row)
+
+
+def count_executions(connection: Connection) -> int:
+    return int(scalar(connection, "SELECT count(*) FROM task_executions"))
+
+
+def history(
+    connection: Connection, task_id: str, before: str | None, limit: int
+) -> Page[ExecutionRecord]:
+    """One task's executions, latest start first; ``before`` is the previous page's cursor."""
+    limit = check_limit(limit)
+    if before is None:
+        found = rows(
+            connection,
+            f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE task_id = ? "
+            "ORDER BY started_at DESC, execution_id DESC LIMIT ?",
+            [task_id, limit + 1],
+        )
+    else:
+        started, execution_id = _parse_time_cursor(before)
+        found = rows(
+            connection,
+            f"SELECT {EXECUTION_COLUMNS} FROM task_executions "
+            "WHERE task_id = ? AND (started_at, execution_id) < (?, ?) "
+            "ORDER BY started_at DESC, execution_id DESC LIMIT ?",
+            [task_id, started, execution_id, limit + 1],
+        )
+    items = tuple(execution_from_row(row) for row in found[:limit])
+    cursors = tuple(_time_cursor(row[3], row[0]) for row in found[:limit])
+    return _page(items, cursors, len(found) > limit)
+
+
+def stats(connection: Connection, since: datetime | None, task_id: str | None) -> StatsReport:
+    """Run counts, rates and durations per task and over all tasks (or of one task).
+
+    Only executions started at or after ``since`` count. Costs a scan of the matching rows.
+    """
+    conditions, params = ["1"], list[object]()
+    if since is not None:
+        conditions.append("started_at >= ?")
+        params.append(values.to_us(values.instant("since", since)))
+    if task_id is not None:
+        conditions.append("task_id = ?")
+        params.append(task_id)
+    where = " AND ".join(conditions)
+    aggregates = (
+        "count(*), total(success = 1), total(success = 0), total(success IS NULL), "
+        "avg(duration_seconds), min(duration_seconds), max(duration_seconds)"
+    )
+    per_task = rows(
+        connection,
+        f"SELECT task_id, {aggregates} FROM task_executions WHERE {where} "
+        "GROUP BY task_id ORDER BY task_id",
+        params,
+    )
+    p95_by_task: dict[str, float] = dict(
+        rows(
+            connection,
+            "SELECT task_id, duration_seconds FROM ("
+            "  SELECT task_id, duration_seconds,"
+            "    row_number() OVER (PARTITION BY task_id ORDER BY duration_seconds) AS rank,"
+            "    count(*) OVER (PARTITION BY task_id) AS n"
+            f"  FROM task_executions WHERE duration_seconds IS NOT NULL AND {where})"
+            " WHERE rank = (95 * n + 99) / 100",
+            params,
+        )
+    )
+    overall = one(connection, f"SELECT {aggregates} FROM task_executions WHERE {where}", params)
+    assert overall is not None
+    durations = one(
+        connection,
+        f"SELECT count(*) FROM task_executions WHERE duration_seconds IS NOT NULL AND {where}",
+        params,
+    )
+    overall_p95 = None
+    if durations and durations[0]:
+        rank = (95 * int(durations[0]) + 99) // 100
+        found = one(
+            connection,
+            "SELECT duration_seconds FROM task_executions "
+            f"WHERE duration_seconds IS NOT NULL AND {where} "
+            "ORDER BY duration_seconds LIMIT 1 OFFSET ?",
+            [*params, rank - 1],
+        )
+        overall_p95 = None if found is None else found[0]
+    return StatsReport(
+        overall=_run_stats(None, overall, overall_p95),
+        tasks=tuple(_run_stats(row[0], row[1:], p95_by_task.get(row[0])) for row in per_task),
+        since=since,
+    )
+
+
+def _run_stats(task_id: str | None, row: Row, p95: float | None) -> RunStats:
+    runs, succeeded, failed, running = (int(value) for value in row[:4])
+    finished = succeeded + failed
+    return RunStats(
+        task_id=task_id,
+        runs=runs,
+        succeeded=succeeded,
+        failed=failed,
+        running=running,
+        success_rate=succeeded / finished if finished else None,
+        failure_rate=failed / finished if finished else None,
+        mean_s=row[4],
+        min_s=row[5],
+        max_s=row[6],
+        p95_s=p95,
+    )
+
+
+# ------------------------------------------------------------------ dead letters
+
+
+def dead_letters(
+    connection: Connection, task_id: str | None, before: str | None, limit: int
+) -> Page[DeadLetterRecord]:
+    """Dead letters, latest failure first, of one task or of all."""
+    limit = check_limit(limit)
+    conditions: list[str] = []
+    params: list[object] = []
+    if task_id is not None:
+        conditions.append("task_id = ?")
+        params.append(task_id)
+    if before is not None:
+        failed, letter_id = _parse_time_cursor(before)
+        try:
+            letter = int(letter_id)
+        except ValueError:
+            raise InvalidValue("cursor", "is not a cursor this store returned") from None
+        conditions.append("(failed_at, dead_letter_id) < (?, ?)")
+        params.extend([failed, letter])
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    found = rows(
+        connection,
+        f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters {where}"
+        "ORDER BY failed_at DESC, dead_letter_id DESC LIMIT ?",
+        [*params, limit + 1],
+    )
+    items = tuple(dead_letter_from_row(row) for row in found[:limit])
+    cursors = tuple(_time_cursor(row[7], row[0]) for row in found[:limit])
+    return _page(items, cursors, len(found) > limit)

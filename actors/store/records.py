@@ -1,0 +1,263 @@
+"""What the store keeps and returns, as frozen values.
+
+Inputs (``TaskSpec``, ``NewExecution``, ``ExecutionOutcome``, ``NewDeadLetter``) check their
+fields at construction and raise InvalidValue naming the field; records read back from the
+database are trusted. Instants are aware datetimes in UTC; maps are plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from actors.store import values
+from actors.store.errors import InvalidValue
+
+T = TypeVar("T")
+ExecutionState = Literal["running", "succeeded", "failed"]
+MAX_RETRY_COUNT = 1_000_000
+
+
+def idempotency_key(task_id: str, scheduled_at: datetime) -> str:
+    """``<task id>@<microseconds since the epoch>``: one per fire. Injective, because the part
+    after the last ``@`` is always the instant.
+    """
+    return f"{task_id}@{values.to_us(scheduled_at)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """A task as its owner defines it; ``config`` and the policies are opaque to the store."""
+
+    task_id: str
+    task_class: str
+    schedule: str
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    enabled: bool = True
+    timezone: str = "UTC"
+    misfire_policy: Mapping[str, Any] | None = None
+    retry_policy: Mapping[str, Any] | None = None
+    owner: str = ""
+    next_run: datetime | None = None
+
+    def __post_init__(self) -> None:
+        values.identifier("task_id", self.task_id)
+        values.text("task_class", self.task_class, max_chars=values.MAX_ID_CHARS)
+        values.text("schedule", self.schedule, max_chars=values.MAX_ID_CHARS)
+        values.flag("enabled", self.enabled)
+        values.identifier("timezone", self.timezone)
+        values.text("owner", self.owner, max_chars=values.MAX_ID_CHARS, empty=True)
+        for name in ("config", "misfire_policy", "retry_policy"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidValue(name, f"expected a map, got {type(value).__name__}")
+        if self.next_run is not None:
+            object.__setattr__(self, "next_run", values.instant("next_run", self.next_run))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRecord:
+    task_id: str
+    task_class: str
+    schedule: str
+    config: dict[str, Any] = field(repr=False)
+    enabled: bool
+    timezone: str
+    misfire_policy: dict[str, Any] | None
+    retry_policy: dict[str, Any] | None
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+    last_run: datetime | None
+    next_run: datetime | None
+    version: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionOutcome:
+    """How a run ended. ``duration_seconds`` defaults to ``completed_at - started_at``."""
+
+    completed_at: datetime
+    success: bool
+    result: Mapping[str, Any] | None = field(default=None, repr=False)
+    error_message: str | None = None
+    retry_count: int = 0
+    duration_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "completed_at", values.instant("completed_at", self.completed_at))
+        values.flag("success", self.success)
+        if self.result is not None and not isinstance(self.result, Mapping):
+            raise InvalidValue("result", f"expected a map, got {type(self.result).__name__}")
+        if self.error_message is not None:
+            values.message("error_message", self.error_message)
+        values.count("retry_count", self.retry_count, high=MAX_RETRY_COUNT)
+        if self.duration_seconds is not None:
+            values.seconds("duration_seconds", self.duration_seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewExecution:
+    """One fire of a task, recorded when it starts (``outcome`` None) or once it has ended."""
+
+    task_id: str
+    scheduled_at: datetime
+    started_at: datetime
+    outcome: ExecutionOutcome | None = None
+
+    def __post_init__(self) -> None:
+        values.identifier("task_id", self.task_id)
+        object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
+        object.__setattr__(self, "started_at", values.instant("started_at", self.started_at))
+        if self.outcome is not None and self.outcome.completed_at < self.started_at:
+            raise InvalidValue("completed_at", "is before started_at")
+
+    @property
+    def idempotency_key(self) -> str:
+        return idempotency_key(self.task_id, self.scheduled_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionRecord:
+    execution_id: str
+    task_id: str
+    scheduled_at: datetime
+    started_at: datetime
+    completed_at: datetime | None
+    success: bool | None
+    duration_seconds: float | None
+    result: dict[str, Any] | None = field(repr=False)
+    error_message: str | None
+    retry_count: int
+    idempotency_key: str
+
+    @property
+    def state(self) -> ExecutionState:
+        if self.success is None:
+            return "running"
+        return "succeeded" if self.success else "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded(Generic[T]):
+    """A write's record, and whether it was already there (the write changed nothing)."""
+
+    record: T
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page; ``next_cursor`` continues after its last item (None: there is no more).
+
+    ``cursors[i]`` continues after ``items[i]``, for a caller that passes on only part of a page.
+    """
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+    cursors: tuple[str, ...] = ()
+
+    def cut(self, count: int) -> Page[T]:
+        """The first ``count`` items, continuing after the last of them."""
+        if count >= len(self.items):
+            return self
+        return Page(self.items[:count], self.cursors[count - 1], self.cursors[:count])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStatus:
+    task_id: str
+    enabled: bool
+    last_run: datetime | None
+    next_run: datetime | None
+    runs: int
+    succeeded: int
+    failed: int
+    running: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStats:
+    """Counts and durations of finished runs of one task (``task_id`` None: of all tasks).
+
+    Rates are over finished runs (None if there are none); durations over runs that have one.
+    ``p95_s`` is the nearest-rank 95th percentile.
+    """
+
+    task_id: str | None
+    runs: int
+    succeeded: int
+    failed: int
+    running: int
+    success_rate: float | None
+    failure_rate: float | None
+    mean_s: float | None
+    min_s: float | None
+    max_s: float | None
+    p95_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReport:
+    overall: RunStats
+    tasks: tuple[RunStats, ...]
+    since: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewDeadLetter:
+    """A fire given up on (the scheduler's DeadLetter); ``(task_id, scheduled_at)`` is its key."""
+
+    task_id: str
+    scheduled_at: datetime
+    attempts: int
+    error_type: str
+    last_error: str
+    reason: str
+    failed_at: datetime
+
+    def __post_init__(self) -> None:
+        values.identifier("task_id", self.task_id)
+        object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
+        values.count("attempts", self.attempts, low=1, high=MAX_RETRY_COUNT)
+        values.text("error_type", self.error_type, max_chars=values.MAX_ID_CHARS, empty=True)
+        values.message("last_error", self.last_error)
+        values.text("reason", self.reason, max_chars=values.MAX_TEXT_CHARS, empty=True)
+        object.__setattr__(self, "failed_at", values.instant("failed_at", self.failed_at))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterRecord:
+    dead_letter_id: int
+    task_id: str
+    scheduled_at: datetime
+    attempts: int
+    error_type: str
+    last_error: str
+    reason: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """``holder`` owns ``name`` until ``expires_at``; ``token`` grows with every new grant, so a
+    write stamped with an older token can be refused (fencing).
+    """
+
+    name: str
+    holder: str
+    token: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionReport:
+    executions_expired: int
+    executions_over_cap: int
+    dead_letters_expired: int
+    pages_freed: int
+    cutoff: datetime

@@ -1,0 +1,188 @@
+"""The store's tables and their ordered migrations.
+
+Every instant is an INTEGER of microseconds since the Unix epoch, UTC. Structured values (a task's
+config and policies, an execution's result) are msgpack BLOBs. ``schema_version`` has one row per
+migration applied; migrations run in order at start, each in its own transaction.
+
+Version 1 is the layout of the AICO scheduler design (tasks and their executions); version 2 adds
+what taskbus needs: time zones, policies, owners and row versions on tasks; one execution per
+fire, made idempotent by ``idempotency_key`` (task id and scheduled instant); dead letters; and the
+scheduler lease with its fencing token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.store._sql import Connection, scalar
+from actors.store.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at  INTEGER NOT NULL
+)"""
+
+V1_TASKS_AND_EXECUTIONS = Migration(
+    1,
+    "scheduled tasks and their executions (AICO scheduler layout)",
+    (
+        """CREATE TABLE scheduled_tasks (
+            task_id    TEXT PRIMARY KEY,
+            task_class TEXT NOT NULL,
+            schedule   TEXT NOT NULL,
+            config     BLOB,
+            enabled    INTEGER NOT NULL DEFAULT 1,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            last_run   INTEGER,
+            next_run   INTEGER
+        )""",
+        """CREATE TABLE task_executions (
+            execution_id     TEXT PRIMARY KEY,
+            task_id          TEXT NOT NULL,
+            started_at       INTEGER NOT NULL,
+            completed_at     INTEGER,
+            success          INTEGER,
+            duration_seconds REAL,
+            result           BLOB,
+            error_message    TEXT,
+            retry_count      INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX task_executions_task_started ON task_executions (task_id, started_at)",
+    ),
+)
+
+V2_TASKBUS = Migration(
+    2,
+    "task policies and versions, idempotent executions, dead letters, scheduler lease",
+    (
+        "ALTER TABLE scheduled_tasks ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC'",
+        "ALTER TABLE scheduled_tasks ADD COLUMN misfire_policy BLOB",
+        "ALTER TABLE scheduled_tasks ADD COLUMN retry_policy BLOB",
+        "ALTER TABLE scheduled_tasks ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE scheduled_tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+        "CREATE INDEX scheduled_tasks_next_run ON scheduled_tasks (next_run) WHERE enabled = 1",
+        """CREATE TABLE task_executions_v2 (
+            execution_id     TEXT PRIMARY KEY,
+            task_id          TEXT NOT NULL,
+            scheduled_at     INTEGER NOT NULL,
+            started_at       INTEGER NOT NULL,
+            completed_at     INTEGER,
+            success          INTEGER CHECK (success IN (0, 1)),
+            duration_seconds REAL,
+            result           BLOB,
+            error_message    TEXT,
+            retry_count      INTEGER NOT NULL DEFAULT 0,
+            idempotency_key  TEXT NOT NULL UNIQUE
+        )""",
+        # Version 1 had no scheduled instant: its start stands in for it. Two old runs of one
+        # task that started in the same microsecond keep distinct keys.
+        """INSERT INTO task_executions_v2
+            SELECT execution_id, task_id, started_at, started_at, completed_at, success,
+                   duration_seconds, result, error_message, retry_count,
+                   task_id || '@' || started_at || CASE
+                       WHEN ROW_NUMBER() OVER (
+                           PARTITION BY task_id, started_at ORDER BY execution_id) = 1
+                       THEN '' ELSE '#' || execution_id END
+            FROM task_executions""",
+        "DROP TABLE task_executions",
+        "ALTER TABLE task_executions_v2 RENAME TO task_executions",
+        """CREATE INDEX task_executions_history
+            ON task_executions (task_id, started_at, execution_id)""",
+        "CREATE INDEX task_executions_started ON task_executions (started_at)",
+        """CREATE INDEX task_executions_failures
+            ON task_executions (task_id, started_at, execution_id) WHERE success = 0""",
+        """CREATE TABLE dead_letters (
+            dead_letter_id INTEGER PRIMARY KEY,
+            task_id        TEXT NOT NULL,
+            scheduled_at   INTEGER NOT NULL,
+            attempts       INTEGER NOT NULL,
+            error_type     TEXT NOT NULL,
+            last_error     TEXT NOT NULL,
+            reason         TEXT NOT NULL,
+            failed_at      INTEGER NOT NULL,
+            UNIQUE (task_id, scheduled_at)
+        )""",
+        "CREATE INDEX dead_letters_failed ON dead_letters (failed_at, dead_letter_id)",
+        """CREATE INDEX dead_letters_task
+            ON dead_letters (task_id, failed_at, dead_letter_id)""",
+        """CREATE TABLE scheduler_lease (
+            name       TEXT PRIMARY KEY,
+            holder     TEXT,
+            expires_at INTEGER NOT NULL,
+            token      INTEGER NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1_TASKS_AND_EXECUTIONS, V2_TASKBUS)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def check_migrations(migrations: tuple[Migration, ...]) -> None:
+    """Versions must be 1, 2, 3... in order, so that "applied up to n" means the first n."""
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise StoreError(
+                f"migration {migration.description!r} has version {migration.version}, "
+                f"expected {expected}"
+            )
+
+
+def current_version(connection: Connection) -> int:
+    """The highest version applied; 0 for a database without taskbus tables."""
+    has_table = scalar(
+        connection,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+    )
+    if not has_table:
+        return 0
+    return int(scalar(connection, "SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+def migrate(
+    connection: Connection, migrations: tuple[Migration, ...], now_us: int
+) -> list[Migration]:
+    """Apply the migrations the database lacks, oldest first; returns those applied.
+
+    Each runs in one transaction together with its ``schema_version`` row, so a failure leaves the
+    database at the previous version. ``connection`` must be in autocommit mode.
+    """
+    check_migrations(migrations)
+    version = current_version(connection)
+    latest = migrations[-1].version if migrations else 0
+    if version > latest:
+        raise StoreError(
+            f"the database has schema version {version}, newer than this taskbus knows "
+            f"({latest}): upgrade taskbus, or restore a backup made by this version"
+        )
+    applied = []
+    for migration in migrations[version:]:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(VERSION_TABLE)
+            for statement in migration.statements:
+                connection.execute(statement)
+            connection.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.description, now_us),
+            )
+            connection.execute("COMMIT")
+        except Exception as exc:
+            connection.execute("ROLLBACK")
+            raise StoreError(
+                f"migration to schema version {migration.version} ({migration.description}) "
+                f"failed: {exc}"
+            ) from exc
+        applied.append(migration)
+    return applied

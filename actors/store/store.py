@@ -1,0 +1,172 @@
+"""``Store``: what the scheduler's durable state offers, whatever keeps it.
+
+Invariants every implementation keeps:
+
+- **Acknowledged means durable.** A write method returns only once its change is committed to
+  disk (as durably as the implementation documents); if it raises, nothing of it was written.
+- **A fire is a key.** ``record_execution`` writes one execution per (task id, scheduled
+  instant); a second record of the same fire returns the first, with ``duplicate`` set, and writes
+  nothing. ``finish_execution`` on a finished execution and ``add_dead_letter`` of a known fire are
+  duplicates in the same way.
+- **Leases fence.** ``acquire_lease`` grants a lease to one holder at a time; each new grant has a
+  larger token; a write given a ``Fence`` with an older token raises LeaseLost.
+- **Time is an argument.** Methods whose effect depends on the time take ``now``.
+- **Values round-trip verbatim**, ids with quotes and semicolons included.
+
+Errors: InvalidValue (a StoreError and a ValueError) names the field that is out of its domain
+(oversize config or result, NUL in text, a naive datetime); NotFound (also a LookupError) for a
+missing task or execution; Conflict for a stale ``expected_version``; LeaseLost for a stale lease;
+StoreError for everything else (the file, the disk).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from types import TracebackType
+
+from actors.store.leases import LeaseGrant
+from actors.store.records import (
+    DeadLetterRecord,
+    ExecutionOutcome,
+    ExecutionRecord,
+    Lease,
+    NewDeadLetter,
+    NewExecution,
+    Page,
+    Recorded,
+    RetentionReport,
+    StatsReport,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+)
+from actors.store.writes import Fence
+
+
+class Store(ABC):
+    """The scheduler's durable state: tasks, executions, dead letters and the lease."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open (and create or migrate) the store; StoreError if it cannot."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes and close; idempotent."""
+
+    async def __aenter__(self) -> Store:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ tasks
+
+    @abstractmethod
+    async def put_task(
+        self, spec: TaskSpec, *, now: datetime, expected_version: int | None = None
+    ) -> Recorded[TaskRecord]:
+        """Create or replace a definition (``expected_version`` 0: create only); Conflict if
+        ``expected_version`` is not the stored version. An unchanged put is a duplicate.
+        """
+
+    @abstractmethod
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """NotFound if there is no such task."""
+
+    @abstractmethod
+    async def list_tasks(self, *, after: str | None = None, limit: int = 100) -> Page[TaskRecord]:
+        """Tasks in task id order, from the cursor ``after``."""
+
+    @abstractmethod
+    async def delete_task(self, task_id: str) -> bool:
+        """Remove a definition (history stays); False if there was none."""
+
+    @abstractmethod
+    async def mark_run(
+        self, task_id: str, *, last_run: datetime | None, next_run: datetime | None, now: datetime
+    ) -> TaskRecord:
+        """Record a task's latest and next fire (``last_run`` never moves back); NotFound."""
+
+    @abstractmethod
+    async def task_status(self, task_id: str) -> TaskStatus:
+        """Last and next run, run counts and the last error of one task; NotFound."""
+
+    # ------------------------------------------------------------ executions
+
+    @abstractmethod
+    async def record_execution(
+        self, new: NewExecution, *, fence: Fence | None = None
+    ) -> Recorded[ExecutionRecord]:
+        """Record a fire once (see the class invariants)."""
+
+    @abstractmethod
+    async def finish_execution(
+        self, execution_id: str, outcome: ExecutionOutcome, *, fence: Fence | None = None
+    ) -> Recorded[ExecutionRecord]:
+        """Record how a run ended; NotFound; a finished run is a duplicate."""
+
+    @abstractmethod
+    async def get_execution(self, execution_id: str) -> ExecutionRecord:
+        """NotFound if there is no such execution."""
+
+    @abstractmethod
+    async def history(
+        self, task_id: str, *, before: str | None = None, limit: int = 50
+    ) -> Page[ExecutionRecord]:
+        """One task's executions, latest start first, from the cursor ``before``."""
+
+    @abstractmethod
+    async def stats(
+        self, *, since: datetime | None = None, task_id: str | None = None
+    ) -> StatsReport:
+        """Counts, success and failure rates, mean/min/max/p95 durations."""
+
+    # ------------------------------------------------------------ dead letters and retention
+
+    @abstractmethod
+    async def add_dead_letter(self, letter: NewDeadLetter) -> Recorded[DeadLetterRecord]:
+        """Keep a fire given up on, once."""
+
+    @abstractmethod
+    async def dead_letters(
+        self, *, task_id: str | None = None, before: str | None = None, limit: int = 50
+    ) -> Page[DeadLetterRecord]:
+        """Dead letters, latest failure first."""
+
+    @abstractmethod
+    async def run_retention(
+        self,
+        *,
+        now: datetime,
+        retention_days: float | None = None,
+        max_executions: int | None = None,
+    ) -> RetentionReport:
+        """Delete executions and dead letters older than the retention, then the oldest
+        executions beyond ``max_executions``.
+        """
+
+    # ------------------------------------------------------------ the lease
+
+    @abstractmethod
+    async def acquire_lease(
+        self, name: str, holder: str, *, ttl_s: float, now: datetime
+    ) -> LeaseGrant:
+        """Grant ``name`` to ``holder`` if free, expired or already theirs."""
+
+    @abstractmethod
+    async def renew_lease(
+        self, name: str, holder: str, token: int, *, ttl_s: float, now: datetime
+    ) -> Lease:
+        """Extend a live lease; LeaseLost if it is not ``holder``'s with ``token`` any more."""
+
+    @abstractmethod
+    async def release_lease(self, name: str, holder: str, token: int, *, now: datetime) -> bool:
+        """Give a lease up; False if it was not the caller's."""

@@ -1,0 +1,41 @@
+"""The store's layers: its database modules do no messaging, and only its actor touches the bus
+and the actor runtime (STYLE item 4; the package-level rules are in tests/test_architecture.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.test_architecture import ROOT, _imports
+
+STORE = ROOT / "actors" / "store"
+# The modules that wire the store to the bus and the actor runtime.
+WIRING = {"actor.py", "__init__.py"}
+# What the database modules may import of taskbus: config, each other, and message ids.
+ALLOWED_BELOW = ("config", "actors.store", "bus.ids")
+OURS = ("config", "bus", "actors", "scheduler", "tasks", "tests", "benchmarks")
+
+
+def taskbus_imports(path: Path) -> list[str]:
+    return [target for _, target in _imports(path, ROOT) if target.split(".")[0] in OURS]
+
+
+def test_the_database_modules_import_only_config_and_themselves() -> None:
+    below = sorted(p for p in STORE.glob("*.py") if p.name not in WIRING)
+    assert len(below) >= 10
+    wrong = {
+        path.name: [t for t in taskbus_imports(path) if not t.startswith(ALLOWED_BELOW)]
+        for path in below
+    }
+    assert {name: targets for name, targets in wrong.items() if targets} == {}
+
+
+def test_the_actor_wires_the_store_to_the_bus_and_nothing_imports_the_scheduler() -> None:
+    targets = {t for path in STORE.glob("*.py") for t in taskbus_imports(path)}
+    assert "actors.actor" in targets
+    assert "bus" in targets
+    assert not any(t.split(".")[0] in ("scheduler", "tasks", "tests") for t in targets)
+    assert not any(
+        t.startswith("actors.") and not t.startswith(("actors.store", "actors.actor"))
+        for t in targets
+    )
