@@ -150,7 +150,7 @@ def _up(args: argparse.Namespace) -> int:
     keys = _first_run(args)
     endpoints = [*settings.endpoints, settings.paths.ipc_endpoint]
     print(f"taskbus: data in {settings.paths.data_dir}", file=sys.stderr)
-    report = asyncio.run(run_system(keys, endpoints, settings.actors, settings.bus))
+    report = asyncio.run(run_system(keys, endpoints, settings))
     return 0 if report.clean else 3
 
 

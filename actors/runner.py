@@ -13,11 +13,14 @@ from collections.abc import Sequence
 
 from actors.actor import Actor
 from actors.health import HealthActor
+from actors.store.actor import StoreActor
+from actors.store.libsql_store import LibsqlStore
 from actors.system import ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.actors import ActorSettings
 from config.bus import BusSettings
 from config.errors import TaskbusError
+from config.settings import Settings
 
 log = logging.getLogger("taskbus.runner")
 
@@ -58,20 +61,19 @@ async def until_signalled() -> None:
 
 
 async def run_system(
-    keys: KeysDirectory,
-    endpoints: Sequence[str],
-    settings: ActorSettings | None = None,
-    bus_settings: BusSettings | None = None,
+    keys: KeysDirectory, endpoints: Sequence[str], settings: Settings
 ) -> ShutdownReport:
     """All actors in this process on the embedded broker, until a signal."""
     try:
         system = await ActorSystem.embedded(
-            keys=keys, endpoints=endpoints, settings=settings, bus_settings=bus_settings
+            keys=keys, endpoints=endpoints, settings=settings.actors, bus_settings=settings.bus
         )
     except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
         raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
     assert system.broker is not None
     await system.spawn(HealthActor)
+    store = await system.spawn(lambda: StoreActor(LibsqlStore.from_settings(settings)))
+    _say(f"encrypted store at {settings.paths.database_path} ({store.state})")
     _say(f"broker listening on {', '.join(system.broker.endpoints)}")
     _say(f"broker public key {keys.server_dir / 'broker.key'}")
     _say(f"actors running: {', '.join(system.status())}")

@@ -46,6 +46,9 @@ def test_up_then_readme_tour(tmp_path: Path) -> None:
         assert any("created CurveZMQ keys" in line for line in lines)
         secret = tmp_path / "home" / "keys" / "identities" / "cli.key_secret"
         assert secret.stat().st_mode & 0o777 == 0o600
+        store_line = next(line for line in lines if "encrypted store at" in line)
+        assert "(running)" in store_line
+        assert (tmp_path / "home" / "master.key").stat().st_mode & 0o777 == 0o600
         tour = subprocess.run(
             [sys.executable, "-c", _tour_snippet()],
             env=env,
