@@ -46,7 +46,8 @@ def check_identity(name: str) -> str:
 def write_keypair(directory: Path, name: str) -> KeyPair:
     """Create ``name.key`` (public) and ``name.key_secret`` (mode 0600) in ``directory``."""
     check_identity(name)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the keys root, if new
+    directory.mkdir(exist_ok=True, mode=0o700)
     public, secret = zmq.curve_keypair()
     _write_certificate(directory / f"{name}.key", public, None, 0o644)
     _write_certificate(directory / f"{name}.key_secret", public, secret, 0o600)

@@ -46,6 +46,7 @@ def test_up_then_readme_tour(tmp_path: Path) -> None:
         assert any("created CurveZMQ keys" in line for line in lines)
         secret = tmp_path / "home" / "keys" / "identities" / "cli.key_secret"
         assert secret.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "home" / "keys").stat().st_mode & 0o777 == 0o700
         store_line = next(line for line in lines if "encrypted store at" in line)
         assert "(running)" in store_line
         assert (tmp_path / "home" / "master.key").stat().st_mode & 0o777 == 0o600
