@@ -108,7 +108,7 @@ class ActorCell:
             if client is not None and route.kind == "work":
                 with contextlib.suppress(Exception):
                     await client.stop_consuming(inbox)  # type: ignore[arg-type]
-            for item in _drain(inbox):
+            for item in inbox.get_nowait_all():
                 self._refuse(route, item, "shutting_down", "the actor is stopping")
         self._wake.set()
         if self._workers:
@@ -231,10 +231,3 @@ class ActorCell:
             "mailbox": sum(len(inbox) for _, inbox in self._inboxes),
             "mailbox_dropped": sum(inbox.dropped for _, inbox in self._inboxes),
         }
-
-
-def _drain(inbox: Inbox[Any]) -> list[Any]:
-    items = []
-    while (item := inbox.pop()) is not None:
-        items.append(item)
-    return items
