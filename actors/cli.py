@@ -17,7 +17,6 @@ from bus import KeysDirectory, load_public_key
 from bus.keys import check_identity
 from config import Settings, load_settings
 from config.errors import TaskbusError
-from config.paths import DataPaths
 
 log = logging.getLogger("taskbus.cli")
 
@@ -124,18 +123,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
-def _paths(args: argparse.Namespace) -> DataPaths:
-    settings: Settings = args.settings
-    return DataPaths(settings.paths.data_dir)
-
-
 def _keys(args: argparse.Namespace) -> KeysDirectory:
     settings: Settings = args.settings
     return KeysDirectory(settings.paths.keys_dir)
 
 
 def _first_run(args: argparse.Namespace) -> KeysDirectory:
-    _paths(args).ensure()
+    settings: Settings = args.settings
+    data_dir = settings.paths.data_dir
+    (data_dir / "run").mkdir(parents=True, exist_ok=True, mode=0o700)  # the ipc socket's home
+    data_dir.chmod(0o700)
     keys = _keys(args)
     created = not (keys.server_dir / "broker.key_secret").exists()
     keys.broker_keypair(create=True)

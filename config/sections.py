@@ -202,5 +202,5 @@ class PathSettings:
 
     @property
     def ipc_endpoint(self) -> str:
-        """The broker's local ipc socket, as config.paths.DataPaths places it."""
+        """The broker's local ipc socket, under the data directory."""
         return f"ipc://{self.data_dir / 'run' / 'broker.sock'}"
