@@ -114,6 +114,12 @@ class Actor:
     async def on_start(self) -> None:
         """Called once the actor is connected, before any message is handled."""
 
+    async def until_ready(self) -> None:
+        """Return when the actor may take messages; until then it is connected, reported as
+        ``standby``, and neither its handlers nor ``run()`` start (a standby scheduler waits
+        here for its lease). If it raises, the actor has died and is restarted.
+        """
+
     async def on_stop(self) -> None:
         """Called after the last handler finished (or was cancelled) during shutdown."""
 

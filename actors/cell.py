@@ -72,9 +72,19 @@ class ActorCell:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Connect and run ``on_start``; messages are taken only after :meth:`open`."""
         self.client = await self._connect(self.identity)
         self.actor.bind(self.client)
         await self.actor.on_start()
+
+    @property
+    def waits_until_ready(self) -> bool:
+        return type(self.actor).until_ready is not Actor.until_ready
+
+    async def open(self) -> None:
+        """Wait for the actor to be ready, then take messages and start its ``run()``."""
+        await self.actor.until_ready()
+        assert self.client is not None
         size = self._settings.mailbox_size
         for route in self.actor.routes:
             inbox: Inbox[Any]

@@ -32,6 +32,7 @@ LIVENESS_TOPIC = "actors.liveness"
 
 class ActorState(StrEnum):
     STARTING = "starting"
+    STANDBY = "standby"  # connected, waiting in ``until_ready`` (a standby scheduler)
     RUNNING = "running"
     RESTARTING = "restarting"
     FAILED = "failed"  # escalated: restart intensity exceeded, the actor stays down
@@ -178,7 +179,8 @@ class ActorSystem:
         name: str | None = None,
         identity: str | None = None,
     ) -> Supervised:
-        """Start an actor under supervision; returns once its first start succeeded or failed.
+        """Start an actor under supervision; returns once its first start succeeded or failed,
+        or once it waits in ``until_ready`` (state ``standby``).
 
         ``factory`` makes a fresh instance for every (re)start, so state never survives a crash.
         """
@@ -211,6 +213,10 @@ class ActorSystem:
             supervised.cell = cell
             try:
                 await cell.start()
+                if cell.waits_until_ready:
+                    self._set_state(supervised, ActorState.STANDBY, "waiting until ready")
+                    _resolve(supervised.first_start)
+                await cell.open()
                 self._set_state(supervised, ActorState.RUNNING, "")
                 _resolve(supervised.first_start)
                 failure = await cell.died

@@ -227,14 +227,24 @@ class BusClient:
 
     # ------------------------------------------------------------ work queues
 
-    def enqueue_nowait(self, queue: str, payload: Payload | None = None) -> asyncio.Future[bytes]:
+    def enqueue_nowait(
+        self, queue: str, payload: Payload | None = None, *, message_id: bytes | None = None
+    ) -> asyncio.Future[bytes]:
         """Queue a unit of work; the future resolves to its id once the broker holds it.
 
         The client keeps the item until a consumer acknowledged it and sends it again after a
-        reconnect, so work is delivered at least once even if the broker restarts.
+        reconnect, so work is delivered at least once even if the broker restarts. A stable
+        ``message_id`` (16 bytes) makes a repeated enqueue of the same work a no-op while the
+        broker still holds it, whichever producer sends it.
         """
-        message_id, data = self._encode(queue, payload)
+        message_id, data = self._encode(queue, payload, message_id=message_id)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        if message_id in self._unfinished:  # this client already sent it and still keeps it
+            waiting = self._confirms.get(message_id)
+            if waiting is not None:
+                return waiting
+            future.set_result(message_id)
+            return future
         self._confirms[message_id] = future
         self._unfinished[message_id] = data
         self._queue(wire.ENQUEUE, data)
@@ -242,9 +252,14 @@ class BusClient:
         return future
 
     async def enqueue(
-        self, queue: str, payload: Payload | None = None, timeout: float | None = None
+        self,
+        queue: str,
+        payload: Payload | None = None,
+        timeout: float | None = None,
+        *,
+        message_id: bytes | None = None,
     ) -> bytes:
-        future = self.enqueue_nowait(queue, payload)
+        future = self.enqueue_nowait(queue, payload, message_id=message_id)
         limit = timeout if timeout is not None else self.settings.ask_timeout_s
         try:
             return await asyncio.wait_for(asyncio.shield(future), limit)
@@ -304,11 +319,18 @@ class BusClient:
         payload: Payload | None,
         correlation_id: bytes | None = None,
         reply_to: str | None = None,
+        *,
+        message_id: bytes | None = None,
     ) -> tuple[bytes, bytes]:
         if self._closed:
             raise BusClosed("client stopped")
         return encode_new(
-            topic, {} if payload is None else payload, self._max, correlation_id, reply_to
+            topic,
+            {} if payload is None else payload,
+            self._max,
+            correlation_id,
+            reply_to,
+            message_id=message_id,
         )
 
     def _queue(self, command: bytes, item: Any) -> None:

@@ -72,15 +72,21 @@ def encode_new(
     max_bytes: int,
     correlation_id: bytes | None = None,
     reply_to: str | None = None,
+    *,
+    message_id: bytes | None = None,
 ) -> tuple[bytes, bytes]:
     """``(id, bytes)`` of a new envelope, without building an :class:`Envelope` (client hot path).
 
     Refuses what the broker would refuse, so the caller gets the error instead of a peer.
+    ``message_id`` (16 bytes) replaces the fresh UUIDv7, for work whose id must be stable.
     """
     check_topic(topic)
     if type(payload) is not dict:
         raise EnvelopeError("payload", f"payload must be a map, got {_kind(payload)}")
-    message_id = new_message_id()
+    if message_id is None:
+        message_id = new_message_id()
+    elif type(message_id) is not bytes or len(message_id) != 16:
+        raise EnvelopeError("field", "a message id is 16 bytes")
     fields = [
         PROTOCOL_VERSION,
         message_id,

@@ -20,6 +20,7 @@ from bus import (
     Consumer,
     Delivery,
     Envelope,
+    EnvelopeError,
     RemoteError,
     Subscription,
 )
@@ -459,3 +460,30 @@ async def test_enqueue_confirms_with_the_message_id(
     for delivery in deliveries:
         delivery.ack()
     await eventually(lambda: producer.stats()["unfinished_work"] == 0, "producer told both done")
+
+
+async def test_work_with_a_stable_id_is_held_once_whichever_producer_sends_it(
+    make_client: ClientFactory,
+) -> None:
+    """A scheduler taking over re-sends unfinished dispatches under their own ids: the broker keeps
+    one copy while it holds the work, so a consumer runs it once."""
+    stable = bytes(range(16))
+    first, second = await make_client("producer"), await make_client("producer")
+    assert await first.enqueue("jobs.stable", {"from": 1}, message_id=stable) == stable
+    assert await first.enqueue("jobs.stable", {"from": 1}, message_id=stable) == stable
+    assert await second.enqueue("jobs.stable", {"from": 2}, message_id=stable) == stable
+    await first.enqueue("jobs.stable", {"marker": True})
+
+    worker = await make_client("worker")
+    consumer = await worker.consume("jobs.stable", credit=5)
+    got = [await consumer.get(timeout=5) for _ in range(2)]
+    assert [d.envelope.payload for d in got] == [{"from": 1}, {"marker": True}]
+    assert got[0].envelope.id == stable  # confirmed before the marker, so no copy between
+    for delivery in got:
+        delivery.ack()
+
+
+async def test_a_message_id_that_is_not_16_bytes_is_refused(make_client: ClientFactory) -> None:
+    producer = await make_client("producer")
+    with pytest.raises(EnvelopeError, match="16 bytes"):
+        producer.enqueue_nowait("jobs.stable", {}, message_id=b"short")
