@@ -61,13 +61,17 @@ class StoreActor(Actor):
             "store.task.delete": self._task_delete,
             "store.task.status": self._task_status,
             "store.task.mark_run": self._task_mark_run,
+            "store.task.reset": self._task_reset,
             "store.execution.record": self._execution_record,
             "store.execution.finish": self._execution_finish,
             "store.execution.get": self._execution_get,
             "store.execution.history": self._execution_history,
+            "store.execution.unsettled": self._execution_unsettled,
             "store.stats": self._stats,
             "store.dead_letter.add": self._dead_letter_add,
             "store.dead_letters": self._dead_letters,
+            "store.missed.record": self._missed_record,
+            "store.missed.list": self._missed_list,
             "store.retention.run": self._retention_run,
             "store.lease.acquire": self._lease_acquire,
             "store.lease.renew": self._lease_renew,
@@ -144,6 +148,11 @@ class StoreActor(Actor):
         )
         return {"task": plain(task)}
 
+    async def _task_reset(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = fields.required("task_id", payloads.identifier)
+        fields.done()
+        return {"task": plain(await self.store.reset_task(task_id, now=self._clock()))}
+
     # ------------------------------------------------------------ executions
 
     async def _execution_record(self, request: Envelope, fields: Fields) -> Payload:
@@ -175,13 +184,21 @@ class StoreActor(Actor):
         page = await self.store.history(task_id, before=before, limit=limit)
         return self._page("executions", page)
 
+    async def _execution_unsettled(self, request: Envelope, fields: Fields) -> Payload:
+        since = fields.optional("since", payloads.instant, None)
+        after = fields.optional("after", payloads.text, None)
+        limit = fields.optional("limit", payloads.positive, 100)
+        fields.done()
+        page = await self.store.unsettled_executions(since=since, after=after, limit=limit)
+        return self._page("executions", page)
+
     async def _stats(self, request: Envelope, fields: Fields) -> Payload:
         since = fields.optional("since", payloads.instant, None)
         task_id = fields.optional("task_id", payloads.identifier, None)
         fields.done()
         return plain(await self.store.stats(since=since, task_id=task_id))
 
-    # ------------------------------------------------------------ dead letters, retention
+    # ------------------------------------------------------------ dead letters, missed runs
 
     async def _dead_letter_add(self, request: Envelope, fields: Fields) -> Payload:
         letter = payloads.new_dead_letter(fields)
@@ -196,6 +213,24 @@ class StoreActor(Actor):
         fields.done()
         page = await self.store.dead_letters(task_id=task_id, before=before, limit=limit)
         return self._page("dead_letters", page)
+
+    async def _missed_record(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = fields.required("task_id", payloads.identifier)
+        runs = fields.required("runs", payloads.missed_runs)
+        fence = fields.optional("fence", payloads.fence, None)
+        fields.done()
+        recorded = await self.store.record_missed(task_id, runs, now=self._clock(), fence=fence)
+        return {"recorded": recorded}
+
+    async def _missed_list(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = fields.required("task_id", payloads.identifier)
+        before = fields.optional("before", payloads.text, None)
+        limit = fields.optional("limit", payloads.positive, 50)
+        fields.done()
+        page = await self.store.missed_runs(task_id, before=before, limit=limit)
+        return self._page("missed", page)
+
+    # ------------------------------------------------------------ retention
 
     async def _retention_run(self, request: Envelope, fields: Fields) -> Payload:
         days = fields.optional("retention_days", payloads.seconds, None)

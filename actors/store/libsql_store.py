@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -17,7 +17,7 @@ from pathlib import Path
 from actors.store import leases, queries, values, writes
 from actors.store._files import sync_directory
 from actors.store.database import Database
-from actors.store.errors import StoreError
+from actors.store.errors import InvalidValue, StoreError
 from actors.store.keys import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE,
@@ -27,12 +27,15 @@ from actors.store.keys import (
 )
 from actors.store.leases import LeaseGrant
 from actors.store.records import (
+    MAX_MISSED_BATCH,
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
     Lease,
+    MissedRunRecord,
     NewDeadLetter,
     NewExecution,
+    NewMissedRun,
     Page,
     Recorded,
     RetentionReport,
@@ -257,6 +260,11 @@ class LibsqlStore(Store):
             lambda c: writes.mark_run(c, task_id, last, following, now)
         )
 
+    async def reset_task(self, task_id: str, *, now: datetime) -> TaskRecord:
+        task_id = values.identifier("task_id", task_id)
+        now = values.instant("now", now)
+        return await self._running.write(lambda c: writes.reset_task(c, task_id, now))
+
     async def task_status(self, task_id: str) -> TaskStatus:
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(lambda c: queries.task_status(c, task_id))
@@ -288,6 +296,13 @@ class LibsqlStore(Store):
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(lambda c: queries.history(c, task_id, before, limit))
 
+    async def unsettled_executions(
+        self, *, since: datetime | None = None, after: str | None = None, limit: int = 100
+    ) -> Page[ExecutionRecord]:
+        return await self._running.read(
+            lambda c: queries.unsettled_executions(c, since, after, limit)
+        )
+
     async def stats(
         self, *, since: datetime | None = None, task_id: str | None = None
     ) -> StatsReport:
@@ -295,7 +310,7 @@ class LibsqlStore(Store):
             task_id = values.identifier("task_id", task_id)
         return await self._running.read(lambda c: queries.stats(c, since, task_id))
 
-    # ------------------------------------------------------------ dead letters and retention
+    # ------------------------------------------------------------ dead letters
 
     async def add_dead_letter(self, letter: NewDeadLetter) -> Recorded[DeadLetterRecord]:
         return await self._running.write(lambda c: writes.add_dead_letter(c, letter, self.settings))
@@ -306,6 +321,38 @@ class LibsqlStore(Store):
         if task_id is not None:
             task_id = values.identifier("task_id", task_id)
         return await self._running.read(lambda c: queries.dead_letters(c, task_id, before, limit))
+
+    # ------------------------------------------------------------ missed runs
+
+    async def record_missed(
+        self,
+        task_id: str,
+        runs: Sequence[NewMissedRun],
+        *,
+        now: datetime,
+        fence: Fence | None = None,
+    ) -> int:
+        task_id = values.identifier("task_id", task_id)
+        batch = tuple(runs)
+        if not 1 <= len(batch) <= MAX_MISSED_BATCH:
+            raise InvalidValue("runs", f"has {len(batch)} entries, expected 1..{MAX_MISSED_BATCH}")
+        for index, run in enumerate(batch):
+            if not isinstance(run, NewMissedRun):
+                raise InvalidValue(
+                    f"runs[{index}]", f"expected a NewMissedRun, got {type(run).__name__}"
+                )
+        now = values.instant("now", now)
+        return await self._running.write(
+            lambda c: writes.record_missed(c, task_id, batch, now, fence)
+        )
+
+    async def missed_runs(
+        self, task_id: str, *, before: str | None = None, limit: int = 50
+    ) -> Page[MissedRunRecord]:
+        task_id = values.identifier("task_id", task_id)
+        return await self._running.read(lambda c: queries.missed_runs(c, task_id, before, limit))
+
+    # ------------------------------------------------------------ retention
 
     async def run_retention(
         self,

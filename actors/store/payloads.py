@@ -7,14 +7,22 @@ the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from actors.store import values
 from actors.store.errors import InvalidValue
-from actors.store.records import ExecutionOutcome, NewDeadLetter, NewExecution, TaskSpec
+from actors.store.records import (
+    MAX_MISSED_BATCH,
+    ExecutionOutcome,
+    NewDeadLetter,
+    NewExecution,
+    NewMissedRun,
+    TaskSpec,
+)
 from actors.store.writes import Fence
 
 T = TypeVar("T")
@@ -101,13 +109,20 @@ def message(name: str, value: Any) -> str:
     return values.message(name, value)
 
 
+@contextmanager
+def _inside(name: str) -> Iterator[None]:
+    """Names a problem of a nested field by its path: ``fence.token``, ``runs[3].last_at``."""
+    try:
+        yield
+    except InvalidValue as exc:
+        raise InvalidValue(f"{name}.{exc.field}", exc.problem) from None
+
+
 def fence(name: str, value: Any) -> Fence:
     lease = Fields(mapping(name, value))
-    parsed = Fence(
-        lease.required("lease", lambda n, v: identifier(f"{name}.{n}", v)),
-        lease.required("token", lambda n, v: positive(f"{name}.{n}", v)),
-    )
-    lease.done()
+    with _inside(name):
+        parsed = Fence(lease.required("lease", identifier), lease.required("token", positive))
+        lease.done()
     return parsed
 
 
@@ -124,21 +139,28 @@ def task_spec(request: Fields) -> TaskSpec:
         timezone=request.optional("timezone", identifier, "UTC"),
         misfire_policy=request.optional("misfire_policy", mapping, None),
         retry_policy=request.optional("retry_policy", mapping, None),
+        run_policy=request.optional("run_policy", mapping, None),
         owner=request.optional("owner", any_text, ""),
         next_run=request.optional("next_run", instant, None),
     )
 
 
-def outcome(request: Fields, *, required: bool) -> ExecutionOutcome | None:
+def outcome(
+    request: Fields, *, required: bool, retry_count: bool = True
+) -> ExecutionOutcome | None:
     """The fields of how a run ended; with ``required`` False, None if ``completed_at`` is
-    absent (and then the other outcome fields must be absent too).
+    absent (and then the other outcome fields must be absent too). With ``retry_count`` False the
+    request's ``retry_count`` is not read here: it is the attempt's (``new_execution``), and the
+    outcome keeps it.
     """
     completed: datetime | None = (
         request.required("completed_at", instant)
         if required
         else request.optional("completed_at", instant, None)
     )
-    names = ("success", "result", "error_message", "retry_count", "duration_seconds")
+    names: tuple[str, ...] = ("success", "result", "error_message", "duration_seconds")
+    if retry_count:
+        names += ("retry_count",)
     if completed is None:
         for name in names:
             request.optional(name, lambda n, v: _needs_completion(n), None)
@@ -148,7 +170,7 @@ def outcome(request: Fields, *, required: bool) -> ExecutionOutcome | None:
         success=request.required("success", flag),
         result=request.optional("result", mapping, None),
         error_message=request.optional("error_message", message, None),
-        retry_count=request.optional("retry_count", count, 0),
+        retry_count=request.optional("retry_count", count, None) if retry_count else None,
         duration_seconds=request.optional("duration_seconds", seconds, None),
     )
 
@@ -158,11 +180,15 @@ def _needs_completion(name: str) -> None:
 
 
 def new_execution(request: Fields) -> NewExecution:
+    """One attempt: ``retry_count`` (0, the first attempt, if absent) is the attempt's, and the
+    outcome's if the request has one.
+    """
     return NewExecution(
         task_id=request.required("task_id", identifier),
         scheduled_at=request.required("scheduled_at", instant),
         started_at=request.required("started_at", instant),
-        outcome=outcome(request, required=False),
+        retry_count=request.optional("retry_count", count, 0),
+        outcome=outcome(request, required=False, retry_count=False),
     )
 
 
@@ -176,6 +202,30 @@ def new_dead_letter(request: Fields) -> NewDeadLetter:
         reason=request.required("reason", any_text),
         failed_at=request.required("failed_at", instant),
     )
+
+
+def missed_runs(name: str, value: Any) -> tuple[NewMissedRun, ...]:
+    """1 to MAX_MISSED_BATCH maps of ``first_at``, ``last_at``, ``count``, ``reason``; a bad
+    entry is named with its index: ``runs[3].last_at: is before first_at``.
+    """
+    if not isinstance(value, list | tuple):
+        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_MISSED_BATCH:
+        raise InvalidValue(name, f"has {len(value)} entries, expected 1..{MAX_MISSED_BATCH}")
+    return tuple(_missed_run(f"{name}[{index}]", entry) for index, entry in enumerate(value))
+
+
+def _missed_run(name: str, value: Any) -> NewMissedRun:
+    entry = Fields(mapping(name, value))
+    with _inside(name):
+        run = NewMissedRun(
+            first_at=entry.required("first_at", instant),
+            last_at=entry.required("last_at", instant),
+            count=entry.required("count", positive),
+            reason=entry.required("reason", text),
+        )
+        entry.done()
+    return run
 
 
 # ------------------------------------------------------------------ replies

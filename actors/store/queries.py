@@ -1,4 +1,5 @@
-"""Reads: tasks, one task's status, execution history, statistics, dead letters.
+"""Reads: tasks, one task's status, execution history, unsettled executions, statistics, dead
+letters, missed runs.
 
 Plain functions of a connection, every value bound as a parameter. Pages are newest first and use
 keyset pagination: a cursor holds the sort key of the last item returned, so a page costs one
@@ -16,6 +17,7 @@ from actors.store.errors import InvalidValue, NotFound
 from actors.store.records import (
     DeadLetterRecord,
     ExecutionRecord,
+    MissedRunRecord,
     Page,
     RunStats,
     StatsReport,
@@ -28,7 +30,7 @@ MAX_PAGE = 1_000
 
 TASK_COLUMNS = (
     "task_id, task_class, schedule, config, enabled, timezone, misfire_policy, retry_policy, "
-    "owner, created_at, updated_at, last_run, next_run, version"
+    "run_policy, owner, created_at, updated_at, last_run, next_run, version"
 )
 EXECUTION_COLUMNS = (
     "execution_id, task_id, scheduled_at, started_at, completed_at, success, duration_seconds, "
@@ -37,6 +39,7 @@ EXECUTION_COLUMNS = (
 DEAD_LETTER_COLUMNS = (
     "dead_letter_id, task_id, scheduled_at, attempts, error_type, last_error, reason, failed_at"
 )
+MISSED_RUN_COLUMNS = "missed_id, task_id, first_at, last_at, count, reason, recorded_at"
 
 
 # ------------------------------------------------------------------ rows to records
@@ -52,12 +55,13 @@ def task_from_row(row: Row) -> TaskRecord:
         timezone=row[5],
         misfire_policy=values.unpacked(row[6]),
         retry_policy=values.unpacked(row[7]),
-        owner=row[8],
-        created_at=values.from_us(row[9]),
-        updated_at=values.from_us(row[10]),
-        last_run=values.maybe_from_us(row[11]),
-        next_run=values.maybe_from_us(row[12]),
-        version=row[13],
+        run_policy=values.unpacked(row[8]),
+        owner=row[9],
+        created_at=values.from_us(row[10]),
+        updated_at=values.from_us(row[11]),
+        last_run=values.maybe_from_us(row[12]),
+        next_run=values.maybe_from_us(row[13]),
+        version=row[14],
     )
 
 
@@ -90,6 +94,18 @@ def dead_letter_from_row(row: Row) -> DeadLetterRecord:
     )
 
 
+def missed_run_from_row(row: Row) -> MissedRunRecord:
+    return MissedRunRecord(
+        missed_id=row[0],
+        task_id=row[1],
+        first_at=values.from_us(row[2]),
+        last_at=values.from_us(row[3]),
+        count=row[4],
+        reason=row[5],
+        recorded_at=values.from_us(row[6]),
+    )
+
+
 # ------------------------------------------------------------------ cursors
 
 
@@ -103,6 +119,15 @@ def _parse_time_cursor(cursor: str) -> tuple[int, str]:
         if not separator or not key:
             raise ValueError(cursor)
         return int(micros), key
+    except ValueError:
+        raise InvalidValue("cursor", "is not a cursor this store returned") from None
+
+
+def _parse_int_time_cursor(cursor: str) -> tuple[int, int]:
+    """A time cursor whose key is an integer id (dead letters, missed runs)."""
+    micros, key = _parse_time_cursor(cursor)
+    try:
+        return micros, int(key)
     except ValueError:
         raise InvalidValue("cursor", "is not a cursor this store returned") from None
 
@@ -235,6 +260,52 @@ def history(
     return _page(items, cursors, len(found) > limit)
 
 
+def unsettled_executions(
+    connection: Connection, since: datetime | None, after: str | None, limit: int
+) -> Page[ExecutionRecord]:
+    """Executions a scheduler taking over must look at, in execution id order (creation order):
+    the running (``success`` NULL) and failed attempts whose fire has neither a later attempt
+    (the same task and scheduled instant with a greater ``retry_count``) nor a dead letter, that
+    is, the last attempt of each fire that is not settled. ``since``: only fires scheduled at or
+    after it. The cursor is the last execution id.
+
+    The partial index ``task_executions_unsettled`` holds only running and failed executions, so
+    successful ones are never scanned. The dead letters' key answers one check with one seek; the
+    other is a short range of the idempotency keys' index: every attempt of a fire has the key
+    ``<task id>@<instant>`` or ``<task id>@<instant>#...`` (``records.idempotency_key``; rows
+    from version 1 too), all at or after the first and before ``<task id>@<instant>$``, as
+    ``$`` follows ``#``. The range may hold a few keys of other fires (a task id may contain
+    ``@`` or ``#``): the columns decide. The ``+`` keeps SQLite from using the history index
+    instead, which holds every run of the task.
+    """
+    limit = check_limit(limit)
+    conditions = ["(e.success IS NULL OR e.success = 0)"]
+    params: list[object] = []
+    if after is not None:
+        conditions.append("e.execution_id > ?")
+        params.append(values.text("cursor", after, max_chars=values.MAX_ID_CHARS))
+    if since is not None:
+        conditions.append("e.scheduled_at >= ?")
+        params.append(values.to_us(values.instant("since", since)))
+    columns = ", ".join(f"e.{column}" for column in EXECUTION_COLUMNS.split(", "))
+    found = rows(
+        connection,
+        f"SELECT {columns} FROM task_executions AS e "
+        f"WHERE {' AND '.join(conditions)} "
+        "AND NOT EXISTS (SELECT 1 FROM task_executions AS later "
+        "  WHERE later.idempotency_key >= e.task_id || '@' || e.scheduled_at "
+        "  AND later.idempotency_key < e.task_id || '@' || e.scheduled_at || '$' "
+        "  AND +later.task_id = e.task_id AND later.scheduled_at = e.scheduled_at "
+        "  AND later.retry_count > e.retry_count) "
+        "AND NOT EXISTS (SELECT 1 FROM dead_letters AS d "
+        "  WHERE d.task_id = e.task_id AND d.scheduled_at = e.scheduled_at) "
+        "ORDER BY e.execution_id LIMIT ?",
+        [*params, limit + 1],
+    )
+    items = tuple(execution_from_row(row) for row in found[:limit])
+    return _page(items, tuple(run.execution_id for run in items), len(found) > limit)
+
+
 def stats(connection: Connection, since: datetime | None, task_id: str | None) -> StatsReport:
     """Run counts, rates and durations per task and over all tasks (or of one task).
 
@@ -327,13 +398,8 @@ def dead_letters(
         conditions.append("task_id = ?")
         params.append(task_id)
     if before is not None:
-        failed, letter_id = _parse_time_cursor(before)
-        try:
-            letter = int(letter_id)
-        except ValueError:
-            raise InvalidValue("cursor", "is not a cursor this store returned") from None
         conditions.append("(failed_at, dead_letter_id) < (?, ?)")
-        params.extend([failed, letter])
+        params.extend(_parse_int_time_cursor(before))
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
     found = rows(
         connection,
@@ -343,4 +409,27 @@ def dead_letters(
     )
     items = tuple(dead_letter_from_row(row) for row in found[:limit])
     cursors = tuple(_time_cursor(row[7], row[0]) for row in found[:limit])
+    return _page(items, cursors, len(found) > limit)
+
+
+# ------------------------------------------------------------------ missed runs
+
+
+def missed_runs(
+    connection: Connection, task_id: str, before: str | None, limit: int
+) -> Page[MissedRunRecord]:
+    """One task's missed runs, latest ``first_at`` first; ``before`` is the previous cursor."""
+    limit = check_limit(limit)
+    conditions, params = ["task_id = ?"], list[object]([task_id])
+    if before is not None:
+        conditions.append("(first_at, missed_id) < (?, ?)")
+        params.extend(_parse_int_time_cursor(before))
+    found = rows(
+        connection,
+        f"SELECT {MISSED_RUN_COLUMNS} FROM missed_runs WHERE {' AND '.join(conditions)} "
+        "ORDER BY first_at DESC, missed_id DESC LIMIT ?",
+        [*params, limit + 1],
+    )
+    items = tuple(missed_run_from_row(row) for row in found[:limit])
+    cursors = tuple(_time_cursor(row[2], row[0]) for row in found[:limit])
     return _page(items, cursors, len(found) > limit)

@@ -1,8 +1,9 @@
 """What the store keeps and returns, as frozen values.
 
-Inputs (``TaskSpec``, ``NewExecution``, ``ExecutionOutcome``, ``NewDeadLetter``) check their
-fields at construction and raise InvalidValue naming the field; records read back from the
-database are trusted. Instants are aware datetimes in UTC; maps are plain dicts.
+Inputs (``TaskSpec``, ``NewExecution``, ``ExecutionOutcome``, ``NewDeadLetter``,
+``NewMissedRun``) check their fields at construction and raise InvalidValue naming the field;
+records read back from the database are trusted. Instants are aware datetimes in UTC; maps are
+plain dicts.
 """
 
 from __future__ import annotations
@@ -18,18 +19,25 @@ from actors.store.errors import InvalidValue
 T = TypeVar("T")
 ExecutionState = Literal["running", "succeeded", "failed"]
 MAX_RETRY_COUNT = 1_000_000
+MAX_MISSED_BATCH = 1_000
 
 
-def idempotency_key(task_id: str, scheduled_at: datetime) -> str:
-    """``<task id>@<microseconds since the epoch>``: one per fire. Injective, because the part
-    after the last ``@`` is always the instant.
+def idempotency_key(task_id: str, scheduled_at: datetime, retry_count: int = 0) -> str:
+    """``<task id>@<microseconds since the epoch>`` for the first attempt of a fire, followed by
+    ``#<retry_count>`` for a retry: one key per attempt. Injective in (task id, instant, retry
+    count), because the part after the last ``@`` (which holds no ``@``) is always the instant
+    in decimal, then ``#`` and the retry count (1 or more, in decimal) only for a retry.
     """
-    return f"{task_id}@{values.to_us(scheduled_at)}"
+    key = f"{task_id}@{values.to_us(scheduled_at)}"
+    return key if retry_count == 0 else f"{key}#{retry_count}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSpec:
-    """A task as its owner defines it; ``config`` and the policies are opaque to the store."""
+    """A task as its owner defines it; ``config`` and the policies are opaque to the store
+    (``run_policy``: what the scheduler keeps about how to run it, such as DST rules, jitter, a
+    timeout).
+    """
 
     task_id: str
     task_class: str
@@ -39,6 +47,7 @@ class TaskSpec:
     timezone: str = "UTC"
     misfire_policy: Mapping[str, Any] | None = None
     retry_policy: Mapping[str, Any] | None = None
+    run_policy: Mapping[str, Any] | None = None
     owner: str = ""
     next_run: datetime | None = None
 
@@ -49,7 +58,7 @@ class TaskSpec:
         values.flag("enabled", self.enabled)
         values.identifier("timezone", self.timezone)
         values.text("owner", self.owner, max_chars=values.MAX_ID_CHARS, empty=True)
-        for name in ("config", "misfire_policy", "retry_policy"):
+        for name in ("config", "misfire_policy", "retry_policy", "run_policy"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Mapping):
                 raise InvalidValue(name, f"expected a map, got {type(value).__name__}")
@@ -67,6 +76,7 @@ class TaskRecord:
     timezone: str
     misfire_policy: dict[str, Any] | None
     retry_policy: dict[str, Any] | None
+    run_policy: dict[str, Any] | None
     owner: str
     created_at: datetime
     updated_at: datetime
@@ -77,13 +87,15 @@ class TaskRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionOutcome:
-    """How a run ended. ``duration_seconds`` defaults to ``completed_at - started_at``."""
+    """How a run ended. ``duration_seconds`` defaults to ``completed_at - started_at``;
+    ``retry_count`` None keeps the execution's own (the one it was recorded with).
+    """
 
     completed_at: datetime
     success: bool
     result: Mapping[str, Any] | None = field(default=None, repr=False)
     error_message: str | None = None
-    retry_count: int = 0
+    retry_count: int | None = None
     duration_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -93,30 +105,36 @@ class ExecutionOutcome:
             raise InvalidValue("result", f"expected a map, got {type(self.result).__name__}")
         if self.error_message is not None:
             values.message("error_message", self.error_message)
-        values.count("retry_count", self.retry_count, high=MAX_RETRY_COUNT)
+        if self.retry_count is not None:
+            values.count("retry_count", self.retry_count, high=MAX_RETRY_COUNT)
         if self.duration_seconds is not None:
             values.seconds("duration_seconds", self.duration_seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewExecution:
-    """One fire of a task, recorded when it starts (``outcome`` None) or once it has ended."""
+    """One attempt of a fire of a task, recorded when it starts (``outcome`` None) or once it
+    has ended. ``retry_count`` 0 is the fire's first attempt, 1 its first retry...: each attempt
+    is recorded once. The record keeps this ``retry_count`` unless ``outcome`` gives one.
+    """
 
     task_id: str
     scheduled_at: datetime
     started_at: datetime
     outcome: ExecutionOutcome | None = None
+    retry_count: int = 0
 
     def __post_init__(self) -> None:
         values.identifier("task_id", self.task_id)
         object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
         object.__setattr__(self, "started_at", values.instant("started_at", self.started_at))
+        values.count("retry_count", self.retry_count, high=MAX_RETRY_COUNT)
         if self.outcome is not None and self.outcome.completed_at < self.started_at:
             raise InvalidValue("completed_at", "is before started_at")
 
     @property
     def idempotency_key(self) -> str:
-        return idempotency_key(self.task_id, self.scheduled_at)
+        return idempotency_key(self.task_id, self.scheduled_at, self.retry_count)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +258,38 @@ class DeadLetterRecord:
     last_error: str
     reason: str
     failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMissedRun:
+    """A fire that did not run (``count`` 1, ``first_at`` = ``last_at``), or ``count`` of them
+    from ``first_at`` to ``last_at``, and why (text the scheduler chooses). One per task and
+    ``first_at``.
+    """
+
+    first_at: datetime
+    last_at: datetime
+    count: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "first_at", values.instant("first_at", self.first_at))
+        object.__setattr__(self, "last_at", values.instant("last_at", self.last_at))
+        if self.last_at < self.first_at:
+            raise InvalidValue("last_at", "is before first_at")
+        values.count("count", self.count, low=1)
+        values.text("reason", self.reason, max_chars=values.MAX_TEXT_CHARS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissedRunRecord:
+    missed_id: int
+    task_id: str
+    first_at: datetime
+    last_at: datetime
+    count: int
+    reason: str
+    recorded_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

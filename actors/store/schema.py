@@ -7,7 +7,9 @@ migration applied; migrations run in order at start, each in its own transaction
 Version 1 is the layout of the AICO scheduler design (tasks and their executions); version 2 adds
 what taskbus needs: time zones, policies, owners and row versions on tasks; one execution per
 fire, made idempotent by ``idempotency_key`` (task id and scheduled instant); dead letters; and the
-scheduler lease with its fencing token.
+scheduler lease with its fencing token. Version 3 adds a task's run policy, missed runs (fires that
+did not run, one row per fire or per range of them), and the index that finds the executions a
+scheduler must look at again after a takeover.
 """
 
 from __future__ import annotations
@@ -125,7 +127,38 @@ V2_TASKBUS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1_TASKS_AND_EXECUTIONS, V2_TASKBUS)
+V3_RUN_POLICIES_AND_MISSED_RUNS = Migration(
+    3,
+    "run policies and missed runs",
+    (
+        "ALTER TABLE scheduled_tasks ADD COLUMN run_policy BLOB",
+        # One fire that did not run (count 1, first_at = last_at), or a range of them. The index
+        # of UNIQUE (task_id, first_at) makes a repeated record a no-op, and serves one task's
+        # listing newest first (its entries end with the rowid, missed_id): no other index.
+        """CREATE TABLE missed_runs (
+            missed_id   INTEGER PRIMARY KEY,
+            task_id     TEXT NOT NULL,
+            first_at    INTEGER NOT NULL,
+            last_at     INTEGER NOT NULL,
+            count       INTEGER NOT NULL,
+            reason      TEXT NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            UNIQUE (task_id, first_at)
+        )""",
+        # The unsettled executions: only running and failed ones, in execution id order. (A
+        # later attempt of the same fire is found through the idempotency key, whose index
+        # already holds every attempt of a fire together: another index on task_executions
+        # would cost every record about a fifth of its time.)
+        """CREATE INDEX task_executions_unsettled
+            ON task_executions (execution_id) WHERE success IS NULL OR success = 0""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    V1_TASKS_AND_EXECUTIONS,
+    V2_TASKBUS,
+    V3_RUN_POLICIES_AND_MISSED_RUNS,
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -4,10 +4,11 @@ Invariants every implementation keeps:
 
 - **Acknowledged means durable.** A write method returns only once its change is committed to
   disk (as durably as the implementation documents); if it raises, nothing of it was written.
-- **A fire is a key.** ``record_execution`` writes one execution per (task id, scheduled
-  instant); a second record of the same fire returns the first, with ``duplicate`` set, and writes
-  nothing. ``finish_execution`` on a finished execution and ``add_dead_letter`` of a known fire are
-  duplicates in the same way.
+- **An attempt is a key.** ``record_execution`` writes one execution per (task id, scheduled
+  instant, retry count); a second record of the same attempt returns the first, with
+  ``duplicate`` set, and writes nothing. ``finish_execution`` on a finished execution and
+  ``add_dead_letter`` of a known fire are duplicates in the same way; ``record_missed`` of a
+  known (task id, ``first_at``) writes nothing.
 - **Leases fence.** ``acquire_lease`` grants a lease to one holder at a time; each new grant has a
   larger token; a write given a ``Fence`` with an older token raises LeaseLost.
 - **Time is an argument.** Methods whose effect depends on the time take ``now``.
@@ -22,6 +23,7 @@ StoreError for everything else (the file, the disk).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -31,8 +33,10 @@ from actors.store.records import (
     ExecutionOutcome,
     ExecutionRecord,
     Lease,
+    MissedRunRecord,
     NewDeadLetter,
     NewExecution,
+    NewMissedRun,
     Page,
     Recorded,
     RetentionReport,
@@ -45,7 +49,9 @@ from actors.store.writes import Fence
 
 
 class Store(ABC):
-    """The scheduler's durable state: tasks, executions, dead letters and the lease."""
+    """The scheduler's durable state: tasks, executions, dead letters, missed runs and the
+    lease.
+    """
 
     @abstractmethod
     async def start(self) -> None:
@@ -96,6 +102,10 @@ class Store(ABC):
         """Record a task's latest and next fire (``last_run`` never moves back); NotFound."""
 
     @abstractmethod
+    async def reset_task(self, task_id: str, *, now: datetime) -> TaskRecord:
+        """Clear a task's ``last_run`` and ``next_run`` (the version stays); NotFound."""
+
+    @abstractmethod
     async def task_status(self, task_id: str) -> TaskStatus:
         """Last and next run, run counts and the last error of one task; NotFound."""
 
@@ -124,12 +134,21 @@ class Store(ABC):
         """One task's executions, latest start first, from the cursor ``before``."""
 
     @abstractmethod
+    async def unsettled_executions(
+        self, *, since: datetime | None = None, after: str | None = None, limit: int = 100
+    ) -> Page[ExecutionRecord]:
+        """The last attempt of each fire that is running or failed and has no later attempt
+        and no dead letter (fires scheduled at or after ``since``), in execution id order, from
+        the cursor ``after``.
+        """
+
+    @abstractmethod
     async def stats(
         self, *, since: datetime | None = None, task_id: str | None = None
     ) -> StatsReport:
         """Counts, success and failure rates, mean/min/max/p95 durations."""
 
-    # ------------------------------------------------------------ dead letters and retention
+    # ------------------------------------------------------------ dead letters
 
     @abstractmethod
     async def add_dead_letter(self, letter: NewDeadLetter) -> Recorded[DeadLetterRecord]:
@@ -140,6 +159,29 @@ class Store(ABC):
         self, *, task_id: str | None = None, before: str | None = None, limit: int = 50
     ) -> Page[DeadLetterRecord]:
         """Dead letters, latest failure first."""
+
+    # ------------------------------------------------------------ missed runs
+
+    @abstractmethod
+    async def record_missed(
+        self,
+        task_id: str,
+        runs: Sequence[NewMissedRun],
+        *,
+        now: datetime,
+        fence: Fence | None = None,
+    ) -> int:
+        """Keep 1 to 1000 missed runs of a task in one write; those whose ``first_at`` is
+        already kept for the task are skipped. Returns how many were new.
+        """
+
+    @abstractmethod
+    async def missed_runs(
+        self, task_id: str, *, before: str | None = None, limit: int = 50
+    ) -> Page[MissedRunRecord]:
+        """One task's missed runs, latest ``first_at`` first, from the cursor ``before``."""
+
+    # ------------------------------------------------------------ retention
 
     @abstractmethod
     async def run_retention(

@@ -1,4 +1,5 @@
-"""Writes: tasks, executions, dead letters, retention. Each is one operation of a group commit.
+"""Writes: tasks, executions, dead letters, missed runs, retention. Each is one operation of a
+group commit.
 
 Plain functions of a connection, run inside the store's transaction (and their own savepoint):
 a function that raises leaves nothing behind. Every value is bound as a parameter. ``now`` is
@@ -7,6 +8,7 @@ always an argument.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -30,6 +32,7 @@ from actors.store.records import (
     ExecutionRecord,
     NewDeadLetter,
     NewExecution,
+    NewMissedRun,
     Recorded,
     TaskRecord,
     TaskSpec,
@@ -65,10 +68,11 @@ def put_task(
     config = values.packed("config", spec.config, limits.max_value_bytes)
     misfire = values.packed("misfire_policy", spec.misfire_policy, limits.max_value_bytes)
     retry = values.packed("retry_policy", spec.retry_policy, limits.max_value_bytes)
+    run = values.packed("run_policy", spec.run_policy, limits.max_value_bytes)
     stored = one(
         connection,
         "SELECT version, task_class, schedule, config, enabled, timezone, misfire_policy, "
-        "retry_policy, owner, next_run FROM scheduled_tasks WHERE task_id = ?",
+        "retry_policy, run_policy, owner, next_run FROM scheduled_tasks WHERE task_id = ?",
         [spec.task_id],
     )
     version = 0 if stored is None else int(stored[0])
@@ -86,20 +90,22 @@ def put_task(
         spec.timezone,
         misfire,
         retry,
+        run,
         spec.owner,
     )
-    if stored is not None and tuple(stored[1:9]) == fields and next_run in (None, stored[9]):
+    if stored is not None and tuple(stored[1:10]) == fields and next_run in (None, stored[10]):
         return Recorded(get_task(connection, spec.task_id), duplicate=True)
     now_us = values.to_us(now)
     row = one(
         connection,
         "INSERT INTO scheduled_tasks (task_class, schedule, config, enabled, timezone, "
-        "misfire_policy, retry_policy, owner, next_run, task_id, created_at, updated_at, version) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+        "misfire_policy, retry_policy, run_policy, owner, next_run, task_id, created_at, "
+        "updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
         "ON CONFLICT (task_id) DO UPDATE SET task_class = excluded.task_class, "
         "schedule = excluded.schedule, config = excluded.config, enabled = excluded.enabled, "
         "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
-        "retry_policy = excluded.retry_policy, owner = excluded.owner, "
+        "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
+        "owner = excluded.owner, "
         "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
         f"version = version + 1 RETURNING {TASK_COLUMNS}",
         [*fields, next_run, spec.task_id, now_us, now_us],
@@ -137,14 +143,29 @@ def mark_run(
     return get_task(connection, task_id)
 
 
+def reset_task(connection: Connection, task_id: str, now: datetime) -> TaskRecord:
+    """Forget a task's run state: ``last_run`` and ``next_run`` become NULL (the scheduler
+    computes the next fire afresh). Run state, not definition: ``version`` does not change.
+    """
+    changed = connection.execute(
+        "UPDATE scheduled_tasks SET last_run = NULL, next_run = NULL, updated_at = ? "
+        "WHERE task_id = ?",
+        [values.to_us(now), task_id],
+    ).rowcount
+    if not changed:
+        raise NotFound(f"task {task_id!r} not found")
+    return get_task(connection, task_id)
+
+
 # ------------------------------------------------------------------ executions
 
 
 def record_execution(
     connection: Connection, new: NewExecution, fence: Fence | None, limits: StoreSettings
 ) -> Recorded[ExecutionRecord]:
-    """Insert one fire's execution, once: a second record of the same fire (same task and
-    scheduled instant) writes nothing and returns the first, flagged as a duplicate.
+    """Insert one attempt of a fire, once: a second record of the same attempt (same task,
+    scheduled instant and retry count) writes nothing and returns the first, flagged as a
+    duplicate. The row's ``retry_count`` is the attempt's, unless an outcome given now has one.
     """
     if fence is not None:
         check_fence(connection, fence)
@@ -158,7 +179,7 @@ def record_execution(
         duration_seconds=None,
         result=None,
         error_message=None,
-        retry_count=0,
+        retry_count=new.retry_count,
         idempotency_key=new.idempotency_key,
     )
     result = None
@@ -178,7 +199,7 @@ def record_execution(
             error_message=None
             if error is None
             else values.truncated(error, limits.max_error_chars),
-            retry_count=outcome.retry_count,
+            retry_count=new.retry_count if outcome.retry_count is None else outcome.retry_count,
         )
     completed = None if record.completed_at is None else values.to_us(record.completed_at)
     inserted = connection.execute(
@@ -214,7 +235,8 @@ def finish_execution(
 ) -> Recorded[ExecutionRecord]:
     """Record how a run ended; finishing a finished run writes nothing (a duplicate).
 
-    ``duration_seconds`` defaults to the time from the run's start to ``completed_at``.
+    ``duration_seconds`` defaults to the time from the run's start to ``completed_at``;
+    ``retry_count`` None keeps the one the run was recorded with.
     """
     if fence is not None:
         check_fence(connection, fence)
@@ -225,7 +247,7 @@ def finish_execution(
         connection,
         "UPDATE task_executions SET completed_at = ?1, success = ?2, "
         "duration_seconds = coalesce(?3, (?1 - started_at) / 1e6), result = ?4, "
-        "error_message = ?5, retry_count = ?6 "
+        "error_message = ?5, retry_count = coalesce(?6, retry_count) "
         "WHERE execution_id = ?7 AND success IS NULL AND started_at <= ?1 "
         f"RETURNING {EXECUTION_COLUMNS}",
         [completed, success, duration, result, error, retries, execution_id],
@@ -291,6 +313,44 @@ def add_dead_letter(
     )
     assert existing is not None
     return Recorded(dead_letter_from_row(existing), duplicate=True)
+
+
+# ------------------------------------------------------------------ missed runs
+
+
+def record_missed(
+    connection: Connection,
+    task_id: str,
+    runs: Sequence[NewMissedRun],
+    now: datetime,
+    fence: Fence | None,
+) -> int:
+    """Keep fires of a task that did not run, in one statement; a run whose ``first_at`` is
+    already kept for the task (or twice in ``runs``) writes nothing. Returns the rows inserted.
+    """
+    if fence is not None:
+        check_fence(connection, fence)
+    if not runs:
+        return 0
+    now_us = values.to_us(now)
+    params: list[object] = []
+    for run in runs:
+        params.extend(
+            [
+                task_id,
+                values.to_us(run.first_at),
+                values.to_us(run.last_at),
+                run.count,
+                run.reason,
+                now_us,
+            ]
+        )
+    placeholders = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(runs))
+    return connection.execute(
+        "INSERT INTO missed_runs (task_id, first_at, last_at, count, reason, recorded_at) "
+        f"VALUES {placeholders} ON CONFLICT (task_id, first_at) DO NOTHING",
+        params,
+    ).rowcount
 
 
 # ------------------------------------------------------------------ retention

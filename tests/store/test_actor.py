@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from actors import ActorState, ActorSystem
-from actors.store import LibsqlStore, MasterKey, StoreActor
+from actors.store import LibsqlStore, MasterKey, StoreActor, values
 from bus import BusClient, RemoteError
 from config.actors import ActorSettings
 from tests.actors.kit import spawn_instance
@@ -25,6 +25,12 @@ from tests.bus.waits import eventually
 from tests.store.conftest import T0, at, file_hashes
 
 INJECTION = "x'); DROP TABLE t;--"
+MISSED = {
+    "first_at": "2024-05-01T00:00:00Z",
+    "last_at": "2024-05-01T00:00:00Z",
+    "count": 1,
+    "reason": "down",
+}
 FOREIGN = b"not a database at all " * 500
 FOREIGN_HASH = hashlib.sha256(FOREIGN).hexdigest()
 
@@ -206,6 +212,79 @@ async def test_a_fire_is_recorded_once_and_finished_over_the_bus(served: Served)
         ("store.execution.history", {"task_id": "a", "before": "zz"}, "cursor: is not a cursor"),
         ("store.lease.acquire", {"name": "scheduler", "ttl_s": -1}, "ttl_s: -1 is outside"),
         ("store.stats", {"since": 17}, "since: expected ISO 8601 text, got int"),
+        (
+            "store.task.put",
+            {"task_id": "a", "task_class": "C", "schedule": "@daily", "run_policy": "strict"},
+            "run_policy: expected a map, got str",
+        ),
+        ("store.task.reset", {}, "task_id: is required"),
+        ("store.task.reset", {"task_id": "a", "now": "2024-05-01T00:00:00Z"}, "now: is not a"),
+        (
+            "store.execution.record",
+            {
+                "task_id": "a",
+                "scheduled_at": "2024-05-01T00:00:00Z",
+                "started_at": "2024-05-01T00:00:00Z",
+                "retry_count": -1,
+            },
+            "retry_count: -1 is outside 0..",
+        ),
+        (
+            "store.execution.record",
+            {
+                "task_id": "a",
+                "scheduled_at": "2024-05-01T00:00:00Z",
+                "started_at": "2024-05-01T00:00:00Z",
+                "retry_count": 1_000_001,
+            },
+            "retry_count: 1000001 is outside 0..1000000",
+        ),
+        ("store.execution.unsettled", {"since": "now"}, "since: 'now' is not an ISO 8601"),
+        ("store.execution.unsettled", {"limit": 0}, "limit: 0 is outside 1.."),
+        ("store.execution.unsettled", {"after": 7}, "after: expected a string, got int"),
+        ("store.execution.unsettled", {"before": "x"}, "before: is not a field of this request"),
+        ("store.missed.record", {"task_id": "a"}, "runs: is required"),
+        ("store.missed.record", {"task_id": "a", "runs": {}}, "runs: expected a list, got dict"),
+        ("store.missed.record", {"task_id": "a", "runs": []}, "runs: has 0 entries, expected 1.."),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [{"first_at": "2024-05-01T00:00:00Z"}] * 1001},
+            "runs: has 1001 entries, expected 1..1000",
+        ),
+        ("store.missed.record", {"task_id": "a", "runs": [5]}, "runs[0]: expected a map, got int"),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [MISSED, {**MISSED, "last_at": "2024-04-30T23:59:59Z"}]},
+            "runs[1].last_at: is before first_at",
+        ),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [{k: v for k, v in MISSED.items() if k != "count"}]},
+            "runs[0].count: is required",
+        ),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [{**MISSED, "count": 0}]},
+            "runs[0].count: 0 is outside 1..",
+        ),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [{**MISSED, "reason": ""}]},
+            "runs[0].reason: must not be empty",
+        ),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [{**MISSED, "why": "x"}]},
+            "runs[0].why: is not a field of this request",
+        ),
+        (
+            "store.missed.record",
+            {"task_id": "a", "runs": [MISSED], "fence": {"lease": "scheduler"}},
+            "fence.token: is required",
+        ),
+        ("store.missed.list", {}, "task_id: is required"),
+        ("store.missed.list", {"task_id": "a", "limit": 1001}, "limit: 1001 is outside 1..1000"),
+        ("store.missed.list", {"task_id": "a", "before": "zz"}, "cursor: is not a cursor"),
     ],
 )
 async def test_a_bad_request_is_refused_as_invalid_naming_the_field(
@@ -215,6 +294,167 @@ async def test_a_bad_request_is_refused_as_invalid_naming_the_field(
     assert refusal.code == "invalid"
     assert refusal.reason.startswith(reason)
     assert (await served.ask("store.task.list"))["tasks"] == []  # nothing was written
+    assert (await served.ask("store.missed.list", task_id="a"))["missed"] == []
+    assert (await served.ask("store.execution.history", task_id="a"))["executions"] == []
+
+
+async def test_a_run_policy_and_a_reset_over_the_bus(served: Served) -> None:
+    task = {"task_id": "t.run", "task_class": "C", "schedule": "@hourly"}
+    policy = {"dst": {"gap": "shift"}, "jitter_s": 5, "timeout_s": 60.0}
+    put = await served.ask("store.task.put", **task, run_policy=policy)
+    assert (put["task"]["run_policy"], put["task"]["version"]) == (policy, 1)
+    assert (await served.ask("store.task.put", **task, run_policy=policy))["duplicate"] is True
+    plain = await served.ask("store.task.put", **task)
+    assert (plain["duplicate"], plain["task"]["run_policy"]) == (False, None)
+
+    await served.ask(
+        "store.task.mark_run",
+        task_id="t.run",
+        last_run=at(0).isoformat(),
+        next_run=at(3600).isoformat(),
+    )
+    served.clock.advance(90)
+    reset = (await served.ask("store.task.reset", task_id="t.run"))["task"]
+    assert (reset["last_run"], reset["next_run"], reset["version"], reset["updated_at"]) == (
+        None,
+        None,
+        2,
+        at(90).isoformat(),
+    )
+    assert (await served.ask("store.task.get", task_id="t.run"))["task"] == reset
+    refusal = await served.refused("store.task.reset", task_id="t.none")
+    assert (refusal.code, refusal.reason) == ("not_found", "task 't.none' not found")
+
+
+async def test_attempts_and_unsettled_executions_over_the_bus(served: Served) -> None:
+    fire = {"task_id": "t.retry", "scheduled_at": at(0).isoformat()}
+    first = await served.ask(
+        "store.execution.record",
+        **fire,
+        started_at=at(0).isoformat(),
+        completed_at=at(1).isoformat(),
+        success=False,
+        error_message="boom",
+    )
+    assert first["execution"]["retry_count"] == 0
+    unsettled = await served.ask("store.execution.unsettled")
+    assert [e["execution_id"] for e in unsettled["executions"]] == [
+        first["execution"]["execution_id"]
+    ]
+    retry = await served.ask(
+        "store.execution.record", **fire, started_at=at(10).isoformat(), retry_count=1
+    )
+    run = retry["execution"]
+    assert (retry["duplicate"], run["retry_count"], run["idempotency_key"]) == (
+        False,
+        1,
+        f"t.retry@{values.to_us(at(0))}#1",
+    )
+    again = await served.ask(
+        "store.execution.record", **fire, started_at=at(11).isoformat(), retry_count=1
+    )
+    assert (again["duplicate"], again["execution"]) == (True, run)
+    unsettled = await served.ask("store.execution.unsettled", since=at(0).isoformat(), limit=10)
+    assert ([e["execution_id"] for e in unsettled["executions"]], unsettled["next_cursor"]) == (
+        [run["execution_id"]],
+        None,
+    )
+    assert (await served.ask("store.execution.unsettled", since=at(1).isoformat())) == {
+        "executions": [],
+        "next_cursor": None,
+    }
+    finished = await served.ask(
+        "store.execution.finish",
+        execution_id=run["execution_id"],
+        completed_at=at(12).isoformat(),
+        success=True,
+    )
+    assert finished["execution"]["retry_count"] == 1  # kept: the finish gave none
+    told = await served.ask(
+        "store.execution.record",
+        **fire,
+        started_at=at(20).isoformat(),
+        completed_at=at(21).isoformat(),
+        success=True,
+        retry_count=2,
+    )
+    assert (told["execution"]["retry_count"], told["execution"]["idempotency_key"]) == (
+        2,
+        f"t.retry@{values.to_us(at(0))}#2",
+    )
+    assert (await served.ask("store.execution.unsettled"))["executions"] == []
+
+    # paging: three running fires, one per page
+    ids = []
+    for n in range(3):
+        recorded = await served.ask(
+            "store.execution.record",
+            task_id="t.page",
+            scheduled_at=at(n).isoformat(),
+            started_at=at(n).isoformat(),
+        )
+        ids.append(recorded["execution"]["execution_id"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await served.ask("store.execution.unsettled", after=cursor, limit=1)
+        seen.extend(e["execution_id"] for e in page["executions"])
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert seen == ids
+
+
+async def test_missed_runs_over_the_bus(served: Served) -> None:
+    runs = [
+        {**MISSED, "first_at": at(n * 60).isoformat(), "last_at": at(n * 60).isoformat()}
+        for n in range(5)
+    ]
+    recorded = await served.ask("store.missed.record", task_id="t.missed", runs=runs)
+    assert recorded == {"recorded": 5}
+    again = await served.ask("store.missed.record", task_id="t.missed", runs=runs[3:])
+    assert again == {"recorded": 0}
+    first = await served.ask("store.missed.list", task_id="t.missed", limit=3)
+    assert [m["first_at"] for m in first["missed"]] == [at(n * 60).isoformat() for n in (4, 3, 2)]
+    assert set(first["missed"][0]) == {
+        "missed_id",
+        "task_id",
+        "first_at",
+        "last_at",
+        "count",
+        "reason",
+        "recorded_at",
+    }
+    assert first["missed"][0]["recorded_at"] == T0.isoformat()  # the actor's clock
+    rest = await served.ask("store.missed.list", task_id="t.missed", before=first["next_cursor"])
+    assert ([m["first_at"] for m in rest["missed"]], rest["next_cursor"]) == (
+        [at(60).isoformat(), at(0).isoformat()],
+        None,
+    )
+
+    lease = await served.ask("store.lease.acquire", name="scheduler", ttl_s=30)
+    fence = {"lease": "scheduler", "token": lease["lease"]["token"]}
+    ranged = {"first_at": at(600).isoformat(), "last_at": at(900).isoformat(), "count": 6}
+    fenced = await served.ask(
+        "store.missed.record",
+        task_id="t.missed",
+        runs=[{**ranged, "reason": "misfire"}],
+        fence=fence,
+    )
+    assert fenced == {"recorded": 1}
+    stale = await served.refused(
+        "store.missed.record",
+        task_id="t.missed",
+        runs=[{**MISSED, "first_at": at(1200).isoformat(), "last_at": at(1200).isoformat()}],
+        fence={"lease": "scheduler", "token": 9},
+    )
+    assert stale.code == "lease_lost"
+    (latest, *_) = (await served.ask("store.missed.list", task_id="t.missed"))["missed"]
+    assert (latest["first_at"], latest["last_at"], latest["count"], latest["reason"]) == (
+        at(600).isoformat(),
+        at(900).isoformat(),
+        6,
+        "misfire",
+    )
 
 
 async def test_an_unknown_store_topic_is_refused(served: Served) -> None:

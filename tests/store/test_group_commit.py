@@ -25,7 +25,7 @@ from actors.store import (
     TaskSpec,
 )
 from actors.store.database import Database
-from actors.store.schema import MIGRATIONS, Migration
+from actors.store.schema import LATEST_VERSION, MIGRATIONS, Migration
 from config.store import StoreSettings
 from tests.bus.waits import eventually
 from tests.store.conftest import StoreFactory, at
@@ -132,7 +132,7 @@ async def test_a_failed_commit_fails_every_write_of_the_group_and_keeps_none(
     migrations = (
         *MIGRATIONS,
         Migration(
-            3,
+            LATEST_VERSION + 1,
             "a deferred foreign key, for this test",
             (
                 "CREATE TABLE parent (id INTEGER PRIMARY KEY)",

@@ -1,15 +1,28 @@
-"""The schema: created at version 2, migrated from a version 1 file made by hand, never
-downgraded, and a failing migration leaves the file as it was.
+"""The schema: created at the latest version, migrated from a version 1 file made by hand and
+from a version 2 file with rows in every table, never downgraded, and a failing migration leaves
+the file as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import libsql
+import msgpack
 import pytest
 
-from actors.store import MasterKey, NewExecution, StoreError
+from actors.store import (
+    ExecutionOutcome,
+    Fence,
+    MasterKey,
+    NewExecution,
+    NewMissedRun,
+    StoreError,
+    TaskSpec,
+    queries,
+)
 from actors.store.schema import LATEST_VERSION, MIGRATIONS, Migration, check_migrations
 from tests.store.conftest import StoreFactory, at, raw_rows
 
@@ -63,7 +76,7 @@ async def test_a_new_store_is_at_the_latest_version(
     make_store: StoreFactory, db_path: Path, key: MasterKey
 ) -> None:
     store = await make_store(master_key=key, clock=lambda: at(5))
-    assert [m.version for m in store.applied] == [1, 2] == [m.version for m in MIGRATIONS]
+    assert [m.version for m in store.applied] == [1, 2, 3] == [m.version for m in MIGRATIONS]
     await store.close()
     assert raw_rows(
         db_path, key, "SELECT version, description, applied_at FROM schema_version"
@@ -77,7 +90,7 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
 ) -> None:
     make_version_1(db_path, key)
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [2]
+    assert [m.version for m in store.applied] == [2, 3]
 
     task = await store.get_task("maintenance.vacuum")
     assert (task.timezone, task.owner, task.version, task.config) == ("UTC", "", 1, {})
@@ -104,8 +117,126 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
     status = await store.task_status("maintenance.vacuum")
     assert (status.runs, status.succeeded, status.failed, status.running) == (3, 1, 1, 1)
     assert status.last_error == "disk full"
+    # old-3 (running, retry count 0) has a later attempt of its fire: old-2, retry count 2
+    assert [e.execution_id for e in (await store.unsettled_executions()).items] == ["old-2"]
     await store.close()
-    assert raw_rows(db_path, key, "SELECT version FROM schema_version") == [(1,), (2,)]
+    assert raw_rows(db_path, key, "SELECT version FROM schema_version") == [(1,), (2,), (3,)]
+
+
+V2_TABLES = ("scheduled_tasks", "task_executions", "dead_letters", "scheduler_lease")
+
+
+def fill_version_2(path: Path, key: MasterKey) -> None:
+    """Rows in every table of a version 2 file, written as taskbus 2 wrote them."""
+    connection = libsql.connect(str(path), encryption_key=key.database_key().secret)
+    policy = msgpack.packb({"mode": "run_once", "grace_s": 60.0}, use_bin_type=True)
+    retry = msgpack.packb({"max_attempts": 4}, use_bin_type=True)
+    connection.executemany(
+        "INSERT INTO scheduled_tasks (task_id, task_class, schedule, config, enabled, created_at, "
+        "updated_at, last_run, next_run, timezone, misfire_policy, retry_policy, owner, version) "
+        "VALUES (?, 'tasks.Report', '0 3 * * *', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("user.report", msgpack.packb({"days": 30}), 1, START, START + US, START,
+             START + 3600 * US, "Europe/Berlin", policy, retry, "alice", 3),
+            ("user.off", None, 0, START, START, None, None, "UTC", None, None, "", 1),
+        ],
+    )  # fmt: skip
+    key_of = "user.report@{}".format
+    connection.executemany(
+        "INSERT INTO task_executions VALUES (?, 'user.report', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("e-1", START, START, START + US, 1, 1.0, msgpack.packb({"rows": 3}), None, 0,
+             key_of(START)),
+            ("e-2", START + 60 * US, START + 60 * US, START + 61 * US, 0, 1.0, None, "boom", 0,
+             key_of(START + 60 * US)),
+            ("e-3", START + 120 * US, START + 120 * US, None, None, None, None, None, 0,
+             key_of(START + 120 * US)),
+        ],
+    )  # fmt: skip
+    connection.execute(
+        "INSERT INTO dead_letters (task_id, scheduled_at, attempts, error_type, last_error, "
+        "reason, failed_at) VALUES ('user.report', ?, 4, 'TimeoutError', 'timed out', "
+        "'exhausted', ?)",
+        (START + 60 * US, START + 70 * US),
+    )
+    connection.execute(
+        "INSERT INTO scheduler_lease VALUES ('scheduler', 'node-a', ?, 7)", (START + 30 * US,)
+    )
+    connection.commit()
+    connection.close()
+
+
+async def test_a_version_2_file_is_migrated_to_3_with_nothing_lost(
+    make_store: StoreFactory, db_path: Path, key: MasterKey
+) -> None:
+    version_2 = await make_store(master_key=key, migrations=MIGRATIONS[:2], clock=lambda: at(1))
+    await version_2.close()
+    fill_version_2(db_path, key)
+    before = {t: raw_rows(db_path, key, f"SELECT * FROM {t} ORDER BY 1") for t in V2_TABLES}
+
+    store = await make_store(master_key=key, clock=lambda: at(99))
+    assert [m.version for m in store.applied] == [3]
+    await store.close()
+    after = {t: raw_rows(db_path, key, f"SELECT * FROM {t} ORDER BY 1") for t in V2_TABLES}
+    # every row is kept as it was; tasks gain a run policy, NULL
+    assert after["scheduled_tasks"] == [(*row, None) for row in before["scheduled_tasks"]]
+    assert {t: after[t] for t in V2_TABLES[1:]} == {t: before[t] for t in V2_TABLES[1:]}
+    assert raw_rows(db_path, key, "SELECT version, applied_at FROM schema_version") == [
+        (1, START + US),
+        (2, START + US),
+        (3, START + 99 * US),
+    ]
+
+    store = await make_store(master_key=key)
+    task = await store.get_task("user.report")
+    assert (task.config, task.misfire_policy, task.retry_policy, task.run_policy) == (
+        {"days": 30},
+        {"mode": "run_once", "grace_s": 60.0},
+        {"max_attempts": 4},
+        None,
+    )
+    assert (task.version, task.last_run, task.next_run, task.owner) == (3, at(0), at(3600), "alice")
+    same = TaskSpec(
+        task_id="user.report",
+        task_class="tasks.Report",
+        schedule="0 3 * * *",
+        config={"days": 30},
+        timezone="Europe/Berlin",
+        misfire_policy={"mode": "run_once", "grace_s": 60.0},
+        retry_policy={"max_attempts": 4},
+        owner="alice",
+    )
+    assert (await store.put_task(same, now=at(200))).duplicate  # a NULL run policy is None
+    assert [(e.execution_id, e.state) for e in (await store.history("user.report")).items] == [
+        ("e-3", "running"),
+        ("e-2", "failed"),
+        ("e-1", "succeeded"),
+    ]
+    first = await store.record_execution(
+        NewExecution(task_id="user.report", scheduled_at=at(0), started_at=at(300))
+    )
+    assert (first.duplicate, first.record.execution_id) == (True, "e-1")
+    # e-2 failed but its fire has a dead letter; e-3 is still running
+    unsettled = await store.unsettled_executions()
+    assert [e.execution_id for e in unsettled.items] == ["e-3"]
+    (letter,) = (await store.dead_letters()).items
+    assert (letter.scheduled_at, letter.attempts) == (at(60), 4)
+    fence = Fence("scheduler", 7)  # the lease's token survived: its fence still holds
+    run = NewMissedRun(first_at=at(180), last_at=at(180), count=1, reason="down")
+    assert await store.record_missed("user.report", [run], now=at(300), fence=fence) == 1
+    renewed = await store.renew_lease("scheduler", "node-a", 7, ttl_s=30, now=at(10))
+    assert renewed.token == 7
+    retried = await store.record_execution(
+        NewExecution(
+            task_id="user.report",
+            scheduled_at=at(120),
+            started_at=at(400),
+            retry_count=1,
+            outcome=ExecutionOutcome(completed_at=at(401), success=True),
+        )
+    )
+    assert not retried.duplicate
+    assert (await store.unsettled_executions()).items == ()
 
 
 async def test_a_file_from_a_newer_taskbus_is_refused(
@@ -130,11 +261,11 @@ async def test_a_failing_migration_leaves_the_previous_version(
 ) -> None:
     broken = (
         *MIGRATIONS,
-        Migration(3, "half done", ("CREATE TABLE leftovers (a)", "THIS IS NOT SQL")),
+        Migration(4, "half done", ("CREATE TABLE leftovers (a)", "THIS IS NOT SQL")),
     )
-    with pytest.raises(StoreError, match=r"migration to schema version 3 \(half done\) failed"):
+    with pytest.raises(StoreError, match=r"migration to schema version 4 \(half done\) failed"):
         await make_store(master_key=key, migrations=broken)
-    assert raw_rows(db_path, key, "SELECT max(version) FROM schema_version") == [(2,)]
+    assert raw_rows(db_path, key, "SELECT max(version) FROM schema_version") == [(3,)]
     assert raw_rows(db_path, key, "SELECT name FROM sqlite_master WHERE name = 'leftovers'") == []
 
 
@@ -166,3 +297,43 @@ async def test_history_and_failures_are_served_by_their_indexes(
     assert "USING INDEX task_executions_failures" in failures
     retention = plan("SELECT execution_id FROM task_executions WHERE started_at < 5")
     assert "task_executions_started" in retention
+
+
+class RecordingConnection:
+    """Keeps the statements a query function runs, and answers none of them."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[object, ...]]] = []
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> RecordingConnection:
+        self.statements.append((sql, tuple(parameters)))
+        return self
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+
+async def test_unsettled_executions_and_missed_runs_are_served_by_indexes(
+    make_store: StoreFactory, db_path: Path, key: MasterKey
+) -> None:
+    store = await make_store(master_key=key)
+    await store.close()
+
+    def plan(query: Callable[[Any], object]) -> str:
+        recording = RecordingConnection()
+        query(recording)
+        ((sql, params),) = recording.statements
+        found = raw_rows(db_path, key, f"EXPLAIN QUERY PLAN {sql}", params)
+        return " ".join(str(row[-1]) for row in found)
+
+    unsettled = plan(lambda c: queries.unsettled_executions(c, at(0), "0190", 100))
+    # successful runs are not in the partial index, so they are never scanned
+    assert "SEARCH e USING INDEX task_executions_unsettled (execution_id>?)" in unsettled
+    # a later attempt: a short range of the idempotency keys, not every run of the task
+    assert "(idempotency_key>? AND idempotency_key<?)" in unsettled
+    assert "task_executions_history" not in unsettled
+    assert "USING COVERING INDEX sqlite_autoindex_dead_letters_1" in unsettled
+    assert "TEMP B-TREE" not in unsettled
+    missed = plan(lambda c: queries.missed_runs(c, "a", "1:2", 50))
+    assert "USING INDEX sqlite_autoindex_missed_runs_1 (task_id=? AND first_at<?)" in missed
+    assert "TEMP B-TREE" not in missed

@@ -4,6 +4,7 @@ values are refused naming their field.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,6 +35,7 @@ def spec(task_id: str = "user.report", **changes: object) -> TaskSpec:
         "timezone": "Europe/Berlin",
         "misfire_policy": {"mode": "run_once", "grace_s": 60.0},
         "retry_policy": {"max_attempts": 4},
+        "run_policy": {"dst": {"gap": "shift", "fold": "first"}, "jitter_s": 5, "timeout_s": 60.0},
         "owner": "alice",
     }
     fields.update(changes)
@@ -54,6 +56,11 @@ async def test_a_task_round_trips_with_every_field(store: LibsqlStore) -> None:
     assert task.config == {"retention_days": 30, "paths": ["/a", "/b"], "nested": {"flag": True}}
     assert task.misfire_policy == {"mode": "run_once", "grace_s": 60.0}
     assert task.retry_policy == {"max_attempts": 4}
+    assert task.run_policy == {
+        "dst": {"gap": "shift", "fold": "first"},
+        "jitter_s": 5,
+        "timeout_s": 60.0,
+    }
     assert (task.created_at, task.updated_at, task.next_run, task.last_run) == (
         at(0),
         at(0),
@@ -78,6 +85,44 @@ async def test_changing_a_task_bumps_its_version_and_an_unchanged_put_is_a_dupli
         False,
     )
     assert (changed.record.created_at, changed.record.updated_at) == (at(0), at(20))
+
+
+async def test_the_run_policy_is_part_of_the_definition(store: LibsqlStore) -> None:
+    await store.put_task(spec(run_policy=None), now=at(0))
+    assert (await store.get_task("user.report")).run_policy is None
+    assert (await store.put_task(spec(run_policy=None), now=at(1))).duplicate
+    added = await store.put_task(spec(run_policy={"timeout_s": 30.0}), now=at(2))
+    assert (added.duplicate, added.record.version, added.record.run_policy) == (
+        False,
+        2,
+        {"timeout_s": 30.0},
+    )
+    assert (await store.put_task(spec(run_policy={"timeout_s": 30.0}), now=at(3))).duplicate
+    changed = await store.put_task(spec(run_policy={"timeout_s": 31.0}), now=at(4))
+    assert (changed.duplicate, changed.record.version) == (False, 3)
+    removed = await store.put_task(spec(run_policy=None), now=at(5))
+    assert (removed.duplicate, removed.record.version, removed.record.run_policy) == (
+        False,
+        4,
+        None,
+    )
+
+
+async def test_reset_clears_the_run_state_and_keeps_the_definition(store: LibsqlStore) -> None:
+    await store.put_task(spec(next_run=at(3600)), now=at(0))
+    marked = await store.mark_run("user.report", last_run=at(100), next_run=at(200), now=at(101))
+    reset = await store.reset_task("user.report", now=at(150))
+    assert (reset.last_run, reset.next_run, reset.updated_at) == (None, None, at(150))
+    assert reset == replace(marked, last_run=None, next_run=None, updated_at=at(150))
+    assert await store.get_task("user.report") == reset
+    # last_run may move to any instant again after a reset
+    again = await store.mark_run("user.report", last_run=at(50), next_run=at(60), now=at(151))
+    assert (again.last_run, again.next_run, again.version) == (at(50), at(60), 1)
+    with pytest.raises(NotFound, match=r"task 'user\.nobody' not found"):
+        await store.reset_task("user.nobody", now=at(0))
+    with pytest.raises(InvalidValue) as caught:
+        await store.reset_task("user.report", now=datetime(2024, 1, 1))
+    assert caught.value.field == "now"
 
 
 async def test_expected_version_makes_a_put_a_compare_and_set(store: LibsqlStore) -> None:
@@ -192,6 +237,7 @@ async def test_an_injection_shaped_task_id_round_trips_verbatim(store: LibsqlSto
         ({"schedule": ""}, "schedule", "must not be empty"),
         ({"enabled": "yes"}, "enabled", "expected true or false"),
         ({"config": ["not", "a", "map"]}, "config", "expected a map, got list"),
+        ({"run_policy": "strict"}, "run_policy", "expected a map, got str"),
         ({"next_run": datetime(2024, 1, 1)}, "next_run", "must be an aware datetime"),
     ],
 )
@@ -213,6 +259,10 @@ async def test_an_oversize_or_unencodable_config_is_refused(make_store: StoreFac
         await store.put_task(spec(config={"when": at(0)}), now=at(0))
     with pytest.raises(InvalidValue, match="config: cannot be stored as msgpack"):
         await store.put_task(spec(config={1: "integer key"}), now=at(0))
+    with pytest.raises(InvalidValue, match=r"run_policy: is 2\d{3} bytes encoded, more than the"):
+        await store.put_task(spec(config={}, run_policy={"blob": "x" * 2000}), now=at(0))
+    with pytest.raises(InvalidValue, match="run_policy: cannot be stored as msgpack"):
+        await store.put_task(spec(config={}, run_policy={"at": at(0)}), now=at(0))
     with pytest.raises(NotFound):
         await store.get_task("user.report")
 
