@@ -40,8 +40,12 @@ class SchedulerSettings:
     default_retry_delay_s: float = 60.0
     max_retry_delay_s: float = 3600.0
     default_timezone: str = "UTC"
+    lease_ttl_s: float = 10.0
+    recovery_window_s: float = _WEEK_S
 
     def __post_init__(self) -> None:
+        require_float("scheduler.lease_ttl_s", self.lease_ttl_s, 1.0, 3600.0)
+        require_float("scheduler.recovery_window_s", self.recovery_window_s, 60.0, 30 * 86_400.0)
         require_int("scheduler.max_concurrent_tasks", self.max_concurrent_tasks, 1, 10_000)
         require_float("scheduler.default_timeout_s", self.default_timeout_s, 0.001, _WEEK_S)
         require_int("scheduler.default_retry_count", self.default_retry_count, 0, 100)

@@ -98,6 +98,15 @@ class TimingEngine:
         self._queue.remove(task_id)
         return self._tasks.pop(task_id, None) is not None
 
+    def forget(self, task_id: str) -> bool:
+        """Remove a task and its last fire (a reset): put back, it fires next after ``now``."""
+        self._last.pop(task_id, None)
+        return self.remove(task_id)
+
+    def next_fire(self, task_id: str) -> datetime | None:
+        """The task's pending fire (None: not scheduled, or its schedule has no more fires)."""
+        return self._queue.due_of(task_id)
+
     def last_fired(self, task_id: str) -> datetime | None:
         """The latest instant of ``task_id`` that was run, skipped or coalesced."""
         return self._last.get(task_id)

@@ -236,3 +236,15 @@ def test_compiled_schedules_plug_into_the_engine(text: str) -> None:
     driver.run_for(2 * 3600)
     assert driver.fired == [("user.report", at(h)) for h in (5, 8, 9, 10)]
     assert [i for _, i, _ in driver.missed] == [at(h) for h in (1, 2, 3, 4, 6, 7)]
+
+
+def test_forgetting_a_task_drops_its_last_fire_so_a_reset_starts_afresh() -> None:
+    driver = started()
+    driver.run_for(3600 * 2 + 1)  # fired 01:00 and 02:00
+    engine = driver.engine
+    assert engine.next_fire("user.report") == at(3)
+    assert engine.last_fired("user.report") == at(2)
+    assert engine.forget("user.report") is True
+    assert (engine.last_fired("user.report"), engine.next_fire("user.report")) == (None, None)
+    assert "user.report" not in engine
+    assert engine.put("user.report", HOURLY, RUN_ONCE, driver.clock.wall()) == at(3)
