@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
 
     actor = commands.add_parser("actor", help="run one actor as its own process")
-    actor.add_argument("spec", help="a built-in actor (health) or module:Class")
+    actor.add_argument("spec", help="a built-in actor (health, scheduler, store) or module:Class")
     actor.add_argument(
         "--connect",
         required=True,
@@ -154,14 +154,7 @@ def _up(args: argparse.Namespace) -> int:
 def _actor(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     report = asyncio.run(
-        run_one_actor(
-            args.spec,
-            args.connect,
-            _keys(args),
-            identity=args.identity,
-            settings=settings.actors,
-            bus_settings=settings.bus,
-        )
+        run_one_actor(args.spec, args.connect, _keys(args), settings, identity=args.identity)
     )
     return 0 if report.clean else 3
 

@@ -9,31 +9,40 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from actors.actor import Actor
 from actors.health import HealthActor
+from actors.scheduling import SchedulerActor
 from actors.store.actor import StoreActor
 from actors.store.libsql_store import LibsqlStore
 from actors.system import ActorSystem, ShutdownReport
 from bus import KeysDirectory
-from config.actors import ActorSettings
-from config.bus import BusSettings
 from config.errors import TaskbusError
 from config.settings import Settings
 
 log = logging.getLogger("taskbus.runner")
 
-BUILTIN_ACTORS: dict[str, type[Actor]] = {"health": HealthActor}
+ActorFactory = Callable[[], Actor]
 
 
-def resolve_actor(spec: str) -> type[Actor]:
-    """A built-in actor name, or ``package.module:ClassName``."""
-    if spec in BUILTIN_ACTORS:
-        return BUILTIN_ACTORS[spec]
+def builtin_actors(settings: Settings) -> dict[str, ActorFactory]:
+    """The actors ``taskbus actor <name>`` knows, configured by ``settings``."""
+    return {
+        "health": HealthActor,
+        "scheduler": lambda: SchedulerActor(settings.scheduler),
+        "store": lambda: StoreActor(LibsqlStore.from_settings(settings)),
+    }
+
+
+def resolve_actor(spec: str, settings: Settings) -> ActorFactory:
+    """A built-in actor name, or ``package.module:ClassName`` (made with no arguments)."""
+    builtin = builtin_actors(settings)
+    if spec in builtin:
+        return builtin[spec]
     module_name, _, class_name = spec.partition(":")
     if not class_name:
-        known = ", ".join(sorted(BUILTIN_ACTORS))
+        known = ", ".join(sorted(builtin))
         raise TaskbusError(f"unknown actor {spec!r}: use a built-in name ({known}) or module:Class")
     if os.getcwd() not in sys.path:  # as `python -m` would: modules of the current directory
         sys.path.insert(0, os.getcwd())
@@ -43,7 +52,8 @@ def resolve_actor(spec: str) -> type[Actor]:
         raise TaskbusError(f"cannot load actor {spec!r}: {exc}") from exc
     if not (isinstance(found, type) and issubclass(found, Actor)):
         raise TaskbusError(f"{spec!r} is not an Actor subclass")
-    return found
+    actor_class: type[Actor] = found
+    return actor_class
 
 
 async def until_signalled() -> None:
@@ -71,9 +81,14 @@ async def run_system(
     except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
         raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
     assert system.broker is not None
-    await system.spawn(HealthActor)
-    store = await system.spawn(lambda: StoreActor(LibsqlStore.from_settings(settings)))
+    builtin = builtin_actors(settings)
+    await system.spawn(builtin["health"])
+    store = await system.spawn(builtin["store"])
     _say(f"encrypted store at {settings.paths.database_path} ({store.state})")
+    if settings.enabled:
+        await system.spawn(builtin["scheduler"])
+    else:
+        _say("scheduling disabled (enabled = false): no scheduler in this process")
     _say(f"broker listening on {', '.join(system.broker.endpoints)}")
     _say(f"broker public key {keys.server_dir / 'broker.key'}")
     _say(f"actors running: {', '.join(system.status())}")
@@ -86,18 +101,18 @@ async def run_one_actor(
     spec: str,
     endpoint: str,
     keys: KeysDirectory,
+    settings: Settings,
     *,
     identity: str | None = None,
-    settings: ActorSettings | None = None,
-    bus_settings: BusSettings | None = None,
 ) -> ShutdownReport:
     """One actor in this process, connected to a broker elsewhere, until a signal."""
-    actor_class = resolve_actor(spec)
-    name = identity or actor_class.name or actor_class.__name__.lower()
+    factory = resolve_actor(spec, settings)
+    probe = factory()
+    name = identity or probe.name or type(probe).__name__.lower()
     system = await ActorSystem.connected(
-        endpoint, keys, settings=settings, bus_settings=bus_settings, name=name
+        endpoint, keys, settings=settings.actors, bus_settings=settings.bus, name=name
     )
-    supervised = await system.spawn(actor_class, name=name, identity=name)
+    supervised = await system.spawn(factory, name=name, identity=name)
     _say(f"actor {supervised.name} ({supervised.state}) connected to {endpoint} as {name}")
     await until_signalled()
     return await system.stop()

@@ -27,7 +27,11 @@ def taskbus(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nosuch", "taskbus: unknown actor 'nosuch': use a built-in name (health) or module:Class"),
+        (
+            "nosuch",
+            "taskbus: unknown actor 'nosuch': use a built-in name (health, scheduler, store) "
+            "or module:Class",
+        ),
         ("nosuch.module:Thing", "taskbus: cannot load actor 'nosuch.module:Thing': No module"),
         ("tests.actors.sample:Missing", "taskbus: cannot load actor 'tests.actors.sample:Missing'"),
         ("collections:OrderedDict", "taskbus: 'collections:OrderedDict' is not an Actor subclass"),

@@ -1,0 +1,640 @@
+"""SchedulerActor: serves ``scheduler.task.*``, fires due tasks, dispatches them and retries.
+
+Only the holder of the scheduler lease takes messages: a standby waits in ``until_ready`` for the
+lease (``actors.scheduling.lease``), so requests, firing and results all go to the leader. On
+taking over it loads every task from the store (with its last fire, so downtime goes through each
+task's misfire policy), dispatches again every execution left unfinished and re-decides every
+failed attempt not yet retried or given up. If it loses the lease it dies, and its supervisor
+restarts it as a standby.
+
+A due fire is **recorded in the store first**, fenced by the lease's token and made unique by its
+idempotency key (task id, scheduled instant, attempt), and only then dispatched; a duplicate
+record (the fire was recorded before, by this or another scheduler) is dispatched again only if
+the execution is unfinished, under the same work id, which the broker holds once. Topics and
+payloads: docs/protocol.md; the guarantees: docs/scheduling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+from actors.actor import Actor, RequestRefused, on_request, on_work
+from actors.fireloop import FireLoop
+from actors.scheduling import definitions
+from actors.scheduling.definitions import POLICY_FIELDS, CompiledTask
+from actors.scheduling.lease import Lease, LeaseLost, holder_name
+from actors.scheduling.protocol import (
+    DEAD_TOPIC,
+    RESULT_QUEUE,
+    STATUS_TOPIC,
+    Dispatch,
+    RunResult,
+    dispatch_queue,
+    work_id,
+)
+from actors.store import payloads
+from actors.store.errors import InvalidValue
+from actors.store.payloads import Fields, plain
+from actors.store.records import TaskRecord, TaskSpec
+from bus import BusError, Delivery, Envelope, RemoteError
+from bus.envelope import Payload
+from config.sections import SchedulerSettings
+from scheduler import Clock, MisfirePlan, SystemClock, TaskPlan, jittered
+from scheduler.retry import DeadLetter
+
+Handler = Callable[[Envelope, Fields], Awaitable[Payload]]
+STORE_TIMEOUT_S = 10.0
+RETRY_PAUSE_S = 0.5  # between attempts to write a fire the store did not answer
+RECOVERY_PAGE = 500
+_PASSED_ON = ("not_found", "conflict", "invalid")  # store refusals the requester caused
+
+
+class SchedulerActor(Actor):
+    name = "scheduler"
+    concurrency = 32
+
+    def __init__(
+        self,
+        settings: SchedulerSettings | None = None,
+        *,
+        clock: Clock | None = None,
+        holder: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or SchedulerSettings()
+        self._clock = clock or SystemClock()
+        self._holder = holder
+        self.lease: Lease | None = None
+        self.loop = FireLoop(self._on_plans, clock=self._clock)
+        self._tasks: dict[str, CompiledTask] = {}
+        self._retries: dict[tuple[str, datetime, int], asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._fatal: asyncio.Future[None] | None = None
+        self.counters: Counter[str] = Counter()
+        self._handlers: dict[str, Handler] = {
+            "scheduler.task.create": self._create,
+            "scheduler.task.update": self._update,
+            "scheduler.task.delete": self._delete,
+            "scheduler.task.enable": self._enable,
+            "scheduler.task.disable": self._disable,
+            "scheduler.task.trigger": self._trigger,
+            "scheduler.task.reset": self._reset,
+            "scheduler.task.status": self._status,
+            "scheduler.task.get": self._get,
+            "scheduler.task.list": self._list,
+            "scheduler.stats": self._stats,
+        }
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self._handlers)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def until_ready(self) -> None:
+        """Standby until the lease is granted; then load the tasks and recover, then fire."""
+        self._fatal = asyncio.get_running_loop().create_future()
+        self.lease = Lease(
+            self._ask, self._holder or holder_name(self.identity), self.settings.lease_ttl_s
+        )
+        await self.lease.acquire()
+        await self._load_tasks()
+        await self._recover()
+        self.loop.start()
+        self.log.info(
+            "scheduler %s leads (token %d): %d tasks",
+            self.lease.holder,
+            self.lease.token,
+            len(self._tasks),
+        )
+
+    async def run(self) -> None:
+        """Keep the lease; die (and be restarted as a standby) if it, or the fire loop, fails."""
+        assert self.lease is not None
+        assert self._fatal is not None
+        assert self.loop.done is not None
+        keeper = asyncio.ensure_future(self.lease.keep())
+        try:
+            done, _ = await asyncio.wait(
+                [keeper, self.loop.done, self._fatal], return_when=asyncio.FIRST_COMPLETED
+            )
+            for finished in done:
+                finished.result()  # raises why it ended
+            raise LeaseLost("the fire loop ended")
+        finally:
+            keeper.cancel()
+
+    async def on_stop(self) -> None:
+        await self.loop.stop()
+        for timer in self._retries.values():
+            timer.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.lease is not None:
+            await self.lease.release()
+
+    # ------------------------------------------------------------ requests
+
+    @on_request("scheduler.task.")
+    async def serve_task(self, request: Envelope) -> Payload:
+        return await self._serve(request)
+
+    @on_request("scheduler.stats")
+    async def serve_stats(self, request: Envelope) -> Payload:
+        return await self._serve(request)
+
+    async def _serve(self, request: Envelope) -> Payload:
+        handler = self._handlers.get(request.topic)
+        if handler is None:
+            known = ", ".join(self._handlers)
+            raise RequestRefused(
+                "unknown_topic",
+                f"the scheduler does not answer {request.topic!r}; it answers {known}",
+            )
+        try:
+            return await handler(request, Fields(request.payload))
+        except InvalidValue as exc:
+            raise RequestRefused("invalid", str(exc)) from exc
+        except RemoteError as exc:
+            if exc.code in _PASSED_ON:
+                raise RequestRefused(exc.code, exc.reason) from exc
+            raise RequestRefused("unavailable", f"the store failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise RequestRefused("unavailable", f"the store did not answer: {exc}") from exc
+
+    async def _create(self, request: Envelope, fields: Fields) -> Payload:
+        spec = definitions.read_create(fields, owner=request.sender, settings=self.settings)
+        fields.done()
+        return await self._put(spec, expected_version=0)
+
+    async def _update(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = definitions.task_id(fields)
+        expected = fields.optional("expected_version", payloads.positive, None)
+        changes = definitions.read_changes(fields)
+        fields.done()
+        policies = {n: request.payload[n] for n in POLICY_FIELDS if n in request.payload}
+        stored = await self._stored(task_id)
+        spec = definitions.apply_changes(stored, changes, policies, self.settings)
+        return await self._put(spec, expected_version=expected or stored.version)
+
+    async def _enable(self, request: Envelope, fields: Fields) -> Payload:
+        return await self._set_enabled(fields, enabled=True)
+
+    async def _disable(self, request: Envelope, fields: Fields) -> Payload:
+        return await self._set_enabled(fields, enabled=False)
+
+    async def _set_enabled(self, fields: Fields, *, enabled: bool) -> Payload:
+        task_id = definitions.task_id(fields)
+        fields.done()
+        stored = await self._stored(task_id)
+        spec = definitions.apply_changes(stored, {"enabled": enabled}, {}, self.settings)
+        return await self._put(spec, expected_version=stored.version)
+
+    async def _delete(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = definitions.task_id(fields)
+        fields.done()
+        reply = await self._store("store.task.delete", {"task_id": task_id})
+        self._forget(task_id)
+        if not reply.payload["deleted"]:
+            raise RequestRefused("not_found", f"task {task_id!r} not found")
+        await self._status_event(task_id, "deleted")
+        return {"deleted": task_id}
+
+    async def _trigger(self, request: Envelope, fields: Fields) -> Payload:
+        """Run now, outside the schedule: a fire whose instant is now (its own key)."""
+        task_id = definitions.task_id(fields)
+        fields.done()
+        task = self._tasks.get(task_id)
+        if task is None:
+            stored = await self._stored(task_id)  # not_found, or known but disabled
+            task = definitions.compile_task(stored, self.settings)
+        execution_id = await self._fire(task, self._clock.wall(), attempt=1, reason="trigger")
+        return {"task_id": task_id, "execution_id": execution_id}
+
+    async def _reset(self, request: Envelope, fields: Fields) -> Payload:
+        """Forget the last run: the next fire is the first one after now, nothing is missed."""
+        task_id = definitions.task_id(fields)
+        fields.done()
+        reply = await self._store("store.task.reset", {"task_id": task_id})
+        record = definitions.record_from_plain(reply.payload["task"])
+        self.loop.engine.forget(task_id)
+        return await self._schedule(record)
+
+    async def _status(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = definitions.task_id(fields)
+        fields.done()
+        reply = await self._store("store.task.status", {"task_id": task_id})
+        next_fire = self.loop.engine.next_fire(task_id)
+        retries = sorted(
+            (when_, attempt) for (tid, when_, attempt) in self._retries if tid == task_id
+        )
+        return {
+            "status": reply.payload["status"],
+            "next_fire": None if next_fire is None else next_fire.isoformat(),
+            "pending_retries": [
+                {"scheduled_at": when_.isoformat(), "attempt": attempt}
+                for when_, attempt in retries
+            ],
+        }
+
+    async def _get(self, request: Envelope, fields: Fields) -> Payload:
+        task_id = definitions.task_id(fields)
+        fields.done()
+        return {"task": plain(await self._stored(task_id))}
+
+    async def _list(self, request: Envelope, fields: Fields) -> Payload:
+        after = fields.optional("after", payloads.text, None)
+        limit = fields.optional("limit", payloads.positive, 100)
+        fields.done()
+        reply = await self._store("store.task.list", {"after": after, "limit": limit})
+        return dict(reply.payload)
+
+    async def _stats(self, request: Envelope, fields: Fields) -> Payload:
+        fields.done()
+        assert self.lease is not None
+        store = await self._store("store.stats", {})
+        upcoming = self.loop.engine.next_due()
+        return {
+            "leader": self.lease.holder,
+            "lease_token": self.lease.token,
+            "tasks": len(self._tasks),
+            "scheduled": len(self.loop.engine),
+            "next_due": None
+            if upcoming is None
+            else {"task_id": upcoming[0], "at": upcoming[1].isoformat()},
+            "pending_retries": len(self._retries),
+            "counters": dict(self.counters),
+            "runs": store.payload["overall"],
+        }
+
+    # ------------------------------------------------------------ task changes
+
+    async def _stored(self, task_id: str) -> TaskRecord:
+        reply = await self._store("store.task.get", {"task_id": task_id})
+        return definitions.record_from_plain(reply.payload["task"])
+
+    async def _put(self, spec: TaskSpec, *, expected_version: int) -> Payload:
+        payload = {k: v for k, v in plain(spec).items() if v is not None and k != "next_run"}
+        reply = await self._store(
+            "store.task.put", payload | {"expected_version": expected_version}
+        )
+        record = definitions.record_from_plain(reply.payload["task"])
+        result = await self._schedule(record)
+        if not reply.payload["duplicate"]:
+            await self._status_event(record.task_id, "defined", version=record.version)
+        return result
+
+    async def _schedule(self, record: TaskRecord) -> Payload:
+        """Put a stored task in the engine (or take it out if disabled); reply with it."""
+        task = definitions.compile_task(record, self.settings)
+        next_fire = None
+        if record.enabled:
+            self._tasks[record.task_id] = task
+            next_fire = self.loop.put(record.task_id, task.schedule, task.policies.misfire)
+        else:
+            self._forget(record.task_id)
+        if next_fire != record.next_run:
+            reply = await self._store(
+                "store.task.mark_run",
+                {"task_id": record.task_id, "next_run": _iso(next_fire)},
+            )
+            record = definitions.record_from_plain(reply.payload["task"])
+        return {"task": plain(record)}
+
+    def _forget(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+        self.loop.remove(task_id)
+        for key in [k for k in self._retries if k[0] == task_id]:
+            self._retries.pop(key).cancel()
+
+    # ------------------------------------------------------------ taking over
+
+    async def _load_tasks(self) -> None:
+        after: str | None = None
+        while True:
+            reply = await self._store("store.task.list", {"after": after, "limit": 1000})
+            for plain_task in reply.payload["tasks"]:
+                record = definitions.record_from_plain(plain_task)
+                if not record.enabled:
+                    continue
+                try:
+                    task = definitions.compile_task(record, self.settings)
+                except InvalidValue as exc:  # e.g. a time zone this host does not know
+                    self.log.error("task %s cannot be scheduled: %s", record.task_id, exc)
+                    await self._status_event(record.task_id, "invalid", reason=str(exc))
+                    continue
+                self._tasks[record.task_id] = task
+                self.loop.put(
+                    record.task_id, task.schedule, task.policies.misfire, last_fired=record.last_run
+                )
+            after = reply.payload["next_cursor"]
+            if after is None:
+                return
+
+    async def _recover(self) -> None:
+        """Dispatch unfinished executions again; re-decide failed attempts not yet settled."""
+        since = self._clock.wall() - timedelta(seconds=self.settings.recovery_window_s)
+        after: str | None = None
+        while True:
+            reply = await self._store(
+                "store.execution.unsettled",
+                {"since": since.isoformat(), "after": after, "limit": RECOVERY_PAGE},
+            )
+            for execution in reply.payload["executions"]:
+                await self._recover_one(execution)
+            after = reply.payload["next_cursor"]
+            if after is None:
+                return
+
+    async def _recover_one(self, execution: dict[str, Any]) -> None:
+        task = self._tasks.get(execution["task_id"])
+        if task is None:  # deleted or disabled since: its runs are not owed any more
+            return
+        scheduled = payloads.instant("scheduled_at", execution["scheduled_at"])
+        attempt = int(execution["retry_count"]) + 1
+        if execution["success"] is None:
+            self.counters["recovered_dispatches"] += 1
+            await self._dispatch(task, execution["execution_id"], scheduled, attempt)
+            return
+        result = execution.get("result") or {}
+        completed = payloads.instant("completed_at", execution["completed_at"])
+        names = result.get("error_type") if isinstance(result, dict) else None
+        self.counters["recovered_failures"] += 1
+        await self._after_failure(
+            task,
+            RunResult(
+                execution_id=execution["execution_id"],
+                task_id=task.task_id,
+                scheduled_at=scheduled,
+                attempt=attempt,
+                success=False,
+                completed_at=completed,
+                error_type=tuple(names) if isinstance(names, list) and names else ("Exception",),
+                error_message=execution.get("error_message") or "",
+            ),
+        )
+
+    # ------------------------------------------------------------ firing
+
+    async def _on_plans(self, plans: list[TaskPlan], now: datetime) -> None:
+        await asyncio.gather(*(self._settle(plan, now) for plan in plans))
+
+    async def _settle(self, task_plan: TaskPlan, now: datetime) -> None:
+        task = self._tasks.get(task_plan.task_id)
+        if task is None:
+            return
+        plan = task_plan.plan
+        await self._record_missed(task, plan)
+        for run in plan.runs:
+            jitter_s = task.policies.run.jitter_s
+            if jitter_s > 0:
+                due = jittered(run.instant, task.task_id, jitter_s)
+                delay = (due - self._clock.wall()).total_seconds()
+                if delay > 0:
+                    self._spawn(self._fire_later(task, run.instant, delay))
+                    continue
+            await self._fire(task, run.instant, attempt=1, coalesced=run.coalesced)
+        await self._owed(
+            "store.task.mark_run",
+            {
+                "task_id": task.task_id,
+                "last_run": _iso(plan.through),
+                "next_run": _iso(self.loop.engine.next_fire(task.task_id)),
+            },
+        )
+
+    async def _fire_later(self, task: CompiledTask, instant: datetime, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._fire(task, instant, attempt=1)
+
+    async def _fire(
+        self,
+        task: CompiledTask,
+        instant: datetime,
+        *,
+        attempt: int,
+        coalesced: int = 0,
+        reason: str = "schedule",
+    ) -> str:
+        """Record the fire (fenced, idempotent), then dispatch it; returns the execution id."""
+        assert self.lease is not None
+        reply = await self._owed(
+            "store.execution.record",
+            {
+                "task_id": task.task_id,
+                "scheduled_at": instant.isoformat(),
+                "started_at": self._clock.wall().isoformat(),
+                "retry_count": attempt - 1,
+                "fence": self.lease.fence,
+            },
+        )
+        execution = reply.payload["execution"]
+        if reply.payload["duplicate"]:
+            self.counters["duplicate_fires"] += 1
+            if execution["success"] is not None:
+                return str(execution["execution_id"])  # ran already: nothing is owed
+        else:
+            self.counters["fires"] += 1
+        await self._dispatch(task, execution["execution_id"], instant, attempt)
+        await self._status_event(
+            task.task_id,
+            "queued",
+            execution_id=execution["execution_id"],
+            scheduled_at=instant.isoformat(),
+            attempt=attempt,
+            coalesced=coalesced,
+            reason=reason,
+        )
+        return str(execution["execution_id"])
+
+    async def _dispatch(
+        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
+    ) -> None:
+        dispatch = Dispatch(
+            execution_id=execution_id,
+            task_id=task.task_id,
+            task_class=task.record.task_class,
+            scheduled_at=instant,
+            attempt=attempt,
+            timeout_s=task.policies.timeout_s(self.settings),
+            allow_overlap=task.policies.run.allow_overlap,
+            config=task.record.config,
+        )
+        await self.bus.enqueue(
+            dispatch_queue(task.task_id),
+            dispatch.payload(),
+            STORE_TIMEOUT_S,
+            message_id=work_id(execution_id),
+        )
+        self.counters["dispatched"] += 1
+
+    async def _record_missed(self, task: CompiledTask, plan: MisfirePlan) -> None:
+        runs: list[dict[str, Any]] = [
+            {
+                "first_at": m.instant.isoformat(),
+                "last_at": m.instant.isoformat(),
+                "count": 1,
+                "reason": m.reason,
+            }
+            for m in plan.missed
+        ]
+        if plan.unlisted is not None:
+            gap = plan.unlisted
+            runs.insert(
+                0,
+                {
+                    "first_at": gap.first.isoformat(),
+                    "last_at": gap.last.isoformat(),
+                    "count": gap.count,
+                    "reason": gap.reason,
+                },
+            )
+        if not runs:
+            return
+        assert self.lease is not None
+        for start in range(0, len(runs), 1000):
+            await self._owed(
+                "store.missed.record",
+                {
+                    "task_id": task.task_id,
+                    "runs": runs[start : start + 1000],
+                    "fence": self.lease.fence,
+                },
+            )
+        self.counters["missed"] += sum(int(r["count"]) for r in runs)
+        self.log.info("task %s: %d fires not run (%s)", task.task_id, len(runs), runs[-1]["reason"])
+        await self._status_event(task.task_id, "missed", runs=runs[-10:])
+
+    # ------------------------------------------------------------ results and retries
+
+    @on_work(RESULT_QUEUE, credit=100)
+    async def on_result(self, delivery: Delivery) -> None:
+        try:
+            result = RunResult.read(delivery.envelope.payload)
+        except InvalidValue as exc:
+            self.log.error("bad run result from %s: %s", delivery.envelope.sender, exc)
+            await self.publish(
+                "scheduler.error",
+                {"topic": RESULT_QUEUE, "sender": delivery.envelope.sender, "reason": str(exc)},
+            )
+            return  # acknowledged: a result that cannot be read would fail the same way again
+        self.counters["succeeded" if result.success else "failed"] += 1
+        task = self._tasks.get(result.task_id)
+        if not result.success and task is not None:
+            await self._after_failure(task, result)
+
+    async def _after_failure(self, task: CompiledTask, result: RunResult) -> None:
+        key = f"{task.task_id}@{result.scheduled_at.isoformat()}"
+        decision = task.policies.retry.decide(result.attempt, result.error_type, key)
+        if decision.retry:
+            self._retry_at(
+                task,
+                result.scheduled_at,
+                result.attempt + 1,
+                decision.retry_at(result.completed_at),
+            )
+            await self._status_event(
+                task.task_id,
+                "retry_scheduled",
+                scheduled_at=result.scheduled_at.isoformat(),
+                attempt=result.attempt + 1,
+                reason=decision.reason,
+            )
+            return
+        letter = DeadLetter(
+            task_id=task.task_id,
+            scheduled=result.scheduled_at,
+            attempts=result.attempt,
+            error_type=result.error_type[0],
+            last_error=result.error_message,
+            reason=decision.reason,
+            failed_at=result.completed_at,
+        )
+        record = letter.payload()
+        await self._owed(
+            "store.dead_letter.add",
+            {
+                "task_id": letter.task_id,
+                "scheduled_at": record["scheduled"],
+                "attempts": letter.attempts,
+                "error_type": letter.error_type,
+                "last_error": letter.last_error,
+                "reason": letter.reason,
+                "failed_at": record["failed_at"],
+            },
+        )
+        self.counters["dead"] += 1
+        self.log.warning(
+            "task %s fire %s given up: %s", task.task_id, record["scheduled"], letter.reason
+        )
+        await self.publish(DEAD_TOPIC, record)
+
+    def _retry_at(self, task: CompiledTask, instant: datetime, attempt: int, due: datetime) -> None:
+        key = (task.task_id, instant, attempt)
+        if key in self._retries:
+            return
+        delay = max(0.0, (due - self._clock.wall()).total_seconds())
+
+        def fire() -> None:
+            self._retries.pop(key, None)
+            current = self._tasks.get(task.task_id)
+            if current is not None:
+                self._spawn(self._fire(current, instant, attempt=attempt, reason="retry"))
+
+        self._retries[key] = asyncio.get_running_loop().call_later(delay, fire)
+
+    # ------------------------------------------------------------ talking to the store
+
+    async def _ask(self, topic: str, payload: Payload, timeout: float) -> Envelope:
+        return await self.bus.ask(topic, payload, timeout)
+
+    async def _store(self, topic: str, payload: Payload) -> Envelope:
+        return await self.bus.ask(topic, payload, STORE_TIMEOUT_S)
+
+    async def _owed(self, topic: str, payload: Payload) -> Envelope:
+        """A write a fire depends on: retried while the store is unreachable and the lease held;
+        LeaseLost once the store refuses the fence or the lease could have expired.
+        """
+        assert self.lease is not None
+        while True:
+            try:
+                return await self._store(topic, payload)
+            except RemoteError as exc:
+                if exc.code == "lease_lost":
+                    raise LeaseLost(exc.reason) from exc
+                if exc.code in _PASSED_ON:
+                    raise
+                problem: BusError = exc
+            except (TimeoutError, BusError) as exc:
+                problem = exc  # type: ignore[assignment]
+            if not self.lease.held:
+                raise LeaseLost(f"lease expired while {topic} failed: {problem}")
+            self.log.warning("%s failed (%s); trying again", topic, problem)
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _status_event(self, task_id: str, state: str, **fields: Any) -> None:
+        await self.publish(STATUS_TOPIC, {"task_id": task_id, "state": state, **fields})
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Background work whose failure (a lost lease) kills the actor."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._background.discard(finished)
+            if finished.cancelled():
+                return
+            error = finished.exception()
+            if error is not None and self._fatal is not None and not self._fatal.done():
+                self._fatal.set_exception(error)
+
+        task.add_done_callback(done)
+
+
+def _iso(instant: datetime | None) -> str | None:
+    return None if instant is None else instant.isoformat()

@@ -1,0 +1,112 @@
+"""What the scheduler sends executors and what they send back.
+
+A fire is dispatched as work on ``scheduler.task.dispatch.<category>`` (only the ``scheduler``
+identity may produce there), with the execution's id as the work's message id: a scheduler that
+dispatches the same execution again (after a takeover) adds no second copy while the broker holds
+the first. An executor runs it, writes the outcome to the store (``store.execution.finish``), then
+queues a ``RunResult`` on ``scheduler.task.result`` and only then acknowledges the dispatch: a run
+is settled at least once, and its result is never lost once stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from actors.store import payloads
+from actors.store.payloads import Fields
+
+DISPATCH_PREFIX = "scheduler.task.dispatch."
+RESULT_QUEUE = "scheduler.task.result"
+STATUS_TOPIC = "scheduler.task.status"
+DEAD_TOPIC = "scheduler.task.dead"
+
+
+def dispatch_queue(task_id: str) -> str:
+    """The work queue of the task's category: the first part of its id."""
+    return DISPATCH_PREFIX + task_id.partition(".")[0]
+
+
+def work_id(execution_id: str) -> bytes:
+    """The dispatch's message id: the execution id's 16 bytes."""
+    return uuid.UUID(execution_id).bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispatch:
+    """One attempt of one fire, for an executor to run (``attempt`` 1 is the first run)."""
+
+    execution_id: str
+    task_id: str
+    task_class: str
+    scheduled_at: datetime
+    attempt: int
+    timeout_s: float
+    allow_overlap: bool
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def payload(self) -> dict[str, Any]:
+        return payloads.plain(self) | {"config": dict(self.config)}
+
+    @classmethod
+    def read(cls, payload: Mapping[str, Any]) -> Dispatch:
+        """Strictly, as the executor receives it; InvalidValue names a bad field."""
+        fields = Fields(payload)
+        dispatch = cls(
+            execution_id=fields.required("execution_id", payloads.identifier),
+            task_id=fields.required("task_id", payloads.identifier),
+            task_class=fields.required("task_class", payloads.text),
+            scheduled_at=fields.required("scheduled_at", payloads.instant),
+            attempt=fields.required("attempt", payloads.positive),
+            timeout_s=fields.required("timeout_s", payloads.seconds),
+            allow_overlap=fields.required("allow_overlap", payloads.flag),
+            config=fields.optional("config", payloads.mapping, {}),
+        )
+        fields.done()
+        return dispatch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """How an attempt ended, once its outcome is in the store.
+
+    ``error_type`` lists the failure's class names along its hierarchy (``error_names``), so the
+    retry policy can tell a subclass of a non-retryable error; empty on success.
+    """
+
+    execution_id: str
+    task_id: str
+    scheduled_at: datetime
+    attempt: int
+    success: bool
+    completed_at: datetime
+    error_type: tuple[str, ...] = ()
+    error_message: str = ""
+
+    def payload(self) -> dict[str, Any]:
+        return payloads.plain(self)
+
+    @classmethod
+    def read(cls, payload: Mapping[str, Any]) -> RunResult:
+        fields = Fields(payload)
+        result = cls(
+            execution_id=fields.required("execution_id", payloads.identifier),
+            task_id=fields.required("task_id", payloads.identifier),
+            scheduled_at=fields.required("scheduled_at", payloads.instant),
+            attempt=fields.required("attempt", payloads.positive),
+            success=fields.required("success", payloads.flag),
+            completed_at=fields.required("completed_at", payloads.instant),
+            error_type=fields.optional("error_type", _names, ()),
+            error_message=fields.optional("error_message", payloads.message, ""),
+        )
+        fields.done()
+        return result
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        return (payloads.text(name, value),)
+    return tuple(payloads.text(name, item) for item in value)

@@ -1,0 +1,85 @@
+"""Fixtures of the scheduler actor tests: an embedded system with the store and scheduler actors
+on a real encrypted database, a caller and a test executor for the ``user`` category."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import ActorState, ActorSystem
+from actors.scheduling import SchedulerActor
+from actors.store import LibsqlStore, StoreActor
+from bus import KeysDirectory
+from config import BusSettings
+from config.actors import ActorSettings
+from config.sections import SchedulerSettings
+from tests.bus.waits import eventually
+from tests.scheduler.rig import Caller, RecordingExecutor
+
+Scheduling = Callable[..., Awaitable[SchedulerActor]]
+
+
+@pytest.fixture
+def scheduler_settings() -> SchedulerSettings:
+    return SchedulerSettings(lease_ttl_s=2.0, default_retry_delay_s=0.05)
+
+
+@pytest.fixture
+async def system(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[ActorSystem]:
+    """Broker and store actor (fast restarts); the scheduler is spawned by ``start_scheduler``."""
+    system = await ActorSystem.embedded(
+        settings=ActorSettings(restart_backoff_s=0.01, shutdown_deadline_s=2.0),
+        bus_settings=BusSettings(ask_timeout_s=5.0),
+        keys=keys,
+        name="scheduling",
+    )
+    store = LibsqlStore(tmp_path / "data" / "taskbus.db", environ={})
+    await system.spawn(lambda: StoreActor(store))
+    yield system
+    await asyncio.wait_for(system.stop(deadline_s=1.0), 10)
+
+
+@pytest.fixture
+async def start_scheduler(system: ActorSystem, scheduler_settings: SchedulerSettings) -> Scheduling:
+    """``await start_scheduler(name=...)``: a scheduler, its first instance returned once it
+    leads (``lead=False``: as soon as it started, on standby or leading)."""
+
+    async def start(
+        name: str = "scheduler", *, lead: bool = True, **options: Any
+    ) -> SchedulerActor:
+        instances: list[SchedulerActor] = []
+
+        def factory() -> SchedulerActor:
+            instances.append(SchedulerActor(scheduler_settings, **options))
+            return instances[-1]
+
+        await system.spawn(factory, name=name, identity="scheduler")
+        if lead:
+            await eventually(
+                lambda: system.status()[name]["state"] == ActorState.RUNNING, f"{name} leads", 10
+            )
+        return instances[0]
+
+    return start
+
+
+@pytest.fixture
+async def caller(system: ActorSystem) -> AsyncIterator[Caller]:
+    client = await system.client("tester")
+    events = await client.subscribe("scheduler.")
+    yield Caller(client, events)
+    await client.stop()
+
+
+@pytest.fixture
+async def executor(system: ActorSystem) -> AsyncIterator[RecordingExecutor]:
+    client = await system.client("executor")
+    runner = RecordingExecutor(client, "scheduler.task.dispatch.user")
+    await runner.start()
+    yield runner
+    await runner.stop()
+    await client.stop()

@@ -1,0 +1,125 @@
+"""The scheduler actor on a real embedded system: broker, encrypted store actor, scheduler, a
+tester client and a test executor that runs dispatches the way executors must (finish in the
+store, queue the result, then acknowledge). Not collected."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from actors.scheduling import RESULT_QUEUE, Dispatch, RunResult
+from bus import BusClient, Consumer, Delivery, Envelope, RemoteError, Subscription
+from scheduler import error_names
+
+Outcome = Callable[[Dispatch], BaseException | None]  # None: the run succeeds
+
+
+def succeed(dispatch: Dispatch) -> BaseException | None:
+    return None
+
+
+@dataclass
+class RecordingExecutor:
+    """Consumes one category's dispatch queue; ``outcome`` decides how each attempt ends."""
+
+    client: BusClient
+    queue: str
+    outcome: Outcome = succeed
+    runs: list[Dispatch] = field(default_factory=list)
+    ran: asyncio.Event = field(default_factory=asyncio.Event)
+    _consumer: Consumer | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._consumer = await self.client.consume(self.queue, credit=10)
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while True:
+            delivery = await self._consumer.get()
+            await self._run(delivery)
+
+    async def _run(self, delivery: Delivery) -> None:
+        dispatch = Dispatch.read(delivery.envelope.payload)
+        error = self.outcome(dispatch)
+        now = datetime.now(UTC)
+        names = error_names(error) if error is not None else ()
+        await self.client.ask(
+            "store.execution.finish",
+            {
+                "execution_id": dispatch.execution_id,
+                "completed_at": now.isoformat(),
+                "success": error is None,
+                "result": {"error_type": list(names)} if names else {"ok": True},
+                "error_message": None if error is None else str(error),
+                "retry_count": dispatch.attempt - 1,
+            },
+            timeout=10,
+        )
+        result = RunResult(
+            execution_id=dispatch.execution_id,
+            task_id=dispatch.task_id,
+            scheduled_at=dispatch.scheduled_at,
+            attempt=dispatch.attempt,
+            success=error is None,
+            completed_at=now,
+            error_type=names,
+            error_message="" if error is None else str(error),
+        )
+        await self.client.enqueue(RESULT_QUEUE, result.payload(), 10)
+        delivery.ack()
+        self.runs.append(dispatch)
+        self.ran.set()
+
+    async def until(self, count: int, timeout: float = 10.0) -> list[Dispatch]:
+        """The first ``count`` runs, waiting for them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.runs) < count:
+            self.ran.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"{len(self.runs)} runs within {timeout}s, not {count}")
+            try:
+                await asyncio.wait_for(self.ran.wait(), remaining)
+            except TimeoutError:
+                continue
+        return self.runs[:count]
+
+
+@dataclass
+class Caller:
+    """A bus client asking the scheduler, with the events it published."""
+
+    client: BusClient
+    events: Subscription
+
+    async def ask(self, topic: str, **payload: Any) -> dict[str, Any]:
+        reply = await self.client.ask(topic, payload, timeout=10)
+        return dict(reply.payload)
+
+    async def refused(self, topic: str, **payload: Any) -> RemoteError:
+        with pytest.raises(RemoteError) as caught:
+            await self.client.ask(topic, payload, timeout=10)
+        return caught.value
+
+    async def event(
+        self, topic: str, predicate: Callable[[Envelope], bool] = lambda e: True
+    ) -> Envelope:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            envelope = await self.events.get(timeout=max(0.01, deadline - loop.time()))
+            if envelope.topic == topic and predicate(envelope):
+                return envelope
