@@ -25,6 +25,7 @@ from config.sections import (
     check_task_id,
 )
 from config.settings import Settings
+from config.store import StoreSettings
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -40,6 +41,7 @@ TOP_KEYS = (
     "tasks",
     "bus",
     "actors",
+    "store",
     "paths",
 )
 BUS_KEYS = ("endpoints", *(f.name for f in fields(BusSettings)))
@@ -67,6 +69,7 @@ def build_settings(tree: Mapping[str, object], *, environ: Mapping[str, str]) ->
         tasks=_tasks(top.get("tasks", {})),
         bus=BusSettings(**bus_kwargs),
         actors=_section(ActorSettings, "actors", top.get("actors", {})),
+        store=_section(StoreSettings, "store", top.get("store", {})),
         paths=_paths(top.get("paths", {}), environ),
         **extra,
     )

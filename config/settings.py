@@ -21,6 +21,7 @@ from config.sections import (
     TaskOverride,
     default_categories,
 )
+from config.store import StoreSettings
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -51,6 +52,7 @@ class Settings:
     bus: BusSettings = field(default_factory=BusSettings)
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
     actors: ActorSettings = field(default_factory=ActorSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     paths: PathSettings
 
     def __post_init__(self) -> None:
@@ -61,6 +63,7 @@ class Settings:
             ("resources", ResourceSettings),
             ("bus", BusSettings),
             ("actors", ActorSettings),
+            ("store", StoreSettings),
             ("paths", PathSettings),
         ):
             if not isinstance(getattr(self, name), cls):
@@ -101,6 +104,7 @@ class Settings:
                 "acl": [_plain(rule) for rule in self.bus.acl],
             },
             "actors": _plain(self.actors),
+            "store": _plain(self.store),
             "paths": {f.name: str(getattr(self.paths, f.name)) for f in fields(self.paths)},
         }
 

@@ -115,7 +115,7 @@ class LibsqlStore(Store):
             key_file=settings.paths.data_dir / MASTER_KEY_FILE,
             master_key=master_key,
             environ=environ,
-            settings=store_settings,
+            settings=settings.store if store_settings is None else store_settings,
         )
 
     @property

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
-from config import ConfigError
+from actors.store import LibsqlStore
+from actors.store._sql import scalar
+from actors.store.errors import InvalidValue
+from actors.store.records import TaskSpec
+from config import ConfigError, load_settings
 from config.store import StoreSettings
 
 
@@ -33,3 +40,24 @@ def test_a_bad_value_is_refused_naming_its_key(field: str, value: object) -> Non
     with pytest.raises(ConfigError) as caught:
         StoreSettings(**{field: value})  # type: ignore[arg-type]
     assert caught.value.key == f"store.{field}"
+
+
+async def test_the_store_section_of_the_configuration_reaches_the_store(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "TASKBUS_HOME": str(tmp_path),
+            "TASKBUS_STORE__SYNCHRONOUS": "normal",
+            "TASKBUS_STORE__MAX_VALUE_BYTES": "1024",
+        }
+    )
+    store = LibsqlStore.from_settings(settings, environ={})
+    await store.start()
+    try:
+        assert await store.worker.read(lambda c: scalar(c, "PRAGMA synchronous")) == 1  # NORMAL
+        big = TaskSpec(
+            task_id="user.big", task_class="x", schedule="@daily", config={"blob": "x" * 2048}
+        )
+        with pytest.raises(InvalidValue, match="config"):
+            await store.put_task(big, now=datetime.now(UTC))
+    finally:
+        await store.close()
