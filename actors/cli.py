@@ -11,7 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from actors.remote import RemoteTaskbus
 from actors.runner import run_one_actor, run_system
 from bus import KeysDirectory, load_public_key
 from bus.keys import check_identity
@@ -108,6 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     broker.set_defaults(func=_keys_broker)
     listing = key_commands.add_parser("list", help="list admitted identities")
     listing.set_defaults(func=_keys_list)
+
+    store = commands.add_parser("store", help="maintain the encrypted store of a running taskbus")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    check = store_commands.add_parser("check", help="run PRAGMA integrity_check on the database")
+    check.set_defaults(func=_store_check)
+    rekey = store_commands.add_parser(
+        "rekey", help="rotate the database key (a backup with the old key is kept beside it)"
+    )
+    rekey.set_defaults(func=_store_rekey)
     return parser
 
 
@@ -157,6 +168,32 @@ def _actor(args: argparse.Namespace) -> int:
         run_one_actor(args.spec, args.connect, _keys(args), settings, identity=args.identity)
     )
     return 0 if report.clean else 3
+
+
+def _ask(args: argparse.Namespace, topic: str) -> dict[str, Any]:
+    async def ask() -> dict[str, Any]:
+        async with RemoteTaskbus.connect(args.settings) as taskbus:
+            return await taskbus.ask(topic)
+
+    return asyncio.run(ask())
+
+
+def _store_check(args: argparse.Namespace) -> int:
+    reply = _ask(args, "store.maintenance.integrity_check")
+    if reply["ok"]:
+        print("store integrity: ok")
+        return 0
+    for problem in reply["problems"]:
+        print(f"store integrity: {problem}")
+    return 4
+
+
+def _store_rekey(args: argparse.Namespace) -> int:
+    reply = _ask(args, "store.maintenance.rekey")
+    print(f"store rekeyed; backup with the old key: {reply['backup']}")
+    if reply["backup_key_file"]:
+        print(f"the old master key, which opens the backup: {reply['backup_key_file']}")
+    return 0
 
 
 def _keys_init(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from actors.actor import Actor
 from actors.health import HealthActor
@@ -56,14 +56,19 @@ def resolve_actor(spec: str, settings: Settings) -> ActorFactory:
     return actor_class
 
 
-async def until_signalled() -> None:
-    """Wait for SIGINT or SIGTERM."""
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs.
+
+    Installed before the process says it is ready, so that a signal sent as soon as the ready
+    line appears stops it gracefully instead of killing it.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
@@ -74,6 +79,13 @@ async def run_system(
     keys: KeysDirectory, endpoints: Sequence[str], settings: Settings
 ) -> ShutdownReport:
     """All actors in this process on the embedded broker, until a signal."""
+    with stop_signals() as stop:
+        return await _run_system(keys, endpoints, settings, stop)
+
+
+async def _run_system(
+    keys: KeysDirectory, endpoints: Sequence[str], settings: Settings, stop: asyncio.Event
+) -> ShutdownReport:
     try:
         system = await ActorSystem.embedded(
             keys=keys, endpoints=endpoints, settings=settings.actors, bus_settings=settings.bus
@@ -92,7 +104,7 @@ async def run_system(
     _say(f"broker listening on {', '.join(system.broker.endpoints)}")
     _say(f"broker public key {keys.server_dir / 'broker.key'}")
     _say(f"actors running: {', '.join(system.status())}")
-    await until_signalled()
+    await stop.wait()
     log.info("shutting down")
     return await system.stop()
 
@@ -106,6 +118,19 @@ async def run_one_actor(
     identity: str | None = None,
 ) -> ShutdownReport:
     """One actor in this process, connected to a broker elsewhere, until a signal."""
+    with stop_signals() as stop:
+        return await _run_one_actor(spec, endpoint, keys, settings, identity=identity, stop=stop)
+
+
+async def _run_one_actor(
+    spec: str,
+    endpoint: str,
+    keys: KeysDirectory,
+    settings: Settings,
+    *,
+    identity: str | None,
+    stop: asyncio.Event,
+) -> ShutdownReport:
     factory = resolve_actor(spec, settings)
     probe = factory()
     name = identity or probe.name or type(probe).__name__.lower()
@@ -114,7 +139,7 @@ async def run_one_actor(
     )
     supervised = await system.spawn(factory, name=name, identity=name)
     _say(f"actor {supervised.name} ({supervised.state}) connected to {endpoint} as {name}")
-    await until_signalled()
+    await stop.wait()
     return await system.stop()
 
 

@@ -1,9 +1,18 @@
-"""Helpers of the end-to-end tests (not collected): reading what a child process prints."""
+"""Helpers of the end-to-end tests (not collected): running ``taskbus`` and reading what a child
+process prints."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for_line(process: subprocess.Popen[str], needle: str, deadline_s: float) -> list[str]:
@@ -23,3 +32,44 @@ def wait_for_line(process: subprocess.Popen[str], needle: str, deadline_s: float
         if needle in line:
             return seen
     raise AssertionError(f"{needle!r} not printed; got: {''.join(seen)}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def taskbus(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``taskbus <args>`` run to completion, as a user would from a shell."""
+    return subprocess.run(
+        [sys.executable, "-m", "actors.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+@contextlib.contextmanager
+def running_up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``taskbus up`` until the block ends, then SIGTERM; fails if it did not stop cleanly."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", "up"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for_line(up, "actors running:", 30)
+        yield up
+    finally:
+        up.send_signal(signal.SIGTERM)
+        remaining = up.communicate(timeout=30)[1]
+    assert up.returncode == 0, remaining
