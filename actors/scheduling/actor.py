@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,9 +64,14 @@ class SchedulerActor(Actor):
         *,
         clock: Clock | None = None,
         holder: str | None = None,
+        builtin: Sequence[TaskSpec] = (),
     ) -> None:
+        """``builtin``: the code-defined tasks (with their configured schedule and options),
+        put in the store at every takeover; their ``enabled`` flag is the store's once stored.
+        """
         super().__init__()
         self.settings = settings or SchedulerSettings()
+        self._builtin = tuple(builtin)
         self._clock = clock or SystemClock()
         self._holder = holder
         self.lease: Lease | None = None
@@ -170,6 +176,13 @@ class SchedulerActor(Actor):
     async def _create(self, request: Envelope, fields: Fields) -> Payload:
         spec = definitions.read_create(fields, owner=request.sender, settings=self.settings)
         fields.done()
+        category = definitions.category(spec.task_id)
+        if category != "user":
+            raise RequestRefused(
+                "denied",
+                f"{spec.task_id!r}: {category} tasks are defined in code; only user.* tasks "
+                "can be created over the bus",
+            )
         return await self._put(spec, expected_version=0)
 
     async def _update(self, request: Envelope, fields: Fields) -> Payload:
@@ -179,6 +192,10 @@ class SchedulerActor(Actor):
         fields.done()
         policies = {n: request.payload[n] for n in POLICY_FIELDS if n in request.payload}
         stored = await self._stored(task_id)
+        if "task_class" in changes and definitions.category(task_id) != "user":
+            raise RequestRefused(
+                "denied", f"{task_id!r} is defined in code: its task_class cannot change"
+            )
         spec = definitions.apply_changes(stored, changes, policies, self.settings)
         return await self._put(spec, expected_version=expected or stored.version)
 
@@ -198,6 +215,13 @@ class SchedulerActor(Actor):
     async def _delete(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
         fields.done()
+        category = definitions.category(task_id)
+        if category != "user":
+            raise RequestRefused(
+                "denied",
+                f"{task_id!r}: {category} tasks are defined in code; they can be disabled, "
+                "not deleted",
+            )
         reply = await self._store("store.task.delete", {"task_id": task_id})
         self._forget(task_id)
         if not reply.payload["deleted"]:
@@ -314,7 +338,26 @@ class SchedulerActor(Actor):
 
     # ------------------------------------------------------------ taking over
 
+    async def _put_builtin(self) -> None:
+        """Code-defined tasks as the code and the configuration define them now."""
+        for spec in self._builtin:
+            try:
+                stored = await self._stored(spec.task_id)
+            except RemoteError as exc:
+                if exc.code != "not_found":
+                    raise
+                await self._store("store.task.put", _put_payload(spec) | {"expected_version": 0})
+                continue
+            wanted = replace(spec, enabled=stored.enabled, owner=stored.owner)
+            if wanted != definitions.spec_of(stored):
+                await self._store(
+                    "store.task.put", _put_payload(wanted) | {"expected_version": stored.version}
+                )
+
     async def _load_tasks(self) -> None:
+        await self._put_builtin()
+        now = self._clock.wall()
+        stale: list[dict[str, Any]] = []  # next runs to store; due ones are stored when fired
         after: str | None = None
         while True:
             reply = await self._store("store.task.list", {"after": after, "limit": 1000})
@@ -329,9 +372,13 @@ class SchedulerActor(Actor):
                     await self._status_event(record.task_id, "invalid", reason=str(exc))
                     continue
                 self._tasks[record.task_id] = task
-                self.loop.put(
+                next_fire = self.loop.put(
                     record.task_id, task.schedule, task.policies.misfire, last_fired=record.last_run
                 )
+                if next_fire != record.next_run and (next_fire or now) >= now:
+                    stale.append({"task_id": record.task_id, "next_run": _iso(next_fire)})
+            await asyncio.gather(*(self._store("store.task.mark_run", m) for m in stale))
+            stale.clear()
             after = reply.payload["next_cursor"]
             if after is None:
                 return
@@ -634,6 +681,10 @@ class SchedulerActor(Actor):
                 self._fatal.set_exception(error)
 
         task.add_done_callback(done)
+
+
+def _put_payload(spec: TaskSpec) -> dict[str, Any]:
+    return {k: v for k, v in plain(spec).items() if v is not None and k != "next_run"}
 
 
 def _iso(instant: datetime | None) -> str | None:

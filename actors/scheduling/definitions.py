@@ -66,6 +66,10 @@ def _compile(
     return schedule, policies
 
 
+def category(task_id: str) -> str:
+    return task_id.partition(".")[0]
+
+
 def task_id(fields: Fields) -> str:
     value = fields.required("task_id", payloads.identifier)
     try:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from actors import ActorState, ActorSystem
+from actors.store.records import TaskSpec
 from scheduler import ScheduleError
 from tests.bus.waits import eventually
 from tests.scheduler.conftest import Scheduling
@@ -258,3 +259,36 @@ async def test_a_standby_takes_over_when_the_leader_stops(
     reply = await caller.ask("scheduler.task.trigger", task_id="user.report")
     (run,) = await executor.until(1)
     assert run.execution_id == reply["execution_id"]
+
+
+async def test_code_defined_tasks_are_put_at_takeover_and_cannot_be_created_or_deleted(
+    start_scheduler: Scheduling, caller: Caller
+) -> None:
+    cleanup = TaskSpec(
+        task_id="maintenance.log_cleanup",
+        task_class="tasks.builtin.maintenance:LogCleanup",
+        schedule="0 3 * * *",
+        config={"retention_days": 7.0},
+    )
+    await start_scheduler(builtin=[cleanup])
+    stored = (await caller.ask("scheduler.task.get", task_id="maintenance.log_cleanup"))["task"]
+    assert (stored["schedule"], stored["config"], stored["enabled"]) == (
+        "0 3 * * *",
+        {"retention_days": 7.0},
+        True,
+    )
+    assert stored["next_run"] is not None
+
+    created = await caller.refused(
+        "scheduler.task.create", task_id="security.mine", task_class="x:Y", schedule="@daily"
+    )
+    assert created.code == "denied"
+    assert "only user.* tasks can be created" in created.reason
+    deleted = await caller.refused("scheduler.task.delete", task_id="maintenance.log_cleanup")
+    assert (deleted.code, "can be disabled, not deleted" in deleted.reason) == ("denied", True)
+    swapped = await caller.refused(
+        "scheduler.task.update", task_id="maintenance.log_cleanup", task_class="evil:Task"
+    )
+    assert swapped.code == "denied"
+    disabled = await caller.ask("scheduler.task.disable", task_id="maintenance.log_cleanup")
+    assert disabled["task"]["enabled"] is False
