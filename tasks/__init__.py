@@ -1,1 +1,45 @@
-"""tasks package."""
+"""The task API: what a task is (BaseTask, its options, its result), what it is given
+(TaskContext, TaskServices), and the registry that finds and checks task classes.
+
+Imports only ``config`` and ``scheduler``; the executors in ``actors`` run the tasks.
+"""
+
+from tasks.base import BaseTask
+from tasks.context import ProgressCallback, TaskContext
+from tasks.effective import effective_options, effective_schedule, effective_timeout_s
+from tasks.errors import (
+    OptionsError,
+    TaskCancelled,
+    TaskDefinitionError,
+    TaskPermissionError,
+    TaskUsageError,
+    UnknownTaskClass,
+)
+from tasks.options import TaskOptions, require_option
+from tasks.permissions import TaskPermissions, category_of
+from tasks.registry import BUILTIN_MODULES, TaskRegistry
+from tasks.result import TaskResult
+from tasks.services import TaskServices
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "BaseTask",
+    "OptionsError",
+    "ProgressCallback",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskDefinitionError",
+    "TaskOptions",
+    "TaskPermissionError",
+    "TaskPermissions",
+    "TaskRegistry",
+    "TaskResult",
+    "TaskServices",
+    "TaskUsageError",
+    "UnknownTaskClass",
+    "category_of",
+    "effective_options",
+    "effective_schedule",
+    "effective_timeout_s",
+    "require_option",
+]

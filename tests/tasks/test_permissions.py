@@ -1,0 +1,87 @@
+"""What each category allows: deletion, creation over the bus, which class may run an id."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks import TaskPermissionError, TaskPermissions, TaskRegistry
+
+PERMISSIONS = TaskPermissions()
+
+
+@pytest.mark.parametrize(
+    ("task_id", "deletable", "creatable"),
+    [
+        ("maintenance.log_cleanup", False, False),
+        ("security.key_rotation", False, False),
+        ("agency.daily_digest", True, False),
+        ("user.mail_sync", True, True),
+    ],
+)
+def test_the_rules_of_each_category(task_id: str, deletable: bool, creatable: bool) -> None:
+    assert PERMISSIONS.deletable(task_id) is deletable
+    assert PERMISSIONS.creatable_over_bus(task_id) is creatable
+
+
+def test_a_maintenance_task_cannot_be_deleted() -> None:
+    with pytest.raises(TaskPermissionError) as caught:
+        PERMISSIONS.check_deletable("maintenance.log_cleanup")
+    assert isinstance(caught.value, PermissionError)
+    assert str(caught.value) == (
+        "task 'maintenance.log_cleanup' cannot be deleted: maintenance tasks exist only in "
+        "code; disable it instead"
+    )
+    PERMISSIONS.check_deletable("user.mail_sync")
+
+
+@pytest.mark.parametrize("task_id", ["maintenance.x", "security.x", "agency.x"])
+def test_only_user_tasks_can_be_created_over_the_bus(task_id: str) -> None:
+    with pytest.raises(TaskPermissionError) as caught:
+        PERMISSIONS.check_creatable_over_bus(task_id)
+    category = task_id.split(".", maxsplit=1)[0]
+    assert str(caught.value) == (
+        f"task {task_id!r} cannot be created over the bus: {category} tasks are defined in "
+        "code; only user.* tasks can be created"
+    )
+    PERMISSIONS.check_creatable_over_bus("user.x")
+
+
+@pytest.fixture
+def registry() -> TaskRegistry:
+    registry = TaskRegistry.with_builtins()
+    registry.discover(["tests.tasks.sample_tasks"])
+    return registry
+
+
+def test_resolve_accepts_what_is_allowed(registry: TaskRegistry) -> None:
+    assert registry.resolve("maintenance.log_cleanup", "tasks.maintenance:LogCleanup").task_id
+    echo = registry.resolve("user.echo_a", "tests.tasks.sample_tasks:Echo")
+    assert echo is registry.resolve("user.echo_b", "tests.tasks.sample_tasks:Echo")
+
+
+@pytest.mark.parametrize(
+    ("task_id", "task_class", "why"),
+    [
+        (
+            "user.steal",
+            "tasks.security:KeyRotation",
+            "that class is the code-defined task 'security.key_rotation'",
+        ),
+        (
+            "maintenance.log_cleanup",
+            "tasks.maintenance:HealthCheck",
+            "that class is the code-defined task 'maintenance.health_check'",
+        ),
+        (
+            "agency.echo",
+            "tests.tasks.sample_tasks:Echo",
+            "agency tasks run only their code-defined class",
+        ),
+    ],
+)
+def test_resolve_refuses_a_class_the_task_may_not_run(
+    registry: TaskRegistry, task_id: str, task_class: str, why: str
+) -> None:
+    with pytest.raises(TaskPermissionError) as caught:
+        registry.resolve(task_id, task_class)
+    assert str(caught.value) == f"task {task_id!r} cannot run {task_class}: {why}"
