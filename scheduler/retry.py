@@ -10,7 +10,8 @@ same failure of the same fire always waits the same time, different fires spread
 defaults of ``[scheduler]`` the delays are 60, 120, 240 s and the fourth failure is final.
 
 An error whose class name (or the name of one of its base classes) is in ``non_retryable`` is
-final at once. Names are bare class names (``ValueError``), compared exactly.
+final at once (by default ValueError, TypeError and TaskPermissionError). Names are bare class
+names (``ValueError``), compared exactly.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from config.sections import SchedulerSettings
 from scheduler._instants import seconds, utc
 from scheduler.errors import ScheduleError
 
-DEFAULT_NON_RETRYABLE = ("ValueError", "TypeError")
+# A task's bad input (ValueError, TypeError, which include a task's definition and options errors)
+# and a denied run (TaskPermissionError) fail the same way however often they are retried.
+DEFAULT_NON_RETRYABLE = ("ValueError", "TypeError", "TaskPermissionError")
 _DAY_S = 86_400.0
 _WEEK_S = 7 * _DAY_S
 

@@ -62,8 +62,8 @@ def test_jitter_is_bounded_reproducible_and_spreads_fires() -> None:
     assert delays(policy, "a") != delays(policy, "b")
 
 
-@pytest.mark.parametrize("name", ["ValueError", "TypeError"])
-def test_value_and_type_errors_are_final_at_once(name: str) -> None:
+@pytest.mark.parametrize("name", ["ValueError", "TypeError", "TaskPermissionError"])
+def test_bad_input_and_denials_are_final_at_once(name: str) -> None:
     decision = RetryPolicy().decide(1, name, KEY)
     assert decision == RetryDecision(attempt=1, retry=False, reason=f"non-retryable {name}")
     with pytest.raises(ScheduleError, match="no retry after attempt 1: non-retryable"):
