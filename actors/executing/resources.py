@@ -1,0 +1,72 @@
+"""How busy this machine is, for admission control: CPU and memory use in percent.
+
+Read from Linux's ``/proc`` without extra packages; elsewhere memory is unknown (0) and CPU
+comes from the load average. The executor asks a probe before every start; tests inject one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from config.sections import ResourceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    cpu_percent: float
+    memory_percent: float
+
+
+class ResourceProbe(Protocol):
+    def load(self) -> Load: ...
+
+
+class SystemProbe:
+    """CPU use since the previous reading (``/proc/stat``), memory in use (``/proc/meminfo``)."""
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self._proc = proc
+        self._last: tuple[int, int] | None = None
+
+    def load(self) -> Load:
+        return Load(self._cpu(), self._memory())
+
+    def _cpu(self) -> float:
+        try:
+            fields = (self._proc / "stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return min(100.0, 100.0 * os.getloadavg()[0] / (os.cpu_count() or 1))
+        ticks = [int(v) for v in fields]
+        idle, total = ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks)
+        previous, self._last = self._last, (idle, total)
+        if previous is None or total == previous[1]:
+            return min(100.0, 100.0 * os.getloadavg()[0] / (os.cpu_count() or 1))
+        return 100.0 * (1 - (idle - previous[0]) / (total - previous[1]))
+
+    def _memory(self) -> float:
+        try:
+            lines = (self._proc / "meminfo").read_text().splitlines()
+        except OSError:
+            return 0.0
+        info = {line.split(":")[0]: int(line.split()[1]) for line in lines if ":" in line}
+        total, available = info.get("MemTotal", 0), info.get("MemAvailable", 0)
+        return 0.0 if total == 0 else 100.0 * (1 - available / total)
+
+
+def overloaded(load: Load, settings: ResourceSettings) -> str | None:
+    """Why a start must wait, or None."""
+    if load.cpu_percent > settings.max_cpu_percent:
+        return f"cpu {load.cpu_percent:.0f}% > {settings.max_cpu_percent:.0f}%"
+    if load.memory_percent > settings.max_memory_percent:
+        return f"memory {load.memory_percent:.0f}% > {settings.max_memory_percent:.0f}%"
+    return None
+
+
+def idle(load: Load, settings: ResourceSettings) -> bool:
+    return (
+        load.cpu_percent <= settings.idle_cpu_percent
+        and load.memory_percent <= settings.idle_memory_percent
+    )
