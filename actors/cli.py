@@ -70,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
 
     actor = commands.add_parser("actor", help="run one actor as its own process")
-    actor.add_argument("spec", help="a built-in actor (health, scheduler, store) or module:Class")
+    actor.add_argument(
+        "spec",
+        help="a built-in actor (health, store, scheduler, executor-<category>) or module:Class",
+    )
     actor.add_argument(
         "--connect",
         required=True,

@@ -9,13 +9,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from actors.actor import Actor
-from actors.health import HealthActor
-from actors.scheduling import SchedulerActor
-from actors.store.actor import StoreActor
-from actors.store.libsql_store import LibsqlStore
+from actors.assembly import ActorFactory, Assembly
 from actors.system import ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.errors import TaskbusError
@@ -23,23 +20,13 @@ from config.settings import Settings
 
 log = logging.getLogger("taskbus.runner")
 
-ActorFactory = Callable[[], Actor]
 
-
-def builtin_actors(settings: Settings) -> dict[str, ActorFactory]:
-    """The actors ``taskbus actor <name>`` knows, configured by ``settings``."""
-    return {
-        "health": HealthActor,
-        "scheduler": lambda: SchedulerActor(settings.scheduler),
-        "store": lambda: StoreActor(LibsqlStore.from_settings(settings)),
-    }
-
-
-def resolve_actor(spec: str, settings: Settings) -> ActorFactory:
-    """A built-in actor name, or ``package.module:ClassName`` (made with no arguments)."""
-    builtin = builtin_actors(settings)
+def resolve_actor(spec: str, assembly: Assembly) -> tuple[str, ActorFactory]:
+    """The name and factory of a built-in actor, or of ``package.module:ClassName`` (made with
+    no arguments; named by its ``name``, else its class name in lower case)."""
+    builtin = assembly.factories()
     if spec in builtin:
-        return builtin[spec]
+        return spec, builtin[spec]
     module_name, _, class_name = spec.partition(":")
     if not class_name:
         known = ", ".join(sorted(builtin))
@@ -53,7 +40,7 @@ def resolve_actor(spec: str, settings: Settings) -> ActorFactory:
     if not (isinstance(found, type) and issubclass(found, Actor)):
         raise TaskbusError(f"{spec!r} is not an Actor subclass")
     actor_class: type[Actor] = found
-    return actor_class
+    return actor_class.name or actor_class.__name__.lower(), actor_class
 
 
 @contextlib.contextmanager
@@ -93,20 +80,25 @@ async def _run_system(
     except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
         raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
     assert system.broker is not None
-    builtin = builtin_actors(settings)
-    await system.spawn(builtin["health"])
-    store = await system.spawn(builtin["store"])
+    assembly = Assembly(settings)
+    actors = assembly.factories()
+    await system.spawn(actors.pop("health"), name="health")
+    store = await system.spawn(actors.pop("store"), name="store")
     _say(f"encrypted store at {settings.paths.database_path} ({store.state})")
-    if settings.enabled:
-        await system.spawn(builtin["scheduler"])
-    else:
-        _say("scheduling disabled (enabled = false): no scheduler in this process")
+    if not settings.enabled:
+        _say("scheduling disabled (enabled = false): no scheduler or executors in this process")
+        actors.clear()
+    for name, factory in actors.items():
+        await system.spawn(factory, name=name, identity=name)
     _say(f"broker listening on {', '.join(system.broker.endpoints)}")
     _say(f"broker public key {keys.server_dir / 'broker.key'}")
     _say(f"actors running: {', '.join(system.status())}")
     await stop.wait()
     log.info("shutting down")
-    return await system.stop()
+    try:
+        return await system.stop()
+    finally:
+        assembly.close()
 
 
 async def run_one_actor(
@@ -131,16 +123,19 @@ async def _run_one_actor(
     identity: str | None,
     stop: asyncio.Event,
 ) -> ShutdownReport:
-    factory = resolve_actor(spec, settings)
-    probe = factory()
-    name = identity or probe.name or type(probe).__name__.lower()
+    assembly = Assembly(settings)
+    spec_name, factory = resolve_actor(spec, assembly)
+    name = identity or spec_name
     system = await ActorSystem.connected(
         endpoint, keys, settings=settings.actors, bus_settings=settings.bus, name=name
     )
     supervised = await system.spawn(factory, name=name, identity=name)
     _say(f"actor {supervised.name} ({supervised.state}) connected to {endpoint} as {name}")
     await stop.wait()
-    return await system.stop()
+    try:
+        return await system.stop()
+    finally:
+        assembly.close()
 
 
 def _say(line: str) -> None:

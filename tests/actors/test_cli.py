@@ -29,7 +29,8 @@ def taskbus(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     [
         (
             "nosuch",
-            "taskbus: unknown actor 'nosuch': use a built-in name (health, scheduler, store) "
+            "taskbus: unknown actor 'nosuch': use a built-in name (executor-agency, "
+            "executor-maintenance, executor-security, executor-user, health, scheduler, store) "
             "or module:Class",
         ),
         ("nosuch.module:Thing", "taskbus: cannot load actor 'nosuch.module:Thing': No module"),

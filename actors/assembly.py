@@ -1,0 +1,113 @@
+"""How taskbus is put together from its settings: the task registry, the built-in tasks as the
+scheduler stores them, and a factory for every actor ``taskbus up`` runs or ``taskbus actor
+<name>`` runs alone (``health``, ``store``, ``scheduler``, ``executor-<category>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.actor import Actor
+from actors.executing import ExecutorActor
+from actors.health import HealthActor
+from actors.scheduling import SchedulerActor
+from actors.store.actor import StoreActor
+from actors.store.libsql_store import LibsqlStore
+from actors.store.records import TaskSpec
+from config.settings import Settings
+from tasks import TaskRegistry
+from tasks.effective import effective_schedule
+
+ActorFactory = Callable[[], Actor]
+
+
+def builtin_specs(settings: Settings, registry: TaskRegistry) -> list[TaskSpec]:
+    """Every code-defined task with its schedule, zone and options from ``[tasks."<id>"]``."""
+    specs = []
+    for cls in registry.code_defined():
+        override = settings.task(cls.task_id)
+        run: dict[str, Any] = {"allow_overlap": cls.allow_overlap}
+        if cls.timeout_s is not None:
+            run["timeout_s"] = float(cls.timeout_s)
+        specs.append(
+            TaskSpec(
+                task_id=cls.task_id,
+                task_class=cls.key(),
+                schedule=effective_schedule(cls, override),
+                timezone=(override.timezone if override and override.timezone else None)
+                or settings.scheduler.default_timezone,
+                config=_plain(override.options) if override else {},
+                enabled=True if override is None or override.enabled is None else override.enabled,
+                run_policy=run,
+                owner="taskbus",
+            )
+        )
+    return specs
+
+
+@dataclass
+class Assembly:
+    """The actors of one process, sharing its global task slots and its process pool."""
+
+    settings: Settings
+    registry: TaskRegistry = field(default_factory=TaskRegistry.with_builtins)
+    _slots: asyncio.Semaphore | None = None
+    _pool: ProcessPoolExecutor | None = None
+
+    def factories(self) -> dict[str, ActorFactory]:
+        settings = self.settings
+        found: dict[str, ActorFactory] = {
+            "health": HealthActor,
+            "store": lambda: StoreActor(LibsqlStore.from_settings(settings)),
+            "scheduler": lambda: SchedulerActor(
+                settings.scheduler, builtin=builtin_specs(settings, self.registry)
+            ),
+        }
+        for category in settings.categories:
+            if category.enabled:
+                found[f"executor-{category.name}"] = self._executor(category.name)
+        return found
+
+    def _executor(self, name: str) -> ActorFactory:
+        def make() -> ExecutorActor:
+            if self._slots is None:  # one bound on the sum of the categories in this process
+                self._slots = asyncio.Semaphore(self.settings.scheduler.max_concurrent_tasks)
+            return ExecutorActor(
+                self.settings.category(name),
+                self.registry,
+                scheduler=self.settings.scheduler,
+                resources=self.settings.resources,
+                global_slots=self._slots,
+                data_dir=self.settings.paths.data_dir,
+                process_pool=self.pool,
+            )
+
+        return make
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
+        """Started on first use by a task (``ctx.run_in_process``), with spawn: no fork of a
+        process that has threads."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _plain(value: Any) -> Any:
+    """Frozen config values (read-only maps, tuples) as msgpack-able dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
