@@ -15,3 +15,6 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     yield pool
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+from tests.tasks.rig import start  # noqa: E402, F401 - the executor tests' system, a fixture

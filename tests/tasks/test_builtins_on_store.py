@@ -1,0 +1,87 @@
+"""The built-in tasks doing their real job, run by a real executor on a real encrypted store:
+retention deletes what is older than its limit, key rotation leaves a database only the new key
+opens."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import libsql
+
+from actors.assembly import builtin_specs
+from actors.store import MasterKey
+from actors.store.records import TaskSpec
+from config.sections import PathSettings
+from config.settings import Settings
+from tasks import TaskRegistry
+from tests.tasks.rig import Rig, Start
+
+
+def _builtins(tmp_path: Path) -> list[TaskSpec]:
+    settings = Settings(paths=PathSettings.under(tmp_path / "data"))
+    return builtin_specs(settings, TaskRegistry.with_builtins())
+
+
+async def _record(rig: Rig, task_id: str, days_ago: float) -> str:
+    started = datetime.now(UTC) - timedelta(days=days_ago)
+    reply = await rig.ask(
+        "store.execution.record",
+        task_id=task_id,
+        scheduled_at=started.isoformat(),
+        started_at=started.isoformat(),
+        completed_at=(started + timedelta(seconds=1)).isoformat(),
+        success=True,
+    )
+    return str(reply["execution"]["execution_id"])
+
+
+async def test_log_cleanup_deletes_history_older_than_its_retention(
+    start: Start, tmp_path: Path
+) -> None:
+    rig = await start(category="maintenance", builtin=_builtins(tmp_path))
+    old = [await _record(rig, "user.report", days) for days in (31, 45, 400)]
+    recent = [await _record(rig, "user.report", days) for days in (1, 29)]
+    execution_id = await rig.trigger("maintenance.log_cleanup")
+    run = await rig.finished(execution_id)
+    assert run["success"] is True, run["error_message"]
+    assert run["result"]["executions_expired"] == 3
+    for gone in old:
+        assert (await rig.refused("store.execution.get", execution_id=gone)).code == "not_found"
+    for kept in recent:
+        assert (await rig.ask("store.execution.get", execution_id=kept))["execution"]["success"]
+
+
+def _opens(database: Path, key: MasterKey) -> bool:
+    """Whether ``key`` opens a throwaway copy of ``database`` (a wrong key may damage a file)."""
+    copy = database.parent / f"copy-{key.secret.hex()[:8]}"
+    copy.mkdir()
+    for suffix in ("", "-wal"):
+        if Path(f"{database}{suffix}").exists():
+            shutil.copy(f"{database}{suffix}", copy / f"taskbus.db{suffix}")
+    connection = libsql.connect(str(copy / "taskbus.db"), encryption_key=key.database_key().secret)
+    try:
+        return int(connection.execute("SELECT count(*) FROM scheduled_tasks").fetchone()[0]) > 0
+    except Exception:  # libsql raises a bare ValueError or its own error class
+        return False
+    finally:
+        connection.close()
+
+
+async def test_key_rotation_leaves_a_database_only_the_new_key_opens(
+    start: Start, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    rig = await start(category="security", builtin=_builtins(tmp_path))
+    old_key = MasterKey((data / "master.key").read_bytes())
+    execution_id = await rig.trigger("security.key_rotation")
+    run = await rig.finished(execution_id)
+    assert run["success"] is True, run["error_message"]
+    assert run["result"]["integrity_ok"] is True, run["result"]
+    new_key = MasterKey((data / "master.key").read_bytes())
+    assert new_key != old_key
+    assert _opens(data / "taskbus.db", new_key)
+    assert not _opens(data / "taskbus.db", old_key)
+    listed = await rig.ask("scheduler.task.list")
+    assert "security.key_rotation" in {t["task_id"] for t in listed["tasks"]}
