@@ -35,6 +35,7 @@ from actors.scheduling.protocol import (
     STATUS_TOPIC,
     Dispatch,
     RunResult,
+    report_unreadable,
 )
 from actors.store.errors import InvalidValue
 from bus import Consumer, Delivery, RemoteError
@@ -137,11 +138,7 @@ class ExecutorActor(Actor):
         try:
             dispatch = Dispatch.read(delivery.envelope.payload)
         except InvalidValue as exc:
-            self.log.error("bad dispatch from %s: %s", delivery.envelope.sender, exc)
-            await self.publish(
-                "scheduler.error",
-                {"topic": self.queue, "sender": delivery.envelope.sender, "reason": str(exc)},
-            )
+            await report_unreadable(self, self.queue, delivery, exc)
             delivery.nack(requeue=False)
             return
         execution = await self._ask("store.execution.get", {"execution_id": dispatch.execution_id})

@@ -35,6 +35,7 @@ from actors.scheduling.protocol import (
     Dispatch,
     RunResult,
     dispatch_queue,
+    report_unreadable,
     work_id,
 )
 from actors.store import payloads
@@ -564,11 +565,7 @@ class SchedulerActor(Actor):
         try:
             result = RunResult.read(delivery.envelope.payload)
         except InvalidValue as exc:
-            self.log.error("bad run result from %s: %s", delivery.envelope.sender, exc)
-            await self.publish(
-                "scheduler.error",
-                {"topic": RESULT_QUEUE, "sender": delivery.envelope.sender, "reason": str(exc)},
-            )
+            await report_unreadable(self, RESULT_QUEUE, delivery, exc)
             return  # acknowledged: a result that cannot be read would fail the same way again
         self.counters["succeeded" if result.success else "failed"] += 1
         task = self._tasks.get(result.task_id)

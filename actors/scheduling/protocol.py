@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from actors.actor import Actor
 from actors.store import payloads
 from actors.store.payloads import Fields
+from bus import Delivery
 
 DISPATCH_PREFIX = "scheduler.task.dispatch."
 RESULT_QUEUE = "scheduler.task.result"
 STATUS_TOPIC = "scheduler.task.status"
 DEAD_TOPIC = "scheduler.task.dead"
+ERROR_TOPIC = "scheduler.error"
 
 
 def dispatch_queue(task_id: str) -> str:
@@ -110,3 +113,10 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         return (payloads.text(name, value),)
     return tuple(payloads.text(name, item) for item in value)
+
+
+async def report_unreadable(actor: Actor, queue: str, delivery: Delivery, error: Exception) -> None:
+    """Log and publish (``scheduler.error``) work that cannot be read; the caller settles it."""
+    sender = delivery.envelope.sender
+    actor.log.error("unreadable work on %s from %s: %s", queue, sender, error)
+    await actor.publish(ERROR_TOPIC, {"topic": queue, "sender": sender, "reason": str(error)})

@@ -8,13 +8,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import pytest
 
 from actors.scheduling import RESULT_QUEUE, Dispatch, RunResult
-from bus import BusClient, Consumer, Delivery, Envelope, RemoteError, Subscription
+from bus import BusClient, Consumer, Delivery, Envelope, Subscription
 from scheduler import error_names
+from tests.asking import Asking
 
 Outcome = Callable[[Dispatch], BaseException | None]  # None: the run succeeds
 
@@ -99,20 +97,11 @@ class RecordingExecutor:
 
 
 @dataclass
-class Caller:
+class Caller(Asking):
     """A bus client asking the scheduler, with the events it published."""
 
     client: BusClient
     events: Subscription
-
-    async def ask(self, topic: str, **payload: Any) -> dict[str, Any]:
-        reply = await self.client.ask(topic, payload, timeout=10)
-        return dict(reply.payload)
-
-    async def refused(self, topic: str, **payload: Any) -> RemoteError:
-        with pytest.raises(RemoteError) as caught:
-            await self.client.ask(topic, payload, timeout=10)
-        return caught.value
 
     async def event(
         self, topic: str, predicate: Callable[[Envelope], bool] = lambda e: True

@@ -292,3 +292,16 @@ async def test_code_defined_tasks_are_put_at_takeover_and_cannot_be_created_or_d
     assert swapped.code == "denied"
     disabled = await caller.ask("scheduler.task.disable", task_id="maintenance.log_cleanup")
     assert disabled["task"]["enabled"] is False
+
+
+async def test_an_unreadable_result_is_reported_and_the_scheduler_keeps_serving(
+    start_scheduler: Scheduling, caller: Caller
+) -> None:
+    await start_scheduler()
+    await caller.client.enqueue("scheduler.task.result", {"execution_id": 7, "bogus": True}, 10)
+    error = await caller.event("scheduler.error")
+    assert error.payload["topic"] == "scheduler.task.result"
+    assert error.payload["sender"] == "tester"
+    assert "execution_id" in error.payload["reason"]
+    created = await caller.ask("scheduler.task.create", **HOURLY)
+    assert created["task"]["version"] == 1

@@ -18,9 +18,10 @@ import pytest
 
 from actors import ActorState, ActorSystem
 from actors.store import LibsqlStore, MasterKey, StoreActor, values
-from bus import BusClient, RemoteError
+from bus import BusClient
 from config.actors import ActorSettings
 from tests.actors.kit import spawn_instance
+from tests.asking import Asking
 from tests.bus.waits import eventually
 from tests.store.conftest import T0, at, file_hashes
 
@@ -52,19 +53,10 @@ class FakeClock:
 
 
 @dataclass
-class Served:
+class Served(Asking):
     client: BusClient
     actor: StoreActor
     clock: FakeClock
-
-    async def ask(self, topic: str, **payload: Any) -> dict[str, Any]:
-        reply = await self.client.ask(topic, payload, timeout=10)
-        return dict(reply.payload)
-
-    async def refused(self, topic: str, **payload: Any) -> RemoteError:
-        with pytest.raises(RemoteError) as caught:
-            await self.client.ask(topic, payload, timeout=10)
-        return caught.value
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from actors.executing.resources import Load
 from actors.scheduling import SchedulerActor
 from actors.store import LibsqlStore, StoreActor
 from actors.store.records import TaskSpec
-from bus import BusClient, Envelope, KeysDirectory, RemoteError, Subscription
+from bus import BusClient, Envelope, KeysDirectory, Subscription
 from config import BusSettings
 from config.actors import ActorSettings
 from config.sections import CategorySettings, ResourceSettings, SchedulerSettings
 from tasks import TaskRegistry
+from tests.asking import Asking
 from tests.bus.waits import eventually
 from tests.tasks import gates
 from tests.tasks.gates import Forever, Gated, IdleWork
@@ -38,20 +39,12 @@ class FixedProbe:
 
 
 @dataclass
-class Rig:
+class Rig(Asking):
     system: ActorSystem
     client: BusClient
     events: Subscription
     probe: FixedProbe
     executor: ExecutorActor
-
-    async def ask(self, topic: str, **payload: Any) -> dict[str, Any]:
-        return dict((await self.client.ask(topic, payload, timeout=10)).payload)
-
-    async def refused(self, topic: str, **payload: Any) -> RemoteError:
-        with pytest.raises(RemoteError) as caught:
-            await self.client.ask(topic, payload, timeout=10)
-        return caught.value
 
     async def create(self, task_id: str, cls: type, **fields: Any) -> None:
         await self.ask(
