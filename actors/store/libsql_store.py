@@ -274,9 +274,7 @@ class LibsqlStore(Store):
     async def record_execution(
         self, new: NewExecution, *, fence: Fence | None = None
     ) -> Recorded[ExecutionRecord]:
-        return await self._running.write(
-            lambda c: writes.record_execution(c, new, fence, self.settings)
-        )
+        return await self._running.write(writes.RecordExecution(new, fence, self.settings))
 
     async def finish_execution(
         self, execution_id: str, outcome: ExecutionOutcome, *, fence: Fence | None = None

@@ -2,14 +2,18 @@
 
 Every libSQL call happens on this thread, never in the event loop. Writes queue up while the
 thread is busy; the thread takes every write waiting (up to ``max_batch``), runs them in one
-transaction, commits once, and only then resolves each writer's future: an acknowledged write is
-on disk (as durably as ``synchronous`` says, see docs/store.md). Reads and maintenance calls run
-alone, between groups, in arrival order.
+transaction (writes of one kind queued next to each other as one batch, see
+``Database.commit_group``), commits once, and only then resolves the writers' futures, all of
+them in one hop to the event loop: an acknowledged write is on disk (as durably as
+``synchronous`` says, see docs/store.md). Reads and maintenance calls run alone, between groups,
+in arrival order.
 
 libsql 0.1.11 holds the GIL for the whole of each call, fsync included, so the event loop still
-stalls while a statement or a commit runs (a millisecond or so; longer for a WAL checkpoint). The
-thread yields after every group; keep statements short (pages, chunked deletes), and run the
-store actor as its own process where even that matters.
+stalls while a statement or a commit runs (a millisecond or so; longer for a WAL checkpoint), and
+the thread's SQL time adds to the loop's Python time rather than overlapping it: that sum, not
+the disk, bounds the durable write rate (docs/store.md, §10). The thread yields after every
+group; keep statements short (pages, chunked deletes), and run the store actor as its own
+process where even that matters.
 
 Cancelling a caller does not withdraw its write: the write may still commit.
 """
@@ -44,12 +48,17 @@ class _Job:
 
 @dataclass(slots=True)
 class WorkerStats:
-    """Group commits so far: ``writes / commits`` is the mean group size."""
+    """Group commits so far: ``writes / commits`` is the mean group size. ``group_seconds`` is
+    the thread's time in groups (statements and commits), ``commit_seconds`` the part of it in
+    COMMIT (writing the log, fsync, checkpoints); libsql holds the GIL through both.
+    """
 
     commits: int = 0
     writes: int = 0
     largest_group: int = 0
     reads: int = 0
+    group_seconds: float = 0.0
+    commit_seconds: float = 0.0
 
 
 class StoreWorker:
@@ -165,6 +174,7 @@ class StoreWorker:
             self._settle(job.future, Outcome(value=value))
 
     def _commit(self, group: list[_Job]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = self.database.commit_group([job.function for job in group])
         except Exception as exc:
@@ -173,8 +183,14 @@ class StoreWorker:
             self.stats.commits += 1
             self.stats.writes += len(group)
             self.stats.largest_group = max(self.stats.largest_group, len(group))
-        for job, outcome in zip(group, outcomes, strict=True):
-            self._settle(job.future, outcome)
+        self.stats.group_seconds += time.perf_counter() - started
+        self.stats.commit_seconds = self.database.commit_seconds
+        # One hop to the loop for the whole group, not one per write: each
+        # call_soon_threadsafe takes the loop's lock and writes to its self-pipe.
+        assert self._loop is not None
+        futures = [job.future for job in group]
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(_resolve_all, futures, outcomes)
 
     def _fail_queued(self, error: StoreError) -> None:
         while True:
@@ -195,6 +211,11 @@ class StoreWorker:
         assert self._finished is not None
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_resolve, self._finished, Outcome(value=None))
+
+
+def _resolve_all(futures: list[asyncio.Future[Any]], outcomes: list[Outcome[Any]]) -> None:
+    for future, outcome in zip(futures, outcomes, strict=True):
+        _resolve(future, outcome)
 
 
 def _resolve(future: asyncio.Future[Any], outcome: Outcome[Any]) -> None:

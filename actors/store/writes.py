@@ -1,26 +1,30 @@
 """Writes: tasks, executions, dead letters, missed runs, retention. Each is one operation of a
 group commit.
 
-Plain functions of a connection, run inside the store's transaction (and their own savepoint):
-a function that raises leaves nothing behind. Every value is bound as a parameter. ``now`` is
-always an argument.
+Plain functions of a connection, run inside the store's transaction (and, when a neighbour in the
+group fails, their own savepoint): a function that raises leaves nothing behind. Every value is
+bound as a parameter. ``now`` is always an argument.
+
+``RecordExecution``, the hot path, is a BatchOperation: the records of one group that are queued
+next to each other go in as one multi-row INSERT (see ``Database.commit_group``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from actors.store import values
-from actors.store._sql import Connection, one, scalar
+from actors.store._sql import Connection, Row, one, rows, scalar
+from actors.store.database import BatchOperation, Outcome
 from actors.store.errors import Conflict, InvalidValue, LeaseLost, NotFound
 from actors.store.queries import (
     DEAD_LETTER_COLUMNS,
     EXECUTION_COLUMNS,
     TASK_COLUMNS,
     dead_letter_from_row,
-    execution_by_key,
     execution_from_row,
     get_execution,
     get_task,
@@ -167,63 +171,152 @@ def record_execution(
     scheduled instant and retry count) writes nothing and returns the first, flagged as a
     duplicate. The row's ``retry_count`` is the attempt's, unless an outcome given now has one.
     """
-    if fence is not None:
-        check_fence(connection, fence)
+    (outcome,) = RecordExecution.run_batch(connection, [RecordExecution(new, fence, limits)])
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.value is not None
+    return outcome.value
+
+
+@dataclass(frozen=True, slots=True)
+class RecordExecution(BatchOperation[Recorded[ExecutionRecord]]):
+    """``record_execution`` as a write of a group commit: the records queued next to each other
+    are inserted by one multi-row statement, and their duplicates found by one query.
+    """
+
+    new: NewExecution
+    fence: Fence | None
+    limits: StoreSettings
+
+    def __call__(self, connection: Connection) -> Recorded[ExecutionRecord]:
+        return record_execution(connection, self.new, self.fence, self.limits)
+
+    @classmethod
+    def run_batch(
+        cls, connection: Connection, operations: Sequence[RecordExecution]
+    ) -> list[Outcome[Recorded[ExecutionRecord]]]:
+        """Each record as if recorded one after the other, in order: the first record of an
+        attempt inserts it, any later one (in this batch or before it) is a duplicate. A record
+        with a stale fence or a bad result fails alone, before anything of it is written.
+        """
+        outcomes: list[Outcome[Recorded[ExecutionRecord]]] = []
+        pending: list[tuple[int, ExecutionRecord]] = []  # (index in operations, its record)
+        new_rows: list[list[object]] = []
+        tokens = _lease_tokens(connection, operations)
+        for index, operation in enumerate(operations):
+            fence = operation.fence
+            try:
+                if fence is not None:
+                    _check_token(fence, tokens[fence.lease])
+                record, row = _execution_row(operation.new, operation.limits)
+            except (InvalidValue, LeaseLost) as exc:
+                outcomes.append(Outcome(error=exc))
+                continue
+            outcomes.append(_PENDING)
+            pending.append((index, record))
+            new_rows.append(row)
+        if not new_rows:
+            return outcomes
+        inserted = 0
+        for first in range(0, len(new_rows), _ROWS_PER_INSERT):
+            chunk = new_rows[first : first + _ROWS_PER_INSERT]
+            inserted += connection.execute(
+                _insert_executions_sql(len(chunk)), [value for row in chunk for value in row]
+            ).rowcount
+        if inserted == len(new_rows):  # the common case: every record is new
+            for index, record in pending:
+                outcomes[index] = Outcome(value=Recorded(record, duplicate=False))
+            return outcomes
+        # Some were duplicates, of a row stored before or of a record earlier in this batch.
+        stored = _executions_by_keys(connection, [record.idempotency_key for _, record in pending])
+        for index, record in pending:
+            kept = stored[record.idempotency_key]
+            if kept[0] == record.execution_id:
+                outcomes[index] = Outcome(value=Recorded(record, duplicate=False))
+            else:
+                outcomes[index] = Outcome(value=Recorded(execution_from_row(kept), duplicate=True))
+        return outcomes
+
+
+# Rows per INSERT statement (11 parameters each; SQLite binds at most 32,766) and keys per
+# lookup of duplicates.
+_ROWS_PER_INSERT = 500
+_KEYS_PER_SELECT = 1_000
+_PENDING: Outcome[Recorded[ExecutionRecord]] = Outcome()  # a placeholder, replaced before return
+
+
+@functools.cache
+def _insert_executions_sql(count: int) -> str:
+    rows_ = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return (
+        f"INSERT INTO task_executions ({EXECUTION_COLUMNS}) VALUES {rows_} "
+        "ON CONFLICT (idempotency_key) DO NOTHING"
+    )
+
+
+def _executions_by_keys(connection: Connection, keys: Sequence[str]) -> dict[str, Row]:
+    """The stored executions of ``keys``, by idempotency key."""
+    unique = list(dict.fromkeys(keys))
+    found: dict[str, Row] = {}
+    for first in range(0, len(unique), _KEYS_PER_SELECT):
+        chunk = unique[first : first + _KEYS_PER_SELECT]
+        marks = ", ".join(["?"] * len(chunk))
+        for row in rows(
+            connection,
+            f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE idempotency_key IN ({marks})",
+            chunk,
+        ):
+            found[row[10]] = row
+    return found
+
+
+def _execution_row(
+    new: NewExecution, limits: StoreSettings
+) -> tuple[ExecutionRecord, list[object]]:
+    """The record of a new attempt, and its row's values in EXECUTION_COLUMNS order; raises
+    InvalidValue for a result that cannot be stored.
+    """
+    execution_id = format_message_id(new_message_id())
+    outcome = new.outcome
+    retries = new.retry_count
+    result = decoded = completed = success = duration = error = None
+    if outcome is not None:
+        result, decoded = values.encoded("result", outcome.result, limits.max_value_bytes)
+        completed, success = outcome.completed_at, outcome.success
+        duration = outcome.duration_seconds
+        if duration is None:
+            duration = (completed - new.started_at).total_seconds()
+        if outcome.error_message is not None:
+            error = values.truncated(outcome.error_message, limits.max_error_chars)
+        if outcome.retry_count is not None:
+            retries = outcome.retry_count
     record = ExecutionRecord(
-        execution_id=format_message_id(new_message_id()),
+        execution_id=execution_id,
         task_id=new.task_id,
         scheduled_at=new.scheduled_at,
         started_at=new.started_at,
-        completed_at=None,
-        success=None,
-        duration_seconds=None,
-        result=None,
-        error_message=None,
-        retry_count=new.retry_count,
+        completed_at=completed,
+        success=success,
+        duration_seconds=duration,
+        result=decoded,
+        error_message=error,
+        retry_count=retries,
         idempotency_key=new.idempotency_key,
     )
-    result = None
-    if new.outcome is not None:
-        outcome = new.outcome
-        result, decoded = values.encoded("result", outcome.result, limits.max_value_bytes)
-        duration = outcome.duration_seconds
-        if duration is None:
-            duration = (outcome.completed_at - new.started_at).total_seconds()
-        error = outcome.error_message
-        record = replace(
-            record,
-            completed_at=outcome.completed_at,
-            success=outcome.success,
-            duration_seconds=duration,
-            result=decoded,
-            error_message=None
-            if error is None
-            else values.truncated(error, limits.max_error_chars),
-            retry_count=new.retry_count if outcome.retry_count is None else outcome.retry_count,
-        )
-    completed = None if record.completed_at is None else values.to_us(record.completed_at)
-    inserted = connection.execute(
-        f"INSERT INTO task_executions ({EXECUTION_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-        [
-            record.execution_id,
-            record.task_id,
-            values.to_us(record.scheduled_at),
-            values.to_us(record.started_at),
-            completed,
-            None if record.success is None else int(record.success),
-            record.duration_seconds,
-            result,
-            record.error_message,
-            record.retry_count,
-            record.idempotency_key,
-        ],
-    ).rowcount
-    if inserted:
-        return Recorded(record, duplicate=False)
-    existing = execution_by_key(connection, new.idempotency_key)
-    assert existing is not None
-    return Recorded(existing, duplicate=True)
+    row: list[object] = [
+        execution_id,
+        new.task_id,
+        values.to_us(new.scheduled_at),
+        values.to_us(new.started_at),
+        None if completed is None else values.to_us(completed),
+        None if success is None else int(success),
+        duration,
+        result,
+        error,
+        retries,
+        record.idempotency_key,
+    ]
+    return record, row
 
 
 def finish_execution(
@@ -276,7 +369,27 @@ def _ending(
 
 
 def check_fence(connection: Connection, fence: Fence) -> None:
-    token = scalar(connection, "SELECT token FROM scheduler_lease WHERE name = ?", [fence.lease])
+    _check_token(fence, _lease_token(connection, fence.lease))
+
+
+def _lease_token(connection: Connection, lease: str) -> int | None:
+    token = scalar(connection, "SELECT token FROM scheduler_lease WHERE name = ?", [lease])
+    return None if token is None else int(token)
+
+
+def _lease_tokens(
+    connection: Connection, operations: Sequence[RecordExecution]
+) -> dict[str, int | None]:
+    """The current token of every lease the operations are fenced with: one query per lease."""
+    tokens: dict[str, int | None] = {}
+    for operation in operations:
+        fence = operation.fence
+        if fence is not None and fence.lease not in tokens:
+            tokens[fence.lease] = _lease_token(connection, fence.lease)
+    return tokens
+
+
+def _check_token(fence: Fence, token: int | None) -> None:
     if token != fence.token:
         current = "never granted" if token is None else f"now at token {token}"
         raise LeaseLost(f"lease {fence.lease!r} token {fence.token} is stale ({current})")

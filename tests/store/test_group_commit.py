@@ -24,7 +24,8 @@ from actors.store import (
     StoreError,
     TaskSpec,
 )
-from actors.store.database import Database
+from actors.store._sql import Connection, scalar
+from actors.store.database import WAL_AUTOCHECKPOINT_PAGES, Database
 from actors.store.schema import LATEST_VERSION, MIGRATIONS, Migration
 from config.store import StoreSettings
 from tests.bus.waits import eventually
@@ -212,3 +213,22 @@ async def test_close_finishes_queued_writes_then_refuses_more(
     await store.close()  # idempotent
     reopened = await make_store()
     assert await runs(reopened, "t.close") == 20
+
+
+async def test_the_durability_settings_hold_after_start_and_after_a_rekey(
+    store: LibsqlStore,
+) -> None:
+    """WAL with ``synchronous = FULL`` (2): every commit fsyncs the log before it is
+    acknowledged; checkpoints only every WAL_AUTOCHECKPOINT_PAGES pages of log.
+    """
+
+    def read(connection: Connection) -> list[object]:
+        names = ("journal_mode", "synchronous", "wal_autocheckpoint")
+        return [scalar(connection, f"PRAGMA {name}") for name in names]
+
+    async def pragmas() -> list[object]:
+        return await store.worker.read(read)
+
+    assert await pragmas() == ["wal", 2, WAL_AUTOCHECKPOINT_PAGES]
+    await store.rekey()
+    assert await pragmas() == ["wal", 2, WAL_AUTOCHECKPOINT_PAGES]
