@@ -78,6 +78,7 @@ class StoreActor(Actor):
             "store.lease.release": self._lease_release,
             "store.maintenance.integrity_check": self._integrity_check,
             "store.maintenance.rekey": self._rekey,
+            "store.maintenance.vacuum": self._vacuum,
         }
 
     @property
@@ -278,6 +279,11 @@ class StoreActor(Actor):
         fields.done()
         problems = await self._libsql().integrity_check()
         return {"ok": problems == ["ok"], "problems": [] if problems == ["ok"] else problems}
+
+    async def _vacuum(self, request: Envelope, fields: Fields) -> Payload:
+        fields.done()
+        before, after = await self._libsql().vacuum()
+        return {"pages_before": before, "pages_after": after}
 
     async def _rekey(self, request: Envelope, fields: Fields) -> Payload:
         """A new key for a store keyed by its ``master.key`` file; the backup goes beside the

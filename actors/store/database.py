@@ -280,6 +280,16 @@ class Database:
         """SQLite's ``integrity_check``: ``["ok"]`` for a sound file, else the problems found."""
         return [str(row[0]) for row in rows(self.connection, "PRAGMA integrity_check")]
 
+    def vacuum(self) -> tuple[int, int]:
+        """``VACUUM`` (rebuild the file without free pages) and ``ANALYZE`` (refresh the
+        planner's statistics), then empty the log; returns the page count before and after.
+        """
+        before = int(rows(self.connection, "PRAGMA page_count")[0][0])
+        self.connection.execute("VACUUM")
+        self.connection.execute("ANALYZE")
+        self.checkpoint()
+        return before, int(rows(self.connection, "PRAGMA page_count")[0][0])
+
     def checkpoint(self) -> None:
         """Move the whole write-ahead log into the main file and empty the log."""
         busy, _, _ = rows(self.connection, "PRAGMA wal_checkpoint(TRUNCATE)")[0]

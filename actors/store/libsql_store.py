@@ -181,6 +181,10 @@ class LibsqlStore(Store):
         """``["ok"]``, or what SQLite's ``integrity_check`` found wrong."""
         return await self._running.call(Database.integrity_check)
 
+    async def vacuum(self) -> tuple[int, int]:
+        """VACUUM and ANALYZE the database; the page counts before and after."""
+        return await self._running.call(Database.vacuum)
+
     # ------------------------------------------------------------ key rotation
 
     async def rekey(

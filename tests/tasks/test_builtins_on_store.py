@@ -24,7 +24,7 @@ def _builtins(tmp_path: Path) -> list[TaskSpec]:
     return builtin_specs(settings, TaskRegistry.with_builtins())
 
 
-async def _record(rig: Rig, task_id: str, days_ago: float) -> str:
+async def _record(rig: Rig, task_id: str, days_ago: float, result_chars: int = 0) -> str:
     started = datetime.now(UTC) - timedelta(days=days_ago)
     reply = await rig.ask(
         "store.execution.record",
@@ -33,6 +33,7 @@ async def _record(rig: Rig, task_id: str, days_ago: float) -> str:
         started_at=started.isoformat(),
         completed_at=(started + timedelta(seconds=1)).isoformat(),
         success=True,
+        result={"text": "r" * result_chars},
     )
     return str(reply["execution"]["execution_id"])
 
@@ -85,3 +86,21 @@ async def test_key_rotation_leaves_a_database_only_the_new_key_opens(
     assert not _opens(data / "taskbus.db", old_key)
     listed = await rig.ask("scheduler.task.list")
     assert "security.key_rotation" in {t["task_id"] for t in listed["tasks"]}
+
+
+async def test_database_vacuum_rebuilds_the_store_and_keeps_every_row(
+    start: Start, tmp_path: Path
+) -> None:
+    """Retention already gives freed pages back (incremental vacuum); VACUUM rebuilds the file
+    and ANALYZE refreshes the planner's statistics, and nothing is lost."""
+    rig = await start(category="maintenance", builtin=_builtins(tmp_path))
+    kept = [await _record(rig, "user.report", days / 10, result_chars=3000) for days in range(50)]
+    execution_id = await rig.trigger("maintenance.database_vacuum")
+    run = await rig.finished(execution_id)
+    assert run["success"] is True, run["error_message"]
+    assert run["result"]["pages_before"] > 50
+    assert run["result"]["pages_after"] <= run["result"]["pages_before"] + 1  # + sqlite_stat1
+    assert (await rig.ask("store.maintenance.integrity_check"))["ok"] is True
+    for execution in kept:
+        reply = await rig.ask("store.execution.get", execution_id=execution)
+        assert reply["execution"]["result"] == {"text": "r" * 3000}
