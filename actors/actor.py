@@ -120,6 +120,11 @@ class Actor:
         here for its lease). If it raises, the actor has died and is restarted.
         """
 
+    def degraded(self) -> list[str]:
+        """Why this actor works but not as it should (reported in its liveness, and health
+        turns ``degraded``); empty when all is well."""
+        return []
+
     async def on_stop(self) -> None:
         """Called after the last handler finished (or was cancelled) during shutdown."""
 

@@ -59,6 +59,9 @@ class Assembly:
     _slots: asyncio.Semaphore | None = None
     _pool: ProcessPoolExecutor | None = None
 
+    def __post_init__(self) -> None:
+        self.registry.discover(self.settings.scheduler.task_modules)
+
     def factories(self) -> dict[str, ActorFactory]:
         settings = self.settings
         found: dict[str, ActorFactory] = {
@@ -85,6 +88,7 @@ class Assembly:
                 global_slots=self._slots,
                 data_dir=self.settings.paths.data_dir,
                 process_pool=self.pool,
+                poison_after=self.settings.scheduler.poison_after,
             )
 
         return make

@@ -240,4 +240,5 @@ class ActorCell:
             "inflight": [f.describe(now) for f in self.inflight.values()],
             "mailbox": sum(len(inbox) for _, inbox in self._inboxes),
             "mailbox_dropped": sum(inbox.dropped for _, inbox in self._inboxes),
+            "degraded": self.actor.degraded(),
         }

@@ -41,6 +41,8 @@ def assess(
         elif float(report.get("busy_s", 0.0)) > stuck_after_s:
             status = DEGRADED
             reasons = [f"stuck: {', '.join(report.get('inflight', [])) or 'busy'}"]
+        elif report.get("degraded"):
+            status, reasons = DEGRADED, [str(reason) for reason in report["degraded"]]
         actors[name] = {
             "status": status,
             "reasons": reasons,

@@ -26,6 +26,7 @@ _TASK_ID_EXPECTED = (
     f"a task id '<category>.<name>' in lowercase letters, digits and _, with category one of "
     f"{', '.join(CATEGORIES)} and no part named {', '.join(TASK_FIELDS)}"
 )
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _OPTION_SCALARS = (str, int, float, bool, date, datetime, time)
 _WEEK_S = 7 * 24 * 3600.0
 
@@ -42,8 +43,19 @@ class SchedulerSettings:
     default_timezone: str = "UTC"
     lease_ttl_s: float = 10.0
     recovery_window_s: float = _WEEK_S
+    task_modules: tuple[str, ...] = ()
+    poison_after: int = 3
 
     def __post_init__(self) -> None:
+        if isinstance(self.task_modules, list):
+            object.__setattr__(self, "task_modules", tuple(self.task_modules))
+        if not isinstance(self.task_modules, tuple) or not all(
+            isinstance(m, str) and _MODULE.fullmatch(m) for m in self.task_modules
+        ):
+            raise ConfigError(
+                "scheduler.task_modules", self.task_modules, "a list of module names ('my.tasks')"
+            )
+        require_int("scheduler.poison_after", self.poison_after, 1, 100)
         require_float("scheduler.lease_ttl_s", self.lease_ttl_s, 1.0, 3600.0)
         require_float("scheduler.recovery_window_s", self.recovery_window_s, 60.0, 30 * 86_400.0)
         require_int("scheduler.max_concurrent_tasks", self.max_concurrent_tasks, 1, 10_000)

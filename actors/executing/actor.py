@@ -106,7 +106,14 @@ class ExecutorActor(Actor):
         self._changed = asyncio.Event()  # a run ended: deferred starts look again
         self._runs: set[asyncio.Task[None]] = set()
         self.deferred: dict[str, str] = {}  # execution id -> why it waits
+        self.quarantined: set[str] = set()  # task ids this executor quarantined
         self.counters: Counter[str] = Counter()
+
+    def degraded(self) -> list[str]:
+        reasons = [f"quarantined: {task_id}" for task_id in sorted(self.quarantined)]
+        if self.lag.lagging:
+            reasons.insert(0, f"event loop lags {self.lag.lag_s * 1000:.0f} ms: starts held")
+        return reasons
 
     @property
     def queue(self) -> str:
@@ -299,6 +306,7 @@ class ExecutorActor(Actor):
         )
         self.log.error("task %s quarantined: %s", dispatch.task_id, reason)
         self.counters["quarantined"] += 1
+        self.quarantined.add(dispatch.task_id)
         now = _now()
         await self._ask(
             "store.dead_letter.add",

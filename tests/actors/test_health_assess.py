@@ -98,3 +98,14 @@ def test_the_overall_status_is_the_worst_of_the_actors() -> None:
     assert judge({"a": healthy, "b": degraded, "c": critical})["status"] == "critical"
     mixed = judge({"c": critical, "a": healthy})
     assert [mixed["actors"][n]["status"] for n in ("a", "c")] == ["healthy", "critical"]
+
+
+def test_an_actor_reporting_itself_degraded_is_degraded_with_its_reasons() -> None:
+    lagging = report(degraded=["event loop lags 250 ms: starts held", "quarantined: user.bad"])
+    result = judge({"executor-user": (NOW, lagging)})
+    assert result["status"] == "degraded"
+    assert result["actors"]["executor-user"]["reasons"] == [
+        "event loop lags 250 ms: starts held",
+        "quarantined: user.bad",
+    ]
+    assert judge({"executor-user": (NOW, report(degraded=[]))})["status"] == "healthy"

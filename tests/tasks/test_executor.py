@@ -4,6 +4,9 @@ is acknowledged, and the permission check at execution."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from actors.executing.resources import Load
 from tests.actors.kit import queue_stats
 from tests.bus.waits import eventually
@@ -118,3 +121,33 @@ class Rotation(Forever):
     task_id = "security.rotation"
     category = "security"
     default_schedule = "@monthly"
+
+
+async def test_a_blocked_event_loop_holds_starts_and_degrades_health(start: Start) -> None:
+    """A hog that blocks the loop (time.sleep instead of await) for 150 ms at a time shows up as
+    lag above the limit: the executor reports itself degraded and holds new starts; once the
+    hog stops, the lag goes and the held run starts."""
+    rig = await start()
+    executor = rig.executor
+    hogging = True
+
+    async def hog() -> None:
+        while hogging:
+            time.sleep(0.15)  # noqa: ASYNC251 - the point: block the loop, as a bad task would
+            await asyncio.sleep(0.01)
+
+    await rig.create("user.after_lag", Gated)
+    hogger = asyncio.create_task(hog())
+    try:
+        await eventually(lambda: executor.lag.lagging, "lag measured")
+        assert executor.degraded()[0].startswith("event loop lags")
+        execution_id = await rig.trigger("user.after_lag")
+        deferred = await rig.status("deferred", lambda e: e.payload["execution_id"] == execution_id)
+        assert deferred.payload["reason"].startswith("event loop lags")
+        assert _global().started == []
+    finally:
+        hogging = False
+        await hogger
+    _global().opened.set()
+    assert (await rig.finished(execution_id))["success"] is True
+    await eventually(lambda: executor.degraded() == [], "health recovered")
