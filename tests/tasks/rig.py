@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ async def start(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Start]:
         concurrency: int = 2,
         category: str = "user",
         builtin: Sequence[TaskSpec] = (),
+        process_pool: ProcessPoolExecutor | None = None,
         **resources: Any,
     ) -> Rig:
         system = await ActorSystem.embedded(
@@ -122,6 +124,7 @@ async def start(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Start]:
                     resources=ResourceSettings(check_interval_s=0.1, **resources),
                     probe=probe,
                     data_dir=tmp_path / "data",
+                    process_pool=process_pool,
                 )
             )
             return executors[-1]

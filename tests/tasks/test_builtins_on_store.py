@@ -5,6 +5,7 @@ opens."""
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -104,3 +105,21 @@ async def test_database_vacuum_rebuilds_the_store_and_keeps_every_row(
     for execution in kept:
         reply = await rig.ask("store.execution.get", execution_id=execution)
         assert reply["execution"]["result"] == {"text": "r" * 3000}
+
+
+async def test_the_daily_digest_summarises_the_last_day_off_the_loop(
+    start: Start, tmp_path: Path, process_pool: ProcessPoolExecutor
+) -> None:
+    rig = await start(category="agency", builtin=_builtins(tmp_path), process_pool=process_pool)
+    for hours in (1, 2, 3):
+        await _record(rig, "user.report", hours / 24)
+    await _record(rig, "user.report", 3)  # older than a day: not in the digest
+    execution_id = await rig.trigger("agency.daily_digest")
+    run = await rig.finished(execution_id)
+    assert run["success"] is True, run["error_message"]
+    digest = run["result"]
+    assert (digest["succeeded"], digest["failed"]) == (3, 0)
+    assert digest["running"] == 1  # the digest's own run
+    assert digest["success_rate"] == 1.0
+    assert digest["slowest"][0]["task_id"] == "user.report"
+    assert "3 succeeded" in digest["text"]
