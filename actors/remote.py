@@ -11,6 +11,7 @@ from the keys directory and the broker's public key found there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -68,6 +69,18 @@ class RemoteTaskbus:
             yield cls(client, timeout_s=timeout_s)
         finally:
             await client.stop()
+
+    async def scheduler_stats(self, wait_s: float = 0.0) -> dict[str, Any]:
+        """``scheduler.stats``; waits up to ``wait_s`` for a scheduler to lead (one takes the
+        lease moments after start, or a lease TTL after its predecessor died)."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            try:
+                return await self.ask("scheduler.stats")
+            except Unreachable:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
 
     async def ask(self, topic: str, payload: Payload | None = None) -> dict[str, Any]:
         """The reply's payload; Refused for an error reply, Unreachable if none came."""

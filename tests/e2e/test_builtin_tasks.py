@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from actors.remote import RemoteTaskbus, Unreachable
+from actors.remote import RemoteTaskbus
 from config import load_settings
 from tests.bus.waits import eventually
 from tests.e2e.procs import free_port, running_up
@@ -38,15 +38,7 @@ def test_builtin_tasks_are_scheduled_and_run(tmp_path: Path) -> None:
 
         async def check() -> None:
             async with RemoteTaskbus.connect(settings) as taskbus:
-
-                async def leads() -> bool:  # the scheduler takes the lease just after start
-                    try:
-                        await taskbus.ask("scheduler.stats", {})
-                    except Unreachable:
-                        return False
-                    return True
-
-                await eventually(leads, "the scheduler leads", 30)
+                await taskbus.scheduler_stats(wait_s=30)  # the scheduler leads
                 listed = await taskbus.ask("scheduler.task.list", {})
                 tasks = {t["task_id"]: t for t in listed["tasks"]}
                 assert set(tasks) >= {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.remote import RemoteTaskbus, Unreachable
+from actors.remote import RemoteTaskbus
 from bus import KeysDirectory
 from config import load_settings
 from tests.bus.waits import eventually
@@ -75,15 +75,7 @@ def test_a_task_that_kills_its_executor_is_quarantined(tmp_path: Path) -> None:
 
         async def create_and_trigger() -> None:
             async with RemoteTaskbus.connect(settings) as taskbus:
-
-                async def leads() -> bool:
-                    try:
-                        await taskbus.ask("scheduler.stats", {})
-                    except Unreachable:
-                        return False
-                    return True
-
-                await eventually(leads, "the scheduler leads", 30)
+                await taskbus.scheduler_stats(wait_s=30)  # the scheduler leads
                 await taskbus.ask(
                     "scheduler.task.create",
                     {
