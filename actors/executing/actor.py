@@ -300,6 +300,7 @@ class ExecutorActor(Actor):
         await self._status(dispatch, state, error=result.error)
 
     async def _quarantine(self, dispatch: Dispatch, attempt: int) -> None:
+        """Disable the task first (no new fires), then dead-letter the fire and finish it."""
         reason = (
             f"poison: delivered {attempt} times, each run ended its executor "
             f"(limit {self._poison_after}); task disabled"
@@ -307,6 +308,10 @@ class ExecutorActor(Actor):
         self.log.error("task %s quarantined: %s", dispatch.task_id, reason)
         self.counters["quarantined"] += 1
         self.quarantined.add(dispatch.task_id)
+        try:
+            await self._ask("scheduler.task.disable", {"task_id": dispatch.task_id})
+        except RemoteError as exc:  # no scheduler right now: the dead letter says it all
+            self.log.warning("cannot disable %s: %s", dispatch.task_id, exc)
         now = _now()
         await self._ask(
             "store.dead_letter.add",
@@ -330,10 +335,6 @@ class ExecutorActor(Actor):
                 "error_message": reason,
             },
         )
-        try:
-            await self._ask("scheduler.task.disable", {"task_id": dispatch.task_id})
-        except RemoteError as exc:  # no scheduler right now: the dead letter says it all
-            self.log.warning("cannot disable %s: %s", dispatch.task_id, exc)
         await self._status(dispatch, "quarantined", reason=reason)
 
     # ------------------------------------------------------------ helpers
