@@ -106,7 +106,7 @@ class SchedulerActor(Actor):
         """Standby until the lease is granted; then load the tasks and recover, then fire."""
         self._fatal = asyncio.get_running_loop().create_future()
         self.lease = Lease(
-            self._ask, self._holder or holder_name(self.identity), self.settings.lease_ttl_s
+            self.ask, self._holder or holder_name(self.identity), self.settings.lease_ttl_s
         )
         await self.lease.acquire()
         await self._load_tasks()
@@ -304,9 +304,8 @@ class SchedulerActor(Actor):
         return definitions.record_from_plain(reply.payload["task"])
 
     async def _put(self, spec: TaskSpec, *, expected_version: int) -> Payload:
-        payload = {k: v for k, v in plain(spec).items() if v is not None and k != "next_run"}
         reply = await self._store(
-            "store.task.put", payload | {"expected_version": expected_version}
+            "store.task.put", _put_payload(spec) | {"expected_version": expected_version}
         )
         record = definitions.record_from_plain(reply.payload["task"])
         result = await self._schedule(record)
@@ -634,11 +633,8 @@ class SchedulerActor(Actor):
 
     # ------------------------------------------------------------ talking to the store
 
-    async def _ask(self, topic: str, payload: Payload, timeout: float) -> Envelope:
-        return await self.bus.ask(topic, payload, timeout)
-
     async def _store(self, topic: str, payload: Payload) -> Envelope:
-        return await self.bus.ask(topic, payload, STORE_TIMEOUT_S)
+        return await self.ask(topic, payload, STORE_TIMEOUT_S)
 
     async def _owed(self, topic: str, payload: Payload) -> Envelope:
         """A write a fire depends on: retried while the store is unreachable and the lease held;
