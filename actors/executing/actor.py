@@ -105,7 +105,6 @@ class ExecutorActor(Actor):
         self.running: dict[str, int] = {}  # task id -> runs in progress here
         self._changed = asyncio.Event()  # a run ended: deferred starts look again
         self._runs: set[asyncio.Task[None]] = set()
-        self.deferred: dict[str, str] = {}  # execution id -> why it waits
         self.quarantined: set[str] = set()  # task ids this executor quarantined
         self.counters: Counter[str] = Counter()
 
@@ -167,7 +166,7 @@ class ExecutorActor(Actor):
         await self._admit(dispatch, task_class)
         try:
             started = _now()
-            result = await self._execute(dispatch, task_class, started)
+            result = await self._execute(dispatch, task_class)
         finally:
             self._release(dispatch)
         await self._settle(dispatch, result, started=started)
@@ -178,16 +177,14 @@ class ExecutorActor(Actor):
         announced = ""
         while True:
             reason = self._wait_reason(dispatch, task_class)
-            if reason is None and self._slots.locked() is False and not self._global.locked():
+            if reason is None and not self._slots.locked() and not self._global.locked():
                 await self._slots.acquire()
                 await self._global.acquire()
                 self.running[dispatch.task_id] = self.running.get(dispatch.task_id, 0) + 1
-                self.deferred.pop(dispatch.execution_id, None)
                 return
             reason = reason or "concurrency limit reached"
             if reason != announced:
                 announced = reason
-                self.deferred[dispatch.execution_id] = reason
                 self.counters["deferred"] += 1
                 await self._status(dispatch, "deferred", reason=reason)
             self._changed.clear()
@@ -219,9 +216,7 @@ class ExecutorActor(Actor):
         self._global.release()
         self._changed.set()
 
-    async def _execute(
-        self, dispatch: Dispatch, task_class: type[BaseTask], started: datetime
-    ) -> TaskResult:
+    async def _execute(self, dispatch: Dispatch, task_class: type[BaseTask]) -> TaskResult:
         cancelled = asyncio.Event()
         try:
             options = task_class.read_options(dispatch.config, task_id=dispatch.task_id)
@@ -252,7 +247,11 @@ class ExecutorActor(Actor):
         except TimeoutError:
             cancelled.set()
             self.counters["timed_out"] += 1
-            return TaskResult.fail(f"timed out after {dispatch.timeout_s:g}s", timed_out=True)
+            return TaskResult.fail(
+                f"timed out after {dispatch.timeout_s:g}s",
+                timed_out=True,
+                error_type=list(error_names(TimeoutError())),
+            )
         except TaskCancelled as exc:
             return _failure(exc)
         except Exception as exc:  # the task's own failure: recorded, never fatal here
@@ -372,4 +371,4 @@ def _error_types(result: TaskResult) -> tuple[str, ...]:
     names = result.data.get("error_type")
     if isinstance(names, list) and names:
         return tuple(str(n) for n in names)
-    return error_names(TimeoutError()) if result.data.get("timed_out") else ("TaskFailed",)
+    return ("TaskFailed",)  # a TaskResult.fail() that named no error type
