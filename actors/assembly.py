@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +19,7 @@ from actors.scheduling import SchedulerActor
 from actors.store.actor import StoreActor
 from actors.store.libsql_store import LibsqlStore
 from actors.store.records import TaskSpec
-from config.settings import Settings
+from config.settings import Settings, thawed
 from tasks import TaskRegistry
 from tasks.effective import effective_schedule
 
@@ -41,7 +41,7 @@ def builtin_specs(settings: Settings, registry: TaskRegistry) -> list[TaskSpec]:
                 schedule=effective_schedule(cls, override),
                 timezone=(override.timezone if override and override.timezone else None)
                 or settings.scheduler.default_timezone,
-                config=_plain(override.options) if override else {},
+                config=thawed(override.options) if override else {},
                 enabled=True if override is None or override.enabled is None else override.enabled,
                 run_policy=run,
                 owner="taskbus",
@@ -106,12 +106,3 @@ class Assembly:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _plain(value: Any) -> Any:
-    """Frozen config values (read-only maps, tuples) as msgpack-able dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value

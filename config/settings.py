@@ -167,15 +167,17 @@ def _task_dict(task: TaskOverride, reveal_secrets: bool) -> dict[str, Any]:
         if getattr(task, name) is not None
     }
     if task.options:
-        out["options"] = _thawed(task.options, reveal_secrets)
+        out["options"] = thawed(task.options, reveal_secrets=reveal_secrets)
     return out
 
 
-def _thawed(value: object, reveal_secrets: bool, name: str = "") -> Any:
+def thawed(value: object, *, reveal_secrets: bool = True, name: str = "") -> Any:
+    """Frozen config values (read-only maps, tuples) as plain dicts and lists; without
+    ``reveal_secrets``, values under secret-looking names are redacted."""
     if name and not reveal_secrets and looks_secret(name):
         return repr(REDACTED)
     if isinstance(value, Mapping):
-        return {k: _thawed(v, reveal_secrets, k) for k, v in value.items()}
+        return {k: thawed(v, reveal_secrets=reveal_secrets, name=k) for k, v in value.items()}
     if isinstance(value, tuple):
-        return [_thawed(v, reveal_secrets) for v in value]
+        return [thawed(v, reveal_secrets=reveal_secrets) for v in value]
     return value
