@@ -55,17 +55,22 @@ def taskbus(
     )
 
 
-@contextlib.contextmanager
-def running_up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """``taskbus up`` until the block ends, then SIGTERM; fails if it did not stop cleanly."""
-    up = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "up"],
+def start_taskbus(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``taskbus <args>`` as a child process; its stderr is piped for ``wait_for_line``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", *args],
         env=env,
         cwd=ROOT,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def running_up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``taskbus up`` until the block ends, then SIGTERM; fails if it did not stop cleanly."""
+    up = start_taskbus(env, "up")
     try:
         wait_for_line(up, "actors running:", 30)
         yield up

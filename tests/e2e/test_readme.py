@@ -5,20 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.procs import wait_for_line
+from tests.e2e.procs import free_port, wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _tour_snippet() -> str:
@@ -32,7 +25,7 @@ def test_up_then_readme_tour(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "TASKBUS_HOME": str(tmp_path / "home"),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
     }
     up = subprocess.Popen(
         [sys.executable, "-m", "actors.cli", "up"],

@@ -12,9 +12,7 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,7 +23,7 @@ import pytest
 from bus import BusClient, KeysDirectory
 from config import BusSettings
 from tests.bus.waits import eventually
-from tests.e2e.procs import wait_for_line
+from tests.e2e.procs import free_port, start_taskbus, wait_for_line
 from tests.scheduler.rig import RecordingExecutor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,18 +31,12 @@ LEASE_TTL_S = 2.0
 pytestmark = pytest.mark.timeout(120)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
         "TASKBUS_HOME": str(tmp_path / "home"),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
         "TASKBUS_SCHEDULER__LEASE_TTL_S": str(LEASE_TTL_S),
         "TASKBUS_BUS__HEARTBEAT_INTERVAL_S": "0.2",
     }
@@ -63,17 +55,6 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-
-
-def _taskbus(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", *args],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 async def _client(keys: KeysDirectory, endpoint: str, identity: str) -> BusClient:
@@ -98,12 +79,12 @@ async def test_the_standby_takes_over_from_a_killed_leader_without_double_or_los
     env: dict[str, str], processes: list[subprocess.Popen[str]]
 ) -> None:
     endpoint = env["TASKBUS_ENDPOINT"]
-    up = _taskbus({**env, "TASKBUS_ENABLED": "false"}, "up")
+    up = start_taskbus({**env, "TASKBUS_ENABLED": "false"}, "up")
     processes.append(up)
     await asyncio.to_thread(wait_for_line, up, "broker listening on", 30)
     keys = KeysDirectory(Path(env["TASKBUS_HOME"]) / "keys")
     keys.identity_keypair("scheduler", create=True)
-    first = _taskbus(env, "actor", "scheduler", "--connect", endpoint)
+    first = start_taskbus(env, "actor", "scheduler", "--connect", endpoint)
     processes.append(first)
     await asyncio.to_thread(wait_for_line, first, "connected to", 30)
 
@@ -114,7 +95,7 @@ async def test_the_standby_takes_over_from_a_killed_leader_without_double_or_los
     try:
         await eventually(lambda: _asks_ok(tester), "the first scheduler leads", 30)
         assert await _leader_pid(tester) == first.pid
-        second = _taskbus(env, "actor", "scheduler", "--connect", endpoint)
+        second = start_taskbus(env, "actor", "scheduler", "--connect", endpoint)
         processes.append(second)
         await asyncio.to_thread(wait_for_line, second, "connected to", 30)
         assert await _leader_pid(tester) == first.pid  # the second one waits on standby

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from actors.remote import RemoteTaskbus
 from bus import KeysDirectory
 from config import load_settings
 from tests.bus.waits import eventually
-from tests.e2e.procs import ROOT, free_port, running_up, wait_for_line
+from tests.e2e.procs import free_port, running_up, start_taskbus, wait_for_line
 
 POISON_AFTER = 2
 pytestmark = pytest.mark.timeout(120)
@@ -37,21 +36,12 @@ def _no_executor_left_behind() -> Iterator[None]:
 
 
 def _executor(env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "actors.cli",
-            "actor",
-            "executor-user",
-            "--connect",
-            env["TASKBUS_ENDPOINT"],
-        ],
-        env={**env, "TASKBUS_CATEGORIES__USER__ENABLED": "true"},
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
+    process = start_taskbus(
+        {**env, "TASKBUS_CATEGORIES__USER__ENABLED": "true"},
+        "actor",
+        "executor-user",
+        "--connect",
+        env["TASKBUS_ENDPOINT"],
     )
     STARTED.append(process)
     wait_for_line(process, "connected to", 30)
