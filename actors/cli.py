@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from actors.remote import RemoteTaskbus
+from actors.client import TaskbusClient
+from actors.embedding import prepare_home
 from actors.runner import run_one_actor, run_system
 from bus import KeysDirectory, load_public_key
 from bus.keys import check_identity
@@ -143,25 +144,14 @@ def _keys(args: argparse.Namespace) -> KeysDirectory:
 
 
 def _first_run(args: argparse.Namespace) -> KeysDirectory:
-    settings: Settings = args.settings
-    data_dir = settings.paths.data_dir
-    (data_dir / "run").mkdir(parents=True, exist_ok=True, mode=0o700)  # the ipc socket's home
-    data_dir.chmod(0o700)
-    keys = _keys(args)
-    created = not (keys.server_dir / "broker.key_secret").exists()
-    keys.broker_keypair(create=True)
-    keys.identity_keypair("cli", create=True)
+    keys, created = prepare_home(args.settings)
     if created:
         print(f"taskbus: created CurveZMQ keys in {keys.root}", file=sys.stderr)
     return keys
 
 
 def _up(args: argparse.Namespace) -> int:
-    settings: Settings = args.settings
-    keys = _first_run(args)
-    endpoints = [*settings.endpoints, settings.paths.ipc_endpoint]
-    print(f"taskbus: data in {settings.paths.data_dir}", file=sys.stderr)
-    report = asyncio.run(run_system(keys, endpoints, settings))
+    report = asyncio.run(run_system(args.settings))
     return 0 if report.clean else 3
 
 
@@ -175,7 +165,7 @@ def _actor(args: argparse.Namespace) -> int:
 
 def _ask(args: argparse.Namespace, topic: str) -> dict[str, Any]:
     async def ask() -> dict[str, Any]:
-        async with RemoteTaskbus.connect(args.settings) as taskbus:
+        async with TaskbusClient.connect(args.settings) as taskbus:
             return await taskbus.ask(topic)
 
     return asyncio.run(ask())

@@ -9,10 +9,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from actors.actor import Actor
 from actors.assembly import ActorFactory, Assembly
+from actors.embedding import Taskbus
 from actors.system import ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.errors import TaskbusError
@@ -62,43 +63,34 @@ def stop_signals() -> Iterator[asyncio.Event]:
                 loop.remove_signal_handler(signum)
 
 
-async def run_system(
-    keys: KeysDirectory, endpoints: Sequence[str], settings: Settings
-) -> ShutdownReport:
-    """All actors in this process on the embedded broker, until a signal."""
+async def run_system(settings: Settings) -> ShutdownReport:
+    """All actors in this process on the embedded broker (``taskbus up``), until a signal."""
     with stop_signals() as stop:
-        return await _run_system(keys, endpoints, settings, stop)
+        taskbus = Taskbus(settings)
+        await taskbus.start()
+        try:
+            _say_where(taskbus)
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            report = await taskbus.stop()
+        return report
 
 
-async def _run_system(
-    keys: KeysDirectory, endpoints: Sequence[str], settings: Settings, stop: asyncio.Event
-) -> ShutdownReport:
-    try:
-        system = await ActorSystem.embedded(
-            keys=keys, endpoints=endpoints, settings=settings.actors, bus_settings=settings.bus
-        )
-    except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
-        raise TaskbusError(f"cannot listen on {', '.join(endpoints)}: {exc}") from exc
-    assert system.broker is not None
-    assembly = Assembly(settings)
-    actors = assembly.factories()
-    await system.spawn(actors.pop("health"), name="health")
-    store = await system.spawn(actors.pop("store"), name="store")
-    _say(f"encrypted store at {settings.paths.database_path} ({store.state})")
+def _say_where(taskbus: Taskbus) -> None:
+    settings, system = taskbus.settings, taskbus.system
+    keys = KeysDirectory(settings.paths.keys_dir)
+    if taskbus.first_run:
+        _say(f"created CurveZMQ keys in {keys.root}")
+    _say(f"data in {settings.paths.data_dir}")
+    store_state = system.status()["store"]["state"]
+    _say(f"encrypted store at {taskbus.database_path} ({store_state})")
     if not settings.enabled:
         _say("scheduling disabled (enabled = false): no scheduler or executors in this process")
-        actors.clear()
-    for name, factory in actors.items():
-        await system.spawn(factory, name=name, identity=name)
+    assert system.broker is not None
     _say(f"broker listening on {', '.join(system.broker.endpoints)}")
     _say(f"broker public key {keys.server_dir / 'broker.key'}")
     _say(f"actors running: {', '.join(system.status())}")
-    await stop.wait()
-    log.info("shutting down")
-    try:
-        return await system.stop()
-    finally:
-        assembly.close()
 
 
 async def run_one_actor(

@@ -275,9 +275,20 @@ class SchedulerActor(Actor):
     async def _list(self, request: Envelope, fields: Fields) -> Payload:
         after = fields.optional("after", payloads.text, None)
         limit = fields.optional("limit", payloads.positive, 100)
+        with_status = fields.optional("with_status", payloads.flag, False)
         fields.done()
         reply = await self._store("store.task.list", {"after": after, "limit": limit})
-        return dict(reply.payload)
+        if not with_status:
+            return dict(reply.payload)
+        tasks = [dict(task) for task in reply.payload["tasks"]]
+        statuses = await asyncio.gather(
+            *(self._store("store.task.status", {"task_id": task["task_id"]}) for task in tasks)
+        )
+        for task, status in zip(tasks, statuses, strict=True):
+            next_fire = self.loop.engine.next_fire(task["task_id"])
+            task["next_fire"] = None if next_fire is None else next_fire.isoformat()
+            task["status"] = status.payload["status"]
+        return {"tasks": tasks, "next_cursor": reply.payload["next_cursor"]}
 
     async def _stats(self, request: Envelope, fields: Fields) -> Payload:
         fields.done()

@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from actors.remote import RemoteTaskbus
+from actors.client import TaskbusClient
 from config import load_settings
 from tests.bus.waits import eventually
 from tests.e2e.procs import free_port, running_up
 
 
-async def _run(taskbus: RemoteTaskbus, task_id: str) -> dict[str, Any]:
+async def _run(taskbus: TaskbusClient, task_id: str) -> dict[str, Any]:
     trigger = await taskbus.ask("scheduler.task.trigger", {"task_id": task_id})
     execution_id = trigger["execution_id"]
 
@@ -37,8 +37,8 @@ def test_builtin_tasks_are_scheduled_and_run(tmp_path: Path) -> None:
         settings = load_settings(environ=env)
 
         async def check() -> None:
-            async with RemoteTaskbus.connect(settings) as taskbus:
-                await taskbus.scheduler_stats(wait_s=30)  # the scheduler leads
+            async with TaskbusClient.connect(settings) as taskbus:
+                await taskbus.stats(wait_s=30)  # the scheduler leads
                 listed = await taskbus.ask("scheduler.task.list", {})
                 tasks = {t["task_id"]: t for t in listed["tasks"]}
                 assert set(tasks) >= {

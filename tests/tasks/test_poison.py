@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.remote import RemoteTaskbus
+from actors.client import TaskbusClient
 from bus import KeysDirectory
 from config import load_settings
 from tests.bus.waits import eventually
@@ -64,8 +64,8 @@ def test_a_task_that_kills_its_executor_is_quarantined(tmp_path: Path) -> None:
         settings = load_settings(environ=env)
 
         async def create_and_trigger() -> None:
-            async with RemoteTaskbus.connect(settings) as taskbus:
-                await taskbus.scheduler_stats(wait_s=30)  # the scheduler leads
+            async with TaskbusClient.connect(settings) as taskbus:
+                await taskbus.stats(wait_s=30)  # the scheduler leads
                 await taskbus.ask(
                     "scheduler.task.create",
                     {
@@ -86,7 +86,7 @@ def test_a_task_that_kills_its_executor_is_quarantined(tmp_path: Path) -> None:
         assert deaths == [-9] * POISON_AFTER
 
         async def quarantined() -> dict[str, object]:
-            async with RemoteTaskbus.connect(settings) as taskbus:
+            async with TaskbusClient.connect(settings) as taskbus:
 
                 async def lettered() -> bool:
                     reply = await taskbus.ask("store.dead_letters", {"task_id": "user.poison"})

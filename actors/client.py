@@ -1,0 +1,207 @@
+"""The client API of a running taskbus: manage tasks, read their history, follow their events.
+
+The CLI is built on it; a program in another process or on another host uses it the same way,
+over tcp+CURVE (or ipc) as an identity whose keypair is in the keys directory::
+
+    async with TaskbusClient.connect(load_settings()) as taskbus:
+        await taskbus.create("user.reflect", "tasks.reminders:Reminder", "0 23 * * *")
+        async for event in await taskbus.watch():
+            print(event.topic, event.payload)
+
+An application that embeds taskbus gets one over inproc from ``Taskbus.client()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bus import AskTimeout, AuthError, BusClient, KeysDirectory, RemoteError
+from bus.envelope import Payload
+from bus.subscription import Subscription
+from config.errors import TaskbusError
+from config.settings import Settings
+
+DEFAULT_TIMEOUT_S = 10.0
+# What `watch` follows by default: every task's life, dead letters, the scheduler's errors and
+# health. A prefix also matches longer topics (``scheduler.health`` matches
+# ``scheduler.health.check``, the health-check task's report).
+WATCH_TOPICS = (
+    "scheduler.task.status",
+    "scheduler.task.dead",
+    "scheduler.error",
+    "scheduler.health",
+)
+
+
+class Unreachable(TaskbusError):
+    """No running taskbus answered at the endpoint."""
+
+
+class Refused(TaskbusError):
+    """The system answered with an error; ``code`` says which (``invalid``, ``not_found``...)."""
+
+    def __init__(self, topic: str, code: str, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{topic}: {code}: {reason}")
+
+
+class TaskbusClient:
+    """Asks the scheduler, the store and the health actor; every method returns the reply's
+    payload, raises Refused for an error reply and Unreachable when nothing answered."""
+
+    def __init__(self, client: BusClient, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.bus = client
+        self.timeout_s = timeout_s
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        settings: Settings,
+        *,
+        identity: str = "cli",
+        endpoint: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> AsyncIterator[TaskbusClient]:
+        """Connected to ``endpoint`` (default: the first of ``bus.endpoints``) as ``identity``."""
+        keys = KeysDirectory(settings.paths.keys_dir)
+        target = endpoint or settings.endpoints[0]
+        client = BusClient(
+            target,
+            identity=identity,
+            keypair=keys.identity_keypair(identity),
+            server_key=keys.broker_public_key(),
+            settings=settings.bus,
+        )
+        try:
+            await client.start(timeout=timeout_s)
+        except (AuthError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"no taskbus answers at {target} ({exc})") from exc
+        try:
+            yield cls(client, timeout_s=timeout_s)
+        finally:
+            await client.stop()
+
+    # ------------------------------------------------------------ tasks
+
+    async def create(
+        self,
+        task_id: str,
+        task_class: str,
+        schedule: str,
+        *,
+        timezone: str | None = None,
+        config: dict[str, Any] | None = None,
+        enabled: bool = True,
+        **policies: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A new ``user.*`` task; ``policies``: ``misfire_policy``, ``retry_policy``,
+        ``run_policy`` (docs/scheduling.md). Returns the stored task."""
+        payload: dict[str, Any] = {
+            "task_id": task_id,
+            "task_class": task_class,
+            "schedule": schedule,
+            "enabled": enabled,
+            **policies,
+        }
+        if timezone is not None:
+            payload["timezone"] = timezone
+        if config is not None:
+            payload["config"] = config
+        return await self._task("scheduler.task.create", payload)
+
+    async def update(
+        self, task_id: str, *, expected_version: int | None = None, **changes: Any
+    ) -> dict[str, Any]:
+        """Changes any create field but the id; the stored task with its version + 1."""
+        payload = {"task_id": task_id, **changes}
+        if expected_version is not None:
+            payload["expected_version"] = expected_version
+        return await self._task("scheduler.task.update", payload)
+
+    async def delete(self, task_id: str) -> None:
+        await self.ask("scheduler.task.delete", {"task_id": task_id})
+
+    async def enable(self, task_id: str) -> dict[str, Any]:
+        return await self._task("scheduler.task.enable", {"task_id": task_id})
+
+    async def disable(self, task_id: str) -> dict[str, Any]:
+        return await self._task("scheduler.task.disable", {"task_id": task_id})
+
+    async def trigger(self, task_id: str) -> str:
+        """Runs the task now, outside its schedule; the new execution's id."""
+        reply = await self.ask("scheduler.task.trigger", {"task_id": task_id})
+        return str(reply["execution_id"])
+
+    async def reset(self, task_id: str) -> dict[str, Any]:
+        """Forgets the last run: the next fire is the first after now, nothing counts as missed."""
+        return await self._task("scheduler.task.reset", {"task_id": task_id})
+
+    async def get(self, task_id: str) -> dict[str, Any]:
+        return await self._task("scheduler.task.get", {"task_id": task_id})
+
+    async def status(self, task_id: str) -> dict[str, Any]:
+        """``{status, next_fire, pending_retries}`` (docs/protocol.md §13)."""
+        return await self.ask("scheduler.task.status", {"task_id": task_id})
+
+    async def tasks(self, *, with_status: bool = False) -> list[dict[str, Any]]:
+        """Every task, by id; with ``with_status`` each also has ``next_fire`` and ``status``."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            payload: dict[str, Any] = {"after": cursor, "limit": 100}
+            if with_status:
+                payload["with_status"] = True
+            page = await self.ask("scheduler.task.list", payload)
+            found.extend(page["tasks"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
+    async def history(self, task_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The task's latest ``limit`` executions, latest first."""
+        reply = await self.ask("store.execution.history", {"task_id": task_id, "limit": limit})
+        return list(reply["executions"])
+
+    # ------------------------------------------------------------ the system
+
+    async def stats(self, wait_s: float = 0.0) -> dict[str, Any]:
+        """``scheduler.stats``; waits up to ``wait_s`` for a scheduler to lead (one takes the
+        lease moments after start, or a lease TTL after its predecessor died)."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            try:
+                return await self.ask("scheduler.stats")
+            except Unreachable:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
+    async def health(self) -> dict[str, Any]:
+        """``{status, actors}``: healthy, degraded or critical, with every actor's reasons."""
+        return await self.ask("scheduler.health")
+
+    async def watch(self, *prefixes: str) -> Subscription:
+        """An async iterator of events on ``prefixes`` (default WATCH_TOPICS) until closed."""
+        return await self.bus.subscribe(*(prefixes or WATCH_TOPICS))
+
+    # ------------------------------------------------------------ any topic
+
+    async def ask(self, topic: str, payload: Payload | None = None) -> dict[str, Any]:
+        try:
+            reply = await self.bus.ask(topic, payload or {}, self.timeout_s)
+        except RemoteError as exc:
+            if exc.code == "no_responder":
+                raise Unreachable(f"nothing in the running taskbus answers {topic!r}") from exc
+            raise Refused(topic, exc.code, exc.reason) from exc
+        except AskTimeout as exc:
+            raise Unreachable(str(exc)) from exc
+        return dict(reply.payload)
+
+    async def _task(self, topic: str, payload: Payload) -> dict[str, Any]:
+        reply = await self.ask(topic, payload)
+        return dict(reply["task"])

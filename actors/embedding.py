@@ -1,0 +1,142 @@
+"""taskbus inside the host application's event loop: what ``taskbus up`` runs, as an API.
+
+::
+
+    async with Taskbus(load_settings(), task_modules=["myapp.tasks"]) as taskbus:
+        client = await taskbus.client()
+        await client.create("user.reflect", "myapp.tasks:Reflect", "0 23 * * *")
+        await host_application_runs_until_shutdown()
+
+``start`` creates the data directory, the CURVE keys and the encrypted database on first run,
+starts the broker in this loop (inproc for the actors, plus ``bus.endpoints`` and the ipc socket
+in the data directory for other processes), the health and store actors, and, unless
+``enabled = false``, the scheduler and one executor per enabled category. ``stop`` shuts them
+down in reverse order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from actors.assembly import Assembly
+from actors.client import TaskbusClient
+from actors.system import ActorSystem, ShutdownReport
+from bus import KeysDirectory
+from config.errors import TaskbusError
+from config.settings import Settings
+
+log = logging.getLogger("taskbus")
+
+
+def prepare_home(settings: Settings) -> tuple[KeysDirectory, bool]:
+    """The data directory (mode 0700), the broker's keypair and the ``cli`` identity, created
+    if missing; the keys and whether this was the first run."""
+    data_dir = settings.paths.data_dir
+    (data_dir / "run").mkdir(parents=True, exist_ok=True, mode=0o700)  # the ipc socket's home
+    data_dir.chmod(0o700)
+    keys = KeysDirectory(settings.paths.keys_dir)
+    first_run = not (keys.server_dir / "broker.key_secret").exists()
+    keys.broker_keypair(create=True)
+    keys.identity_keypair("cli", create=True)
+    return keys, first_run
+
+
+class Taskbus:
+    """All of taskbus's actors in the running event loop; an async context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        task_modules: Sequence[str] = (),
+        endpoints: Sequence[str] | None = None,
+    ) -> None:
+        """``task_modules`` are added to ``scheduler.task_modules``; ``endpoints`` replace
+        ``bus.endpoints`` plus the ipc socket (``()``: inproc only, no other process can join)."""
+        if task_modules:
+            scheduler = dataclasses.replace(
+                settings.scheduler,
+                task_modules=(*settings.scheduler.task_modules, *task_modules),
+            )
+            settings = dataclasses.replace(settings, scheduler=scheduler)
+        self.settings = settings
+        self.endpoints = (
+            [*settings.endpoints, settings.paths.ipc_endpoint]
+            if endpoints is None
+            else list(endpoints)
+        )
+        self.first_run = False
+        self._system: ActorSystem | None = None
+        self._assembly: Assembly | None = None
+
+    @property
+    def system(self) -> ActorSystem:
+        if self._system is None:
+            raise TaskbusError("taskbus is not running: call start() first")
+        return self._system
+
+    @property
+    def database_path(self) -> Path:
+        return self.settings.paths.database_path
+
+    async def start(self) -> Taskbus:
+        if self._system is not None:
+            raise TaskbusError("taskbus is already running")
+        keys, self.first_run = prepare_home(self.settings)
+        assembly = Assembly(self.settings)  # imports the task modules: fails before listening
+        try:
+            system = await ActorSystem.embedded(
+                keys=keys,
+                endpoints=self.endpoints,
+                settings=self.settings.actors,
+                bus_settings=self.settings.bus,
+            )
+        except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
+            assembly.close()
+            where = ", ".join(self.endpoints) or "inproc"
+            raise TaskbusError(f"cannot listen on {where}: {exc}") from exc
+        self._system, self._assembly = system, assembly
+        try:
+            actors = assembly.factories()
+            await system.spawn(actors.pop("health"), name="health")
+            await system.spawn(actors.pop("store"), name="store")
+            if not self.settings.enabled:
+                log.info("scheduling disabled (enabled = false): no scheduler or executors")
+                actors.clear()
+            for name, factory in actors.items():
+                await system.spawn(factory, name=name, identity=name)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def client(self, identity: str = "app", *, timeout_s: float = 10.0) -> TaskbusClient:
+        """A client over inproc as ``identity`` (trusted: inproc peers are in this process);
+        stopped with the system."""
+        return TaskbusClient(await self.system.client(identity), timeout_s=timeout_s)
+
+    async def stop(self) -> ShutdownReport:
+        system, assembly = self._system, self._assembly
+        if system is None:
+            return ShutdownReport({})
+        self._system = self._assembly = None
+        try:
+            return await system.stop()
+        finally:
+            if assembly is not None:
+                assembly.close()
+
+    async def __aenter__(self) -> Taskbus:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
