@@ -197,8 +197,10 @@ class ActorCell:
             result = await handler(item)
         except asyncio.CancelledError:
             raise
-        except RequestRefused as exc:
-            self._record(route, exc)
+        except RequestRefused as exc:  # an answer, not a failure: one line, no traceback
+            self.stats.errors += 1
+            self.stats.last_error = f"{route.method}: {exc}"
+            log.info("actor %s %s refused: %s", self.identity, _what(route, item), exc)
             self._refuse(route, item, exc.code, exc.reason)  # work is settled too, never leaked
             return
         except Exception as exc:
@@ -242,3 +244,9 @@ class ActorCell:
             "mailbox_dropped": sum(inbox.dropped for _, inbox in self._inboxes),
             "degraded": self.actor.degraded(),
         }
+
+
+def _what(route: Route, item: Any) -> str:
+    envelope = item.envelope if route.kind == "work" else item
+    topic = getattr(envelope, "topic", None)
+    return f"{route.method} {topic}" if topic else route.method

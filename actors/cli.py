@@ -11,9 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from actors.client import TaskbusClient
+from actors import cli_tasks
+from actors.client import Unreachable
 from actors.embedding import prepare_home
 from actors.runner import run_one_actor, run_system
 from bus import KeysDirectory, load_public_key
@@ -22,6 +22,9 @@ from config import Settings, load_settings
 from config.errors import TaskbusError
 
 log = logging.getLogger("taskbus.cli")
+
+EXIT_UNCLEAN = 3  # a shutdown had to cancel work
+EXIT_UNREACHABLE = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
         result: int = args.func(args)
+    except Unreachable as exc:
+        print(f"taskbus: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except TaskbusError as exc:
         print(f"taskbus: {exc}", file=sys.stderr)
         return 1
@@ -115,14 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = key_commands.add_parser("list", help="list admitted identities")
     listing.set_defaults(func=_keys_list)
 
-    store = commands.add_parser("store", help="maintain the encrypted store of a running taskbus")
-    store_commands = store.add_subparsers(dest="store_command", required=True)
-    check = store_commands.add_parser("check", help="run PRAGMA integrity_check on the database")
-    check.set_defaults(func=_store_check)
-    rekey = store_commands.add_parser(
-        "rekey", help="rotate the database key (a backup with the old key is kept beside it)"
-    )
-    rekey.set_defaults(func=_store_rekey)
+    cli_tasks.add_commands(commands)
     return parser
 
 
@@ -152,7 +151,7 @@ def _first_run(args: argparse.Namespace) -> KeysDirectory:
 
 def _up(args: argparse.Namespace) -> int:
     report = asyncio.run(run_system(args.settings))
-    return 0 if report.clean else 3
+    return 0 if report.clean else EXIT_UNCLEAN
 
 
 def _actor(args: argparse.Namespace) -> int:
@@ -160,33 +159,7 @@ def _actor(args: argparse.Namespace) -> int:
     report = asyncio.run(
         run_one_actor(args.spec, args.connect, _keys(args), settings, identity=args.identity)
     )
-    return 0 if report.clean else 3
-
-
-def _ask(args: argparse.Namespace, topic: str) -> dict[str, Any]:
-    async def ask() -> dict[str, Any]:
-        async with TaskbusClient.connect(args.settings) as taskbus:
-            return await taskbus.ask(topic)
-
-    return asyncio.run(ask())
-
-
-def _store_check(args: argparse.Namespace) -> int:
-    reply = _ask(args, "store.maintenance.integrity_check")
-    if reply["ok"]:
-        print("store integrity: ok")
-        return 0
-    for problem in reply["problems"]:
-        print(f"store integrity: {problem}")
-    return 4
-
-
-def _store_rekey(args: argparse.Namespace) -> int:
-    reply = _ask(args, "store.maintenance.rekey")
-    print(f"store rekeyed; backup with the old key: {reply['backup']}")
-    if reply["backup_key_file"]:
-        print(f"the old master key, which opens the backup: {reply['backup_key_file']}")
-    return 0
+    return 0 if report.clean else EXIT_UNCLEAN
 
 
 def _keys_init(args: argparse.Namespace) -> int:

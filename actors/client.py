@@ -53,9 +53,19 @@ class TaskbusClient:
     """Asks the scheduler, the store and the health actor; every method returns the reply's
     payload, raises Refused for an error reply and Unreachable when nothing answered."""
 
-    def __init__(self, client: BusClient, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client: BusClient,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        responder_wait_s: float = 0.0,
+    ) -> None:
+        """``timeout_s`` bounds each ask; ``responder_wait_s`` is how long an ask is retried
+        while nothing serves its topic (``no_responder``): a scheduler takes the lease moments
+        after ``taskbus up`` starts, a standby a lease TTL after its leader died."""
         self.bus = client
         self.timeout_s = timeout_s
+        self.responder_wait_s = responder_wait_s
 
     @classmethod
     @asynccontextmanager
@@ -66,15 +76,23 @@ class TaskbusClient:
         identity: str = "cli",
         endpoint: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        responder_wait_s: float = 0.0,
     ) -> AsyncIterator[TaskbusClient]:
         """Connected to ``endpoint`` (default: the first of ``bus.endpoints``) as ``identity``."""
         keys = KeysDirectory(settings.paths.keys_dir)
         target = endpoint or settings.endpoints[0]
+        try:
+            keypair, server_key = keys.identity_keypair(identity), keys.broker_public_key()
+        except AuthError as exc:
+            raise Unreachable(
+                f"{exc} (has 'taskbus up' run with this data directory? on another host, "
+                "see 'taskbus keys new' in docs/deployment.md)"
+            ) from exc
         client = BusClient(
             target,
             identity=identity,
-            keypair=keys.identity_keypair(identity),
-            server_key=keys.broker_public_key(),
+            keypair=keypair,
+            server_key=server_key,
             settings=settings.bus,
         )
         try:
@@ -82,7 +100,7 @@ class TaskbusClient:
         except (AuthError, TimeoutError, OSError) as exc:
             raise Unreachable(f"no taskbus answers at {target} ({exc})") from exc
         try:
-            yield cls(client, timeout_s=timeout_s)
+            yield cls(client, timeout_s=timeout_s, responder_wait_s=responder_wait_s)
         finally:
             await client.stop()
 
@@ -169,17 +187,10 @@ class TaskbusClient:
 
     # ------------------------------------------------------------ the system
 
-    async def stats(self, wait_s: float = 0.0) -> dict[str, Any]:
-        """``scheduler.stats``; waits up to ``wait_s`` for a scheduler to lead (one takes the
-        lease moments after start, or a lease TTL after its predecessor died)."""
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            try:
-                return await self.ask("scheduler.stats")
-            except Unreachable:
-                if asyncio.get_running_loop().time() >= deadline:
-                    raise
-            await asyncio.sleep(0.05)
+    async def stats(self, wait_s: float | None = None) -> dict[str, Any]:
+        """``scheduler.stats``; waits up to ``wait_s`` (default ``responder_wait_s``) for a
+        scheduler to lead."""
+        return await self.ask("scheduler.stats", wait_s=wait_s)
 
     async def health(self) -> dict[str, Any]:
         """``{status, actors}``: healthy, degraded or critical, with every actor's reasons."""
@@ -191,16 +202,26 @@ class TaskbusClient:
 
     # ------------------------------------------------------------ any topic
 
-    async def ask(self, topic: str, payload: Payload | None = None) -> dict[str, Any]:
-        try:
-            reply = await self.bus.ask(topic, payload or {}, self.timeout_s)
-        except RemoteError as exc:
-            if exc.code == "no_responder":
-                raise Unreachable(f"nothing in the running taskbus answers {topic!r}") from exc
-            raise Refused(topic, exc.code, exc.reason) from exc
-        except AskTimeout as exc:
-            raise Unreachable(str(exc)) from exc
-        return dict(reply.payload)
+    async def ask(
+        self, topic: str, payload: Payload | None = None, *, wait_s: float | None = None
+    ) -> dict[str, Any]:
+        """The reply's payload; retried for up to ``wait_s`` (default ``responder_wait_s``)
+        while nothing serves ``topic``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.responder_wait_s if wait_s is None else wait_s)
+        while True:
+            try:
+                reply = await self.bus.ask(topic, payload or {}, self.timeout_s)
+            except RemoteError as exc:
+                if exc.code != "no_responder":
+                    raise Refused(topic, exc.code, exc.reason) from exc
+                if loop.time() >= deadline:
+                    raise Unreachable(f"nothing in the running taskbus answers {topic!r}") from exc
+            except AskTimeout as exc:
+                raise Unreachable(str(exc)) from exc
+            else:
+                return dict(reply.payload)
+            await asyncio.sleep(0.05)
 
     async def _task(self, topic: str, payload: Payload) -> dict[str, Any]:
         reply = await self.ask(topic, payload)

@@ -16,6 +16,7 @@ down in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from types import TracebackType
 
 from actors.assembly import Assembly
 from actors.client import TaskbusClient
-from actors.system import ActorSystem, ShutdownReport
+from actors.system import ActorState, ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.errors import TaskbusError
 from config.settings import Settings
@@ -109,10 +110,24 @@ class Taskbus:
                 actors.clear()
             for name, factory in actors.items():
                 await system.spawn(factory, name=name, identity=name)
+            if "scheduler" in actors:
+                await self._until_scheduler_leads()
         except BaseException:
             await self.stop()
             raise
         return self
+
+    async def _until_scheduler_leads(self) -> None:
+        """Returns once this process's scheduler leads, so that the first ask is served; after
+        a first lease renewal period it stops waiting: another scheduler leads, this one
+        stands by (docs/scheduling.md#high-availability)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.scheduler.lease_ttl_s / 3 + 1.0
+        while loop.time() < deadline:
+            if self.system.status()["scheduler"]["state"] != ActorState.STANDBY:
+                return
+            await asyncio.sleep(0.01)
+        log.info("scheduler standing by: another scheduler holds the lease")
 
     async def client(self, identity: str = "app", *, timeout_s: float = 10.0) -> TaskbusClient:
         """A client over inproc as ``identity`` (trusted: inproc peers are in this process);

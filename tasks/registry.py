@@ -12,7 +12,7 @@ from tasks.errors import TaskDefinitionError, TaskPermissionError, UnknownTaskCl
 from tasks.permissions import CODE_DEFINED, TaskPermissions, category_of
 
 # The modules of taskbus's own tasks (``TaskRegistry.with_builtins``).
-BUILTIN_MODULES = ("tasks.maintenance", "tasks.security", "tasks.agency")
+BUILTIN_MODULES = ("tasks.maintenance", "tasks.security", "tasks.agency", "tasks.reminders")
 
 
 class TaskRegistry:

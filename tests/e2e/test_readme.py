@@ -1,62 +1,105 @@
-"""The README's commands, run as a newcomer would: `taskbus up`, then the tour snippet."""
+"""The README, followed as a newcomer would: `taskbus up`, the tour's commands one by one, and the
+embedding snippet run exactly as printed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import signal
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tests.e2e.procs import free_port, wait_for_line
+import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.procs import ROOT, free_port, running_up, taskbus
+
+pytestmark = pytest.mark.timeout(120)
 
 
-def _tour_snippet() -> str:
+def _block(language: str, after: str) -> str:
+    """The first ``language`` code block after the heading ``after``."""
     readme = (ROOT / "README.md").read_text()
-    match = re.search(r"```python\n(.*?)```", readme, re.S)
-    assert match, "README has no python snippet"
+    section = readme[readme.index(after) :]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.S)
+    assert match, f"README has no {language} block after {after!r}"
     return match.group(1)
 
 
-def test_up_then_readme_tour(tmp_path: Path) -> None:
-    env = {
+def _tour_commands() -> list[list[str]]:
+    lines = _block("sh", "## A five-minute tour").splitlines()
+    assert lines[0] == ". .venv/bin/activate"
+    return [shlex.split(line)[1:] for line in lines[1:]]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "TASKBUS_HOME": str(tmp_path / "home"),
         "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
     }
-    up = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "up"],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
+
+
+def test_the_tour_creates_a_task_watches_it_run_and_shows_its_history(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    with running_up(env) as up:
+        outputs: dict[str, str] = {}
+        for printed in _tour_commands():
+            # The README's reader stops `watch` with Ctrl-C; here it stops after 3 events.
+            command = ["watch", "--count", "3"] if printed == ["watch"] else printed
+            if command[:2] == ["task", "logs"]:
+                _until_ran(env, command[2])
+            result = taskbus(env, *command)
+            assert result.returncode == 0, (command, result.stderr)
+            outputs[" ".join(printed[:2])] = result.stdout
+        assert "maintenance.log_cleanup" in outputs["task list"]
+        assert outputs["task create"].startswith("created user.reflect: next run")
+        events = outputs["watch"].splitlines()
+        assert events[0].startswith("watching ")
+        assert len(events) == 4
+        assert " succeeded " in outputs["task logs"]
+        assert "time to reflect" in outputs["task logs"]
+        assert "tasks.reminders:Reminder" in outputs["task show"]
+        assert outputs["health"].startswith("taskbus is healthy")
+        assert outputs["stats"].startswith("leader")
+        assert up.poll() is None
+
+
+def _until_ran(env: dict[str, str], task_id: str, deadline_s: float = 30) -> None:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        found = taskbus(env, "task", "logs", task_id, "--json")
+        if found.returncode == 0 and any(run["success"] for run in json.loads(found.stdout)):
+            return
+        assert time.monotonic() < deadline, f"{task_id} did not run: {found.stderr}"
+        time.sleep(0.2)
+
+
+def test_the_up_command_creates_keys_and_an_encrypted_store(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    home = tmp_path / "home"
+    with running_up(env) as up:
+        assert (home / "keys" / "identities" / "cli.key_secret").stat().st_mode & 0o777 == 0o600
+        assert (home / "keys").stat().st_mode & 0o777 == 0o700
+        assert (home / "master.key").stat().st_mode & 0o777 == 0o600
+        assert up.poll() is None
+    header = (home / "taskbus.db").read_bytes()[:16]
+    assert header != b"SQLite format 3\x00"  # encrypted: not a plain SQLite file
+
+
+def test_the_embedding_snippet_runs_as_printed(tmp_path: Path) -> None:
+    snippet = _block("python", "## Embedding taskbus in an application")
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        env=_env(tmp_path),
+        cwd=tmp_path,  # as in the host application's own directory
+        capture_output=True,
         text=True,
+        check=False,
+        timeout=60,
     )
-    try:
-        lines = wait_for_line(up, "broker listening on", 30)
-        assert any("created CurveZMQ keys" in line for line in lines)
-        secret = tmp_path / "home" / "keys" / "identities" / "cli.key_secret"
-        assert secret.stat().st_mode & 0o777 == 0o600
-        assert (tmp_path / "home" / "keys").stat().st_mode & 0o777 == 0o700
-        store_line = next(line for line in lines if "encrypted store at" in line)
-        assert "(running)" in store_line
-        assert (tmp_path / "home" / "master.key").stat().st_mode & 0o777 == 0o600
-        tour = subprocess.run(
-            [sys.executable, "-c", _tour_snippet()],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            check=False,
-            text=True,
-            timeout=60,
-        )
-        assert tour.returncode == 0, tour.stderr
-        assert "cli demo.hello {'text': 'hi'}" in tour.stdout
-        assert "peer(s) connected" in tour.stdout
-    finally:
-        up.send_signal(signal.SIGTERM)
-        remaining = up.communicate(timeout=30)[1]
-    assert up.returncode == 0, remaining
-    assert "bus.broker stopped" in remaining
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "time to reflect\n"
+    assert (tmp_path / "home" / "taskbus.db").exists()

@@ -107,7 +107,13 @@ def test_the_builtins() -> None:
         "maintenance.log_cleanup",
         "security.key_rotation",
     ]
-    assert BUILTIN_MODULES == ("tasks.maintenance", "tasks.security", "tasks.agency")
+    assert BUILTIN_MODULES == (
+        "tasks.maintenance",
+        "tasks.security",
+        "tasks.agency",
+        "tasks.reminders",
+    )
+    assert registry.get("tasks.reminders:Reminder").category == "user"
 
 
 def test_category_of_reads_the_prefix() -> None:

@@ -1,0 +1,79 @@
+"""How the CLI shows things to a person: relative times, tables, one-line events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+
+
+def relative(instant: str | None, now: datetime) -> str:
+    """``in 3m``, ``2h ago``, ``now``; ``-`` for None. Two units above an hour (``in 1d 4h``)."""
+    if instant is None:
+        return "-"
+    seconds = (datetime.fromisoformat(instant) - now).total_seconds()
+    if abs(seconds) < 1:
+        return "now"
+    span = _span(abs(seconds))
+    return f"in {span}" if seconds > 0 else f"{span} ago"
+
+
+def _span(seconds: float) -> str:
+    whole = int(seconds)
+    parts = []
+    for unit, size in _UNITS:
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+        if len(parts) == 2 or (parts and size < 3_600):
+            break
+    return " ".join(parts) or "1s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = []
+    for row in (headers, *rows):
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def clip(text: str | None, width: int) -> str:
+    if not text:
+        return "-"
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
+
+
+def event_line(topic: str, sender: str, payload: Mapping[str, Any], received: datetime) -> str:
+    """``12:03:04 scheduler.task.status user.x queued attempt=1 (scheduler)``."""
+    fields = dict(payload)
+    head = [received.strftime("%H:%M:%S"), topic]
+    for key in ("task_id", "state", "status"):
+        value = fields.pop(key, None)
+        if isinstance(value, str):
+            head.append(value)
+    if topic.startswith("scheduler.health") and isinstance(fields.get("actors"), dict):
+        actors = fields.pop("actors")
+        fields["unwell"] = ",".join(
+            f"{name}:{report['status']}"
+            for name, report in sorted(actors.items())
+            if report.get("status") != "healthy"
+        )
+    rest = [f"{key}={_short(value)}" for key, value in fields.items() if value not in (None, "")]
+    return " ".join([*head, *rest, f"({sender})"])
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return clip(text, 80)
