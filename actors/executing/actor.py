@@ -26,7 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from actors.actor import Actor
+from actors.executing.batching import StoreBatch
 from actors.executing.lag import LagMonitor
 from actors.executing.resources import ResourceProbe, SystemProbe, idle, overloaded
 from actors.scheduling.protocol import (
@@ -50,6 +53,7 @@ from tasks.registry import TaskRegistry
 from tasks.result import TaskResult
 
 STORE_TIMEOUT_S = 30.0
+STORE_BATCH = 500  # executions per batched store request
 POISON_AFTER = 3
 
 
@@ -107,6 +111,16 @@ class ExecutorActor(Actor):
         self._runs: set[asyncio.Task[None]] = set()
         self.quarantined: set[str] = set()  # task ids this executor quarantined
         self.counters: Counter[str] = Counter()
+        # What the runs ask the store in one turn of the loop goes as one request.
+        self._outcomes: StoreBatch[str, bool | None] = StoreBatch(
+            self._ask_outcomes, limit=STORE_BATCH, name="store.execution.outcomes"
+        )
+        self._finishes: StoreBatch[dict[str, Any], None] = StoreBatch(
+            self._finish_all,
+            limit=STORE_BATCH,
+            size=_finish_size,
+            name="store.execution.finish_many",
+        )
 
     def degraded(self) -> list[str]:
         reasons = [f"quarantined: {task_id}" for task_id in sorted(self.quarantined)]
@@ -135,6 +149,8 @@ class ExecutorActor(Actor):
         for task in list(self._runs):
             task.cancel()  # unacknowledged: the broker redelivers
         await asyncio.gather(*self._runs, return_exceptions=True)
+        await self._outcomes.close()
+        await self._finishes.close()
         await self.lag.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
 
@@ -147,8 +163,7 @@ class ExecutorActor(Actor):
             await report_unreadable(self, self.queue, delivery, exc)
             delivery.nack(requeue=False)
             return
-        execution = await self._ask("store.execution.get", {"execution_id": dispatch.execution_id})
-        if execution["execution"]["success"] is not None:
+        if await self._outcomes.submit(dispatch.execution_id) is not None:
             self.counters["already_finished"] += 1
             delivery.ack()
             return
@@ -267,8 +282,7 @@ class ExecutorActor(Actor):
             data["error_type"] = list(names)
         if result.skipped:
             data["skipped"] = True
-        await self._ask(
-            "store.execution.finish",
+        await self._finishes.submit(
             {
                 "execution_id": dispatch.execution_id,
                 "completed_at": completed.isoformat(),
@@ -276,7 +290,7 @@ class ExecutorActor(Actor):
                 "result": data,
                 "error_message": result.error,
                 "duration_seconds": max(0.0, (completed - started).total_seconds()),
-            },
+            }
         )
         await self.bus.enqueue(
             RESULT_QUEUE,
@@ -338,6 +352,25 @@ class ExecutorActor(Actor):
 
     # ------------------------------------------------------------ helpers
 
+    async def _ask_outcomes(self, execution_ids: list[str]) -> list[bool | BaseException | None]:
+        """Whether each execution finished (True/False: its success) or not (None)."""
+        reply = await self._ask("store.execution.outcomes", {"execution_ids": execution_ids})
+        outcomes = reply["outcomes"]
+        return [
+            outcomes[i] if i in outcomes else RemoteError("not_found", f"execution {i!r} not found")
+            for i in execution_ids
+        ]
+
+    async def _finish_all(self, finishes: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Store the outcomes, committed together; a refused one fails alone."""
+        reply = await self._ask("store.execution.finish_many", {"executions": finishes})
+        return [
+            None
+            if answer.get("error") is None
+            else RemoteError(str(answer["error"]["code"]), str(answer["error"]["reason"]))
+            for answer in reply["executions"]
+        ]
+
     async def _ask(self, topic: str, payload: Payload) -> dict[str, Any]:
         reply = await self.ask(topic, payload, STORE_TIMEOUT_S)
         return dict(reply.payload)
@@ -355,6 +388,14 @@ class ExecutorActor(Actor):
                 **fields,
             },
         )
+
+
+def _finish_size(finish: dict[str, Any]) -> int:
+    """About how many bytes an outcome adds to a ``store.execution.finish_many`` request."""
+    size = 256 + len(finish.get("error_message") or "")
+    if finish["result"]:
+        size += len(msgpack.packb(finish["result"], use_bin_type=True, default=str))
+    return size
 
 
 def _now() -> datetime:

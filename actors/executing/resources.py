@@ -7,6 +7,8 @@ comes from the load average. The executor asks a probe before every start; tests
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,14 +27,33 @@ class ResourceProbe(Protocol):
 
 
 class SystemProbe:
-    """CPU use since the previous reading (``/proc/stat``), memory in use (``/proc/meminfo``)."""
+    """CPU use since the previous reading (``/proc/stat``), memory in use (``/proc/meminfo``).
 
-    def __init__(self, proc: Path = Path("/proc")) -> None:
+    A reading is kept for ``min_interval_s``: the executor asks before every start, and a burst
+    of starts would otherwise read both files thousands of times a second (and measure CPU use
+    over a few microseconds).
+    """
+
+    def __init__(
+        self,
+        proc: Path = Path("/proc"),
+        *,
+        min_interval_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._proc = proc
         self._last: tuple[int, int] | None = None
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._reading: tuple[float, Load] | None = None
 
     def load(self) -> Load:
-        return Load(self._cpu(), self._memory())
+        now = self._clock()
+        if self._reading is not None and now - self._reading[0] < self._min_interval_s:
+            return self._reading[1]
+        load = Load(self._cpu(), self._memory())
+        self._reading = (now, load)
+        return load
 
     def _cpu(self) -> float:
         try:

@@ -42,16 +42,19 @@ from actors.store import payloads
 from actors.store.errors import InvalidValue
 from actors.store.payloads import Fields, plain
 from actors.store.records import TaskRecord, TaskSpec
-from bus import BusError, Delivery, Envelope, RemoteError
+from bus import AskTimeout, BusError, Delivery, Envelope, RemoteError
 from bus.envelope import Payload
 from config.sections import SchedulerSettings
-from scheduler import Clock, MisfirePlan, SystemClock, TaskPlan, jittered
+from scheduler import Clock, MisfirePlan, PlannedRun, SystemClock, TaskPlan, jittered
 from scheduler.retry import DeadLetter
 
 Handler = Callable[[Envelope, Fields], Awaitable[Payload]]
 STORE_TIMEOUT_S = 10.0
 RETRY_PAUSE_S = 0.5  # between attempts to write a fire the store did not answer
 RECOVERY_PAGE = 500
+FIRE_BATCH = 500  # fires recorded (and dispatched) per store write
+FIRE_BATCHES_IN_FLIGHT = 4  # batches at once: one commits while another is dispatched
+SETTLING = 64  # plans with missed runs or jitter settled at once, one store write each
 _PASSED_ON = ("not_found", "conflict", "invalid")  # store refusals the requester caused
 
 
@@ -388,7 +391,8 @@ class SchedulerActor(Actor):
                 )
                 if next_fire != record.next_run and (next_fire or now) >= now:
                     stale.append({"task_id": record.task_id, "next_run": _iso(next_fire)})
-            await asyncio.gather(*(self._store("store.task.mark_run", m) for m in stale))
+            if stale:  # one write for the page, not a request per task
+                await self._store("store.execution.record_many", {"marks": stale})
             stale.clear()
             after = reply.payload["next_cursor"]
             if after is None:
@@ -440,7 +444,110 @@ class SchedulerActor(Actor):
     # ------------------------------------------------------------ firing
 
     async def _on_plans(self, plans: list[TaskPlan], now: datetime) -> None:
-        await asyncio.gather(*(self._settle(plan, now) for plan in plans))
+        """A tick's plans: the plain ones (runs due now, nothing missed, no jitter) are recorded
+        and marked in batches, a store write per batch; the others one by one. Either way at
+        most SETTLING plans or FIRE_BATCHES_IN_FLIGHT batches talk to the store at once, so
+        thousands of fires due together do not flood its mailbox.
+        """
+        plain_plans: list[tuple[CompiledTask, MisfirePlan]] = []
+        others: list[TaskPlan] = []
+        for task_plan in plans:
+            task = self._tasks.get(task_plan.task_id)
+            if task is None:
+                continue
+            plan = task_plan.plan
+            if (
+                plan.missed
+                or plan.unlisted is not None
+                or len(plan.runs) > FIRE_BATCH
+                or (plan.runs and task.policies.run.jitter_s > 0)
+            ):
+                others.append(task_plan)
+            else:
+                plain_plans.append((task, plan))
+        settling = asyncio.Semaphore(SETTLING)
+
+        async def settle(task_plan: TaskPlan) -> None:
+            async with settling:
+                await self._settle(task_plan, now)
+
+        await asyncio.gather(
+            self._fire_batches(plain_plans), *(settle(task_plan) for task_plan in others)
+        )
+
+    async def _fire_batches(self, plans: list[tuple[CompiledTask, MisfirePlan]]) -> None:
+        batches: list[list[tuple[CompiledTask, MisfirePlan]]] = []
+        size = 0
+        for task, plan in plans:
+            weight = max(1, len(plan.runs))
+            if not batches or size + weight > FIRE_BATCH:
+                batches.append([])
+                size = 0
+            batches[-1].append((task, plan))
+            size += weight
+        in_flight = asyncio.Semaphore(FIRE_BATCHES_IN_FLIGHT)
+
+        async def fire(batch: list[tuple[CompiledTask, MisfirePlan]]) -> None:
+            async with in_flight:
+                await self._fire_batch(batch)
+
+        await asyncio.gather(*(fire(batch) for batch in batches))
+
+    async def _fire_batch(self, batch: list[tuple[CompiledTask, MisfirePlan]]) -> None:
+        """Record the fires of ``batch`` and the tasks' last and next runs in one fenced write,
+        then dispatch every fire that is not finished yet, then publish them ``queued``.
+
+        The last run is stored in the same transaction as the records: a scheduler that dies
+        before dispatching leaves them unfinished, and the next leader dispatches them again.
+        """
+        assert self.lease is not None
+        started = self._clock.wall().isoformat()
+        fires = [(task, run) for task, plan in batch for run in plan.runs]
+        reply = await self._owed(
+            "store.execution.record_many",
+            {
+                "executions": [
+                    {
+                        "task_id": task.task_id,
+                        "scheduled_at": run.instant.isoformat(),
+                        "started_at": started,
+                        "retry_count": 0,
+                    }
+                    for task, run in fires
+                ],
+                "marks": [
+                    {
+                        "task_id": task.task_id,
+                        "last_run": _iso(plan.through),
+                        "next_run": _iso(self.loop.engine.next_fire(task.task_id)),
+                    }
+                    for task, plan in batch
+                ],
+                "fence": self.lease.fence,
+            },
+        )
+        owed: list[tuple[CompiledTask, PlannedRun, str]] = []
+        for (task, run), execution in zip(fires, reply.payload["executions"], strict=True):
+            if execution["duplicate"]:
+                self.counters["duplicate_fires"] += 1
+                if execution["success"] is not None:
+                    continue  # ran already: nothing is owed
+            else:
+                self.counters["fires"] += 1
+            owed.append((task, run, str(execution["execution_id"])))
+        await self._dispatch_all(
+            [(task, execution_id, run.instant, 1) for task, run, execution_id in owed]
+        )
+        for task, run, execution_id in owed:
+            await self._status_event(
+                task.task_id,
+                "queued",
+                execution_id=execution_id,
+                scheduled_at=run.instant.isoformat(),
+                attempt=1,
+                coalesced=run.coalesced,
+                reason="schedule",
+            )
 
     async def _settle(self, task_plan: TaskPlan, now: datetime) -> None:
         task = self._tasks.get(task_plan.task_id)
@@ -513,7 +620,35 @@ class SchedulerActor(Actor):
     async def _dispatch(
         self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
     ) -> None:
-        dispatch = Dispatch(
+        await self._dispatch_all([(task, execution_id, instant, attempt)])
+
+    async def _dispatch_all(
+        self, dispatches: list[tuple[CompiledTask, str, datetime, int]]
+    ) -> None:
+        """Queue every dispatch, then wait until the broker holds them all."""
+        confirmations = [
+            self.bus.enqueue_nowait(
+                dispatch_queue(task.task_id),
+                self._dispatch_payload(task, execution_id, instant, attempt),
+                message_id=work_id(execution_id),
+            )
+            for task, execution_id, instant, attempt in dispatches
+        ]
+        if not confirmations:
+            return
+        done, pending = await asyncio.wait(confirmations, timeout=STORE_TIMEOUT_S)
+        for confirmed in done:
+            confirmed.result()  # raises why the broker refused it
+        if pending:
+            raise AskTimeout(
+                f"broker did not confirm {len(pending)} dispatches within {STORE_TIMEOUT_S}s"
+            )
+        self.counters["dispatched"] += len(confirmations)
+
+    def _dispatch_payload(
+        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
+    ) -> dict[str, Any]:
+        return Dispatch(
             execution_id=execution_id,
             task_id=task.task_id,
             task_class=task.record.task_class,
@@ -522,14 +657,7 @@ class SchedulerActor(Actor):
             timeout_s=task.policies.timeout_s(self.settings),
             allow_overlap=task.policies.run.allow_overlap,
             config=task.record.config,
-        )
-        await self.bus.enqueue(
-            dispatch_queue(task.task_id),
-            dispatch.payload(),
-            STORE_TIMEOUT_S,
-            message_id=work_id(execution_id),
-        )
-        self.counters["dispatched"] += 1
+        ).payload()
 
     async def _record_missed(self, task: CompiledTask, plan: MisfirePlan) -> None:
         runs: list[dict[str, Any]] = [

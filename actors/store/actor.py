@@ -23,7 +23,7 @@ from actors.store import payloads
 from actors.store.errors import Conflict, InvalidValue, LeaseLost, NotFound, StoreError
 from actors.store.libsql_store import LibsqlStore
 from actors.store.payloads import Fields, plain
-from actors.store.records import Page
+from actors.store.records import NewExecution, Page, RunMark
 from actors.store.store import Store
 from bus import Envelope
 from bus.envelope import Payload
@@ -63,8 +63,11 @@ class StoreActor(Actor):
             "store.task.mark_run": self._task_mark_run,
             "store.task.reset": self._task_reset,
             "store.execution.record": self._execution_record,
+            "store.execution.record_many": self._execution_record_many,
             "store.execution.finish": self._execution_finish,
+            "store.execution.finish_many": self._execution_finish_many,
             "store.execution.get": self._execution_get,
+            "store.execution.outcomes": self._execution_outcomes,
             "store.execution.history": self._execution_history,
             "store.execution.unsettled": self._execution_unsettled,
             "store.stats": self._stats,
@@ -162,6 +165,46 @@ class StoreActor(Actor):
         fields.done()
         recorded = await self.store.record_execution(new, fence=fence)
         return {"execution": plain(recorded.record), "duplicate": recorded.duplicate}
+
+    async def _execution_record_many(self, request: Envelope, fields: Fields) -> Payload:
+        no_news: tuple[NewExecution, ...] = ()
+        no_marks: tuple[RunMark, ...] = ()
+        news = fields.optional("executions", payloads.new_execution_entries, no_news)
+        marks = fields.optional("marks", payloads.run_mark_entries, no_marks)
+        fence = fields.optional("fence", payloads.fence, None)
+        fields.done()
+        recorded = await self.store.record_fires(news, marks=marks, fence=fence, now=self._clock())
+        return {
+            "executions": [
+                {
+                    "execution_id": r.record.execution_id,
+                    "duplicate": r.duplicate,
+                    "success": r.record.success,
+                }
+                for r in recorded
+            ]
+        }
+
+    async def _execution_finish_many(self, request: Envelope, fields: Fields) -> Payload:
+        finishes = fields.required("executions", payloads.finish_entries)
+        fields.done()
+        results = await self.store.finish_executions(finishes)
+        replies: list[dict[str, Any]] = []
+        for (execution_id, _), result in zip(finishes, results, strict=True):
+            if isinstance(result, StoreError):
+                code = "not_found" if isinstance(result, NotFound) else "invalid"
+                if not isinstance(result, NotFound | InvalidValue):
+                    code = "store_error"
+                error = {"code": code, "reason": str(result)}
+                replies.append({"execution_id": execution_id, "error": error})
+            else:
+                replies.append({"execution_id": execution_id, "duplicate": result.duplicate})
+        return {"executions": replies}
+
+    async def _execution_outcomes(self, request: Envelope, fields: Fields) -> Payload:
+        ids = fields.required("execution_ids", payloads.identifiers)
+        fields.done()
+        return {"outcomes": await self.store.execution_outcomes(ids)}
 
     async def _execution_finish(self, request: Envelope, fields: Fields) -> Payload:
         execution_id = fields.required("execution_id", payloads.identifier)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from actors.store import leases, queries, values, writes
 from actors.store._files import sync_directory
-from actors.store.database import Database
+from actors.store.database import Database, Outcome
 from actors.store.errors import InvalidValue, StoreError
 from actors.store.keys import (
     MASTER_KEY_ENV,
@@ -27,6 +27,7 @@ from actors.store.keys import (
 )
 from actors.store.leases import LeaseGrant
 from actors.store.records import (
+    MAX_EXECUTION_BATCH,
     MAX_MISSED_BATCH,
     DeadLetterRecord,
     ExecutionOutcome,
@@ -39,6 +40,7 @@ from actors.store.records import (
     Page,
     Recorded,
     RetentionReport,
+    RunMark,
     StatsReport,
     TaskRecord,
     TaskSpec,
@@ -288,6 +290,50 @@ class LibsqlStore(Store):
             lambda c: writes.finish_execution(c, execution_id, outcome, fence, self.settings)
         )
 
+    async def record_fires(
+        self,
+        news: Sequence[NewExecution],
+        *,
+        marks: Sequence[RunMark] = (),
+        fence: Fence | None = None,
+        now: datetime,
+    ) -> list[Recorded[ExecutionRecord]]:
+        batch, marked = tuple(news), tuple(marks)
+        for name, items, kind in (("executions", batch, NewExecution), ("marks", marked, RunMark)):
+            if len(items) > MAX_EXECUTION_BATCH:
+                raise InvalidValue(name, f"has {len(items)} entries, at most {MAX_EXECUTION_BATCH}")
+            for index, item in enumerate(items):
+                if not isinstance(item, kind):
+                    raise InvalidValue(
+                        f"{name}[{index}]", f"expected a {kind.__name__}, got {type(item).__name__}"
+                    )
+        now = values.instant("now", now)
+        return await self._running.write(
+            lambda c: writes.record_fires(
+                c, batch, fence=fence, marks=marked, now=now, limits=self.settings
+            )
+        )
+
+    async def finish_executions(
+        self, finishes: Sequence[tuple[str, ExecutionOutcome]]
+    ) -> list[Recorded[ExecutionRecord] | StoreError]:
+        batch = tuple(
+            (values.identifier(f"executions[{index}].execution_id", execution_id), outcome)
+            for index, (execution_id, outcome) in enumerate(finishes)
+        )
+        if len(batch) > MAX_EXECUTION_BATCH:
+            raise InvalidValue(
+                "executions", f"has {len(batch)} entries, at most {MAX_EXECUTION_BATCH}"
+            )
+        outcomes = await self._running.write(
+            lambda c: writes.finish_executions(c, batch, self.settings)
+        )
+        return [_finished(outcome) for outcome in outcomes]
+
+    async def execution_outcomes(self, execution_ids: Sequence[str]) -> dict[str, bool | None]:
+        ids = [values.identifier("execution_ids", i) for i in execution_ids]
+        return await self._running.read(lambda c: queries.execution_outcomes(c, ids))
+
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         execution_id = values.identifier("execution_id", execution_id)
         return await self._running.read(lambda c: queries.get_execution(c, execution_id))
@@ -429,6 +475,17 @@ class LibsqlStore(Store):
         token = values.count("token", token, low=1)
         now = values.instant("now", now)
         return await self._running.write(lambda c: leases.release(c, name, holder, token, now))
+
+
+def _finished(
+    outcome: Outcome[Recorded[ExecutionRecord]],
+) -> Recorded[ExecutionRecord] | StoreError:
+    if outcome.error is None:
+        assert outcome.value is not None
+        return outcome.value
+    if isinstance(outcome.error, StoreError):
+        return outcome.error
+    raise outcome.error
 
 
 def _free(pages: int, database: Database) -> int:

@@ -7,6 +7,7 @@ the field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
@@ -16,11 +17,13 @@ from typing import Any, TypeVar
 from actors.store import values
 from actors.store.errors import InvalidValue
 from actors.store.records import (
+    MAX_EXECUTION_BATCH,
     MAX_MISSED_BATCH,
     ExecutionOutcome,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
+    RunMark,
     TaskSpec,
 )
 from actors.store.writes import Fence
@@ -228,16 +231,93 @@ def _missed_run(name: str, value: Any) -> NewMissedRun:
     return run
 
 
+def entries(name: str, value: Any, read: Callable[[Fields], T], *, low: int = 1) -> tuple[T, ...]:
+    """``low`` to MAX_EXECUTION_BATCH maps, each read by ``read`` (which must call ``done``);
+    a bad entry is named with its index: ``executions[3].scheduled_at: is required``.
+    """
+    if not isinstance(value, list | tuple):
+        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
+    if not low <= len(value) <= MAX_EXECUTION_BATCH:
+        raise InvalidValue(name, f"has {len(value)} entries, expected {low}..{MAX_EXECUTION_BATCH}")
+    parsed: list[T] = []
+    for index, entry in enumerate(value):
+        item = f"{name}[{index}]"
+        fields_ = Fields(mapping(item, entry))
+        with _inside(item):
+            parsed.append(read(fields_))
+    return tuple(parsed)
+
+
+def identifiers(name: str, value: Any) -> tuple[str, ...]:
+    """1 to MAX_EXECUTION_BATCH identifiers."""
+    if not isinstance(value, list | tuple):
+        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_EXECUTION_BATCH:
+        raise InvalidValue(name, f"has {len(value)} entries, expected 1..{MAX_EXECUTION_BATCH}")
+    return tuple(identifier(f"{name}[{index}]", item) for index, item in enumerate(value))
+
+
+def new_execution_entry(entry: Fields) -> NewExecution:
+    """A new attempt without an outcome (``store.execution.record_many``)."""
+    new = NewExecution(
+        task_id=entry.required("task_id", identifier),
+        scheduled_at=entry.required("scheduled_at", instant),
+        started_at=entry.required("started_at", instant),
+        retry_count=entry.optional("retry_count", count, 0),
+    )
+    entry.done()
+    return new
+
+
+def run_mark_entry(entry: Fields) -> RunMark:
+    mark = RunMark(
+        task_id=entry.required("task_id", identifier),
+        last_run=entry.optional("last_run", instant, None),
+        next_run=entry.optional("next_run", instant, None),
+    )
+    entry.done()
+    return mark
+
+
+def finish_entry(entry: Fields) -> tuple[str, ExecutionOutcome]:
+    execution_id = entry.required("execution_id", identifier)
+    ending = outcome(entry, required=True)
+    entry.done()
+    assert ending is not None
+    return execution_id, ending
+
+
+def new_execution_entries(name: str, value: Any) -> tuple[NewExecution, ...]:
+    return entries(name, value, new_execution_entry, low=0)
+
+
+def run_mark_entries(name: str, value: Any) -> tuple[RunMark, ...]:
+    return entries(name, value, run_mark_entry, low=0)
+
+
+def finish_entries(name: str, value: Any) -> tuple[tuple[str, ExecutionOutcome], ...]:
+    return entries(name, value, finish_entry)
+
+
 # ------------------------------------------------------------------ replies
 
 
 def plain(record: Any) -> dict[str, Any]:
     """A record dataclass as a payload map: instants as ISO 8601 text, nested records as maps."""
-    assert is_dataclass(record)
-    return {f.name: _plain_value(getattr(record, f.name)) for f in fields(record)}
+    names = _field_names(type(record))  # type: ignore[arg-type]
+    return {name: _plain_value(getattr(record, name)) for name in names}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    assert is_dataclass(cls)
+    return tuple(f.name for f in fields(cls))
 
 
 def _plain_value(value: Any) -> Any:
+    kind = type(value)
+    if kind in _SCALARS or value is None:
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     if is_dataclass(value) and not isinstance(value, type):
@@ -245,3 +325,6 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain_value(item) for item in value]
     return value
+
+
+_SCALARS = frozenset({str, int, float, bool, bytes, dict, list})

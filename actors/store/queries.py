@@ -8,6 +8,7 @@ index seek whatever its depth, and rows written meanwhile neither repeat nor van
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -219,6 +220,29 @@ def get_execution(connection: Connection, execution_id: str) -> ExecutionRecord:
     if row is None:
         raise NotFound(f"execution {execution_id!r} not found")
     return execution_from_row(row)
+
+
+def execution_outcomes(
+    connection: Connection, execution_ids: Sequence[str]
+) -> dict[str, bool | None]:
+    """Whether each known execution succeeded (True), failed (False) or is unfinished (None);
+    an unknown id is left out.
+    """
+    found: dict[str, bool | None] = {}
+    unique = list(dict.fromkeys(execution_ids))
+    for first in range(0, len(unique), _IDS_PER_SELECT):
+        chunk = unique[first : first + _IDS_PER_SELECT]
+        marks = ", ".join(["?"] * len(chunk))
+        for execution_id, success in rows(
+            connection,
+            f"SELECT execution_id, success FROM task_executions WHERE execution_id IN ({marks})",
+            chunk,
+        ):
+            found[execution_id] = None if success is None else bool(success)
+    return found
+
+
+_IDS_PER_SELECT = 1_000
 
 
 def execution_by_key(connection: Connection, key: str) -> ExecutionRecord | None:

@@ -20,6 +20,7 @@ T = TypeVar("T")
 ExecutionState = Literal["running", "succeeded", "failed"]
 MAX_RETRY_COUNT = 1_000_000
 MAX_MISSED_BATCH = 1_000
+MAX_EXECUTION_BATCH = 1_000  # executions, finishes or run marks in one batched request
 
 
 def idempotency_key(task_id: str, scheduled_at: datetime, retry_count: int = 0) -> str:
@@ -135,6 +136,23 @@ class NewExecution:
     @property
     def idempotency_key(self) -> str:
         return idempotency_key(self.task_id, self.scheduled_at, self.retry_count)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunMark:
+    """A task's latest fire and its next one, as ``mark_run`` stores them (``last_run`` never
+    moves backwards; None keeps it)."""
+
+    task_id: str
+    last_run: datetime | None = None
+    next_run: datetime | None = None
+
+    def __post_init__(self) -> None:
+        values.identifier("task_id", self.task_id)
+        if self.last_run is not None:
+            object.__setattr__(self, "last_run", values.instant("last_run", self.last_run))
+        if self.next_run is not None:
+            object.__setattr__(self, "next_run", values.instant("next_run", self.next_run))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

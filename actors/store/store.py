@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
+from actors.store.errors import StoreError
 from actors.store.leases import LeaseGrant
 from actors.store.records import (
     DeadLetterRecord,
@@ -40,6 +41,7 @@ from actors.store.records import (
     Page,
     Recorded,
     RetentionReport,
+    RunMark,
     StatsReport,
     TaskRecord,
     TaskSpec,
@@ -124,8 +126,36 @@ class Store(ABC):
         """Record how a run ended; NotFound; a finished run is a duplicate."""
 
     @abstractmethod
+    async def record_fires(
+        self,
+        news: Sequence[NewExecution],
+        *,
+        marks: Sequence[RunMark] = (),
+        fence: Fence | None = None,
+        now: datetime,
+    ) -> list[Recorded[ExecutionRecord]]:
+        """Record several fires (each as ``record_execution``, in order) and the run state of
+        their tasks (each as ``mark_run``; a task that is gone is passed over) in one write: all
+        of it, or nothing if it raises (LeaseLost for a stale fence).
+        """
+
+    @abstractmethod
+    async def finish_executions(
+        self, finishes: Sequence[tuple[str, ExecutionOutcome]]
+    ) -> list[Recorded[ExecutionRecord] | StoreError]:
+        """``finish_execution`` of each (execution id, outcome), committed together; each
+        one's NotFound or InvalidValue is returned in its place, having written nothing.
+        """
+
+    @abstractmethod
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         """NotFound if there is no such execution."""
+
+    @abstractmethod
+    async def execution_outcomes(self, execution_ids: Sequence[str]) -> dict[str, bool | None]:
+        """Of each known execution: succeeded (True), failed (False) or unfinished (None);
+        unknown ids are left out.
+        """
 
     @abstractmethod
     async def history(

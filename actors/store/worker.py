@@ -6,7 +6,7 @@ transaction (writes of one kind queued next to each other as one batch, see
 ``Database.commit_group``), commits once, and only then resolves the writers' futures, all of
 them in one hop to the event loop: an acknowledged write is on disk (as durably as
 ``synchronous`` says, see docs/store.md). Reads and maintenance calls run alone, between groups,
-in arrival order.
+in arrival order (the reads queued next to each other in one go, woken together).
 
 libsql 0.1.11 holds the GIL for the whole of each call, fsync included, so the event loop still
 stalls while a statement or a commit runs (a millisecond or so; longer for a WAL checkpoint), and
@@ -129,6 +129,9 @@ class StoreWorker:
                 if job.kind == "write":
                     group, carry, stopping = self._group(job)
                     self._commit(group)
+                elif job.kind == "read":
+                    group, carry, stopping = self._group(job)
+                    self._read_all(group)
                 else:
                     carry = None
                     self._run_alone(job)
@@ -145,8 +148,9 @@ class StoreWorker:
             self._settle_finished()
 
     def _group(self, first: _Job) -> tuple[list[_Job], _Job | None, bool]:
-        """``first`` and the writes queued behind it (up to ``max_batch``); then the job that
-        ended the group, if it is not a write, and whether it was close()'s stop.
+        """``first`` and the jobs of its kind (writes, or reads) queued right behind it (up to
+        ``max_batch``); then the job that ended the group, if it is of another kind, and
+        whether it was close()'s stop.
         """
         group = [first]
         while len(group) < self.max_batch:
@@ -156,18 +160,28 @@ class StoreWorker:
                 break
             if following is None:
                 return group, None, True
-            if following.kind != "write":
+            if following.kind != first.kind:
                 return group, following, False
             group.append(following)
         return group, None, False
 
+    def _read_all(self, group: list[_Job]) -> None:
+        """Reads queued next to each other, one after the other, outside any transaction; their
+        callers are woken in one hop to the loop, like a group commit's."""
+        outcomes: list[Outcome[Any]] = []
+        for job in group:
+            self.stats.reads += 1
+            try:
+                outcomes.append(Outcome(value=self.database.read(job.function)))
+            except Exception as exc:
+                outcomes.append(Outcome(error=exc))
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(_resolve_all, [j.future for j in group], outcomes)
+
     def _run_alone(self, job: _Job) -> None:
         try:
-            if job.kind == "read":
-                self.stats.reads += 1
-                value = self.database.read(job.function)
-            else:
-                value = job.function(self.database)
+            value = job.function(self.database)
         except Exception as exc:
             self._settle(job.future, Outcome(error=exc))
         else:

@@ -38,6 +38,7 @@ from actors.store.records import (
     NewExecution,
     NewMissedRun,
     Recorded,
+    RunMark,
     TaskRecord,
     TaskSpec,
 )
@@ -137,14 +138,38 @@ def mark_run(
     """
     last = None if last_run is None else values.to_us(last_run)
     changed = connection.execute(
-        "UPDATE scheduled_tasks SET "
-        "last_run = CASE WHEN ?1 IS NOT NULL AND (last_run IS NULL OR ?1 > last_run) "
-        "THEN ?1 ELSE last_run END, next_run = ?2, updated_at = ?3 WHERE task_id = ?4",
+        _MARK_RUN_SQL,
         [last, None if next_run is None else values.to_us(next_run), values.to_us(now), task_id],
     ).rowcount
     if not changed:
         raise NotFound(f"task {task_id!r} not found")
     return get_task(connection, task_id)
+
+
+_MARK_RUN_SQL = (
+    "UPDATE scheduled_tasks SET "
+    "last_run = CASE WHEN ?1 IS NOT NULL AND (last_run IS NULL OR ?1 > last_run) "
+    "THEN ?1 ELSE last_run END, next_run = ?2, updated_at = ?3 WHERE task_id = ?4"
+)
+
+
+def mark_runs(connection: Connection, marks: Sequence[RunMark], now: datetime) -> None:
+    """``mark_run`` of several tasks in one statement; a task that is gone is passed over."""
+    if not marks:
+        return
+    now_us = values.to_us(now)
+    connection.executemany(
+        _MARK_RUN_SQL,
+        [
+            (
+                None if mark.last_run is None else values.to_us(mark.last_run),
+                None if mark.next_run is None else values.to_us(mark.next_run),
+                now_us,
+                mark.task_id,
+            )
+            for mark in marks
+        ],
+    )
 
 
 def reset_task(connection: Connection, task_id: str, now: datetime) -> TaskRecord:
@@ -236,6 +261,34 @@ class RecordExecution(BatchOperation[Recorded[ExecutionRecord]]):
             else:
                 outcomes[index] = Outcome(value=Recorded(execution_from_row(kept), duplicate=True))
         return outcomes
+
+
+def record_fires(
+    connection: Connection,
+    news: Sequence[NewExecution],
+    *,
+    fence: Fence | None,
+    marks: Sequence[RunMark],
+    now: datetime,
+    limits: StoreSettings,
+) -> list[Recorded[ExecutionRecord]]:
+    """Several fires at once, as one write: each record as ``record_execution`` (in order, a
+    duplicate returns the first record of its attempt), then each task's run state as
+    ``mark_run`` (a task that is gone is passed over). All of it or nothing: a stale fence or a
+    record that cannot be stored raises, and the caller's transaction drops what was done.
+    """
+    if fence is not None:
+        check_fence(connection, fence)
+    recorded: list[Recorded[ExecutionRecord]] = []
+    if news:
+        operations = [RecordExecution(new, fence, limits) for new in news]
+        for outcome in RecordExecution.run_batch(connection, operations):
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.value is not None
+            recorded.append(outcome.value)
+    mark_runs(connection, marks, now)
+    return recorded
 
 
 # Rows per INSERT statement (11 parameters each; SQLite binds at most 32,766) and keys per
@@ -351,6 +404,25 @@ def finish_execution(
     if record.success is not None:
         return Recorded(record, duplicate=True)
     raise InvalidValue("completed_at", "is before the run's started_at")
+
+
+def finish_executions(
+    connection: Connection,
+    finishes: Sequence[tuple[str, ExecutionOutcome]],
+    limits: StoreSettings,
+) -> list[Outcome[Recorded[ExecutionRecord]]]:
+    """``finish_execution`` of each (execution id, outcome), in order, unfenced; each one's
+    error (NotFound, InvalidValue) is its own Outcome, and it wrote nothing.
+    """
+    outcomes: list[Outcome[Recorded[ExecutionRecord]]] = []
+    for execution_id, outcome in finishes:
+        try:
+            recorded = finish_execution(connection, execution_id, outcome, None, limits)
+        except (InvalidValue, NotFound) as exc:
+            outcomes.append(Outcome(error=exc))
+        else:
+            outcomes.append(Outcome(value=recorded))
+    return outcomes
 
 
 def _ending(
