@@ -39,6 +39,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "TASKBUS_HOME": str(tmp_path / "home"),
         "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+        # The suite loads both cores; the executors' load gate would hold runs back meanwhile.
+        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
     }
 
 
