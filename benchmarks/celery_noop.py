@@ -1,0 +1,24 @@
+"""The Celery app ``benchmarks/peers.py`` measures: one no-op task, Redis broker and results.
+
+The worker runs it as ``python -m celery -A benchmarks.celery_noop worker --pool=solo`` from the
+repository root; the benchmark sends the tasks from its own process. Both read the Redis URL from
+``PEERS_REDIS_URL`` (database 0 for the broker, 1 for the results). Everything else is Celery's
+default: results expire after a day, acks happen before the task runs (``acks_late`` off), the
+worker prefetches 4 messages.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+_URL = os.environ.get("PEERS_REDIS_URL", "redis://127.0.0.1:6379")
+
+app = Celery("celery_noop", broker=f"{_URL}/0", backend=f"{_URL}/1")
+app.conf.broker_connection_retry_on_startup = True  # silences a deprecation warning in 5.3+
+
+
+@app.task(name="noop")
+def noop() -> None:
+    return None
