@@ -12,6 +12,7 @@ from typing import Any
 
 from actors.actor import Actor, RequestRefused, Route
 from bus import BusClient, Delivery, Inbox
+from bus.errors import EnvelopeError
 from config.actors import ActorSettings
 
 log = logging.getLogger("taskbus.actors")
@@ -209,7 +210,11 @@ class ActorCell:
             return
         self.stats.handled += 1
         if route.kind == "request":
-            client.reply(item, result if isinstance(result, dict) else {})
+            try:
+                client.reply(item, result if isinstance(result, dict) else {})
+            except EnvelopeError as exc:  # the reply cannot be sent: over the size limit...
+                self._record(route, exc)
+                client.reply_error(item, "reply_failed", f"{type(exc).__name__}: {exc}")
         elif route.kind == "work":
             item.ack()
 

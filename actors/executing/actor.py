@@ -53,6 +53,7 @@ from tasks.registry import TaskRegistry
 from tasks.result import TaskResult
 
 STORE_TIMEOUT_S = 30.0
+HANDBACK_PAUSE_S = 1.0
 STORE_BATCH = 500  # executions per batched store request
 POISON_AFTER = 3
 
@@ -157,13 +158,41 @@ class ExecutorActor(Actor):
     # ------------------------------------------------------------ one dispatch
 
     async def _handle(self, delivery: Delivery) -> None:
+        """One dispatch, settled whatever happens: a failure of the bus or the store while
+        handling it (not of the task: that is a result) hands it back to the queue after
+        HANDBACK_PAUSE_S, instead of holding its credit until this executor restarts."""
+        try:
+            await self._handle_dispatch(delivery)
+        except Exception as exc:
+            self.counters["handed_back"] += 1
+            self.log.error(
+                "dispatch %s not handled, handed back to the queue: %s: %s",
+                delivery.envelope.id.hex(),
+                type(exc).__name__,
+                exc,
+            )
+            await asyncio.sleep(HANDBACK_PAUSE_S)
+            delivery.nack(requeue=True)
+
+    async def _handle_dispatch(self, delivery: Delivery) -> None:
         try:
             dispatch = Dispatch.read(delivery.envelope.payload)
         except InvalidValue as exc:
             await report_unreadable(self, self.queue, delivery, exc)
             delivery.nack(requeue=False)
             return
-        if await self._outcomes.submit(dispatch.execution_id) is not None:
+        try:
+            finished = await self._outcomes.submit(dispatch.execution_id)
+        except RemoteError as exc:
+            if exc.code != "not_found":
+                raise
+            # Never recorded by a scheduler (every fire is recorded before its dispatch), or
+            # deleted by retention since: nothing could store its outcome. Dropped, and said.
+            self.counters["unknown_execution"] += 1
+            await report_unreadable(self, self.queue, delivery, exc)
+            delivery.ack()
+            return
+        if finished is not None:
             self.counters["already_finished"] += 1
             delivery.ack()
             return

@@ -296,7 +296,7 @@ class SchedulerActor(Actor):
     async def _stats(self, request: Envelope, fields: Fields) -> Payload:
         fields.done()
         assert self.lease is not None
-        store = await self._store("store.stats", {})
+        store = await self._store("store.stats", {"per_task": False})
         upcoming = self.loop.engine.next_due()
         return {
             "leader": self.lease.holder,
@@ -553,6 +553,15 @@ class SchedulerActor(Actor):
         task = self._tasks.get(task_plan.task_id)
         if task is None:
             return
+        try:
+            await self._settle_plan(task, task_plan)
+        except RemoteError as exc:
+            if exc.code != "not_found":
+                raise
+            # Deleted while this fire was being recorded: nothing is owed to a deleted task.
+            self.log.info("%s deleted while firing; fire dropped: %s", task.task_id, exc)
+
+    async def _settle_plan(self, task: CompiledTask, task_plan: TaskPlan) -> None:
         plan = task_plan.plan
         await self._record_missed(task, plan)
         for run in plan.runs:
@@ -575,7 +584,14 @@ class SchedulerActor(Actor):
 
     async def _fire_later(self, task: CompiledTask, instant: datetime, delay: float) -> None:
         await asyncio.sleep(delay)
-        await self._fire(task, instant, attempt=1)
+        if task.task_id not in self._tasks:
+            return  # deleted (or disabled) while jitter held it back
+        try:
+            await self._fire(task, instant, attempt=1)
+        except RemoteError as exc:
+            if exc.code != "not_found":
+                raise
+            self.log.info("%s deleted while firing; fire dropped: %s", task.task_id, exc)
 
     async def _fire(
         self,

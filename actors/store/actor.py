@@ -239,8 +239,12 @@ class StoreActor(Actor):
     async def _stats(self, request: Envelope, fields: Fields) -> Payload:
         since = fields.optional("since", payloads.instant, None)
         task_id = fields.optional("task_id", payloads.identifier, None)
+        per_task = fields.optional("per_task", payloads.flag, True)
         fields.done()
-        return plain(await self.store.stats(since=since, task_id=task_id))
+        report = plain(await self.store.stats(since=since, task_id=task_id))
+        if not per_task:
+            report.pop("tasks", None)  # thousands of tasks would not fit in one reply
+        return report
 
     # ------------------------------------------------------------ dead letters, missed runs
 

@@ -31,6 +31,8 @@ class Faulty(Actor):
             raise ValueError("bad input 42")
         if action == "refuse":
             raise RequestRefused("not_found", "no task 'x'")
+        if action == "huge":
+            return {"blob": b"x" * (2 << 20)}  # over the default 1 MiB message limit
         return {"ok": action}
 
     @on_event("faulty.events.")
@@ -73,6 +75,19 @@ async def test_a_raising_request_handler_answers_handler_error_and_keeps_serving
     assert status["restarts"] == 0
     assert status["errors"] == 1
     assert status["last_error"] == "answer: ValueError: bad input 42"
+
+
+async def test_an_answer_too_large_to_send_is_refused_and_the_actor_keeps_serving(
+    system: ActorSystem, make_client: ClientFactory
+) -> None:
+    await spawn_instance(system, Faulty)
+    client = await make_client("tester")
+    with pytest.raises(RemoteError) as failed:
+        await client.ask("faulty.ask", {"do": "huge"})
+    assert failed.value.code == "reply_failed"
+    assert "exceeds 1048576 bytes" in failed.value.reason
+    assert (await client.ask("faulty.ask", {"do": "after"})).payload == {"ok": "after"}
+    assert system.status()["faulty"]["errors"] == 1
 
 
 async def test_request_refused_answers_with_its_own_code(

@@ -152,6 +152,9 @@ async def test_a_fire_is_recorded_once_and_finished_over_the_bus(served: Served)
     assert (stats["overall"]["runs"], stats["overall"]["failure_rate"]) == (1, 1.0)
     assert [s["task_id"] for s in stats["tasks"]] == ["t.bus"]
     assert stats["since"] is None
+    overall_only = await served.ask("store.stats", per_task=False)
+    assert "tasks" not in overall_only
+    assert overall_only["overall"] == stats["overall"]
 
 
 @pytest.mark.parametrize(
