@@ -258,6 +258,14 @@ class ActorSystem:
 
     # ------------------------------------------------------------ liveness
 
+    def instance(self, name: str) -> Actor | None:
+        """The running instance of the actor ``name``, for the host's introspection (its
+        counters, say); None while it is not running. A restart makes a new instance."""
+        supervised = self._actors.get(name)
+        if supervised is None or supervised.cell is None:
+            return None
+        return supervised.cell.actor
+
     def status(self) -> dict[str, dict[str, Any]]:
         return {name: self._liveness(s) for name, s in self._actors.items()}
 

@@ -193,8 +193,7 @@ async def _due_after_creating(client: Any, count: int) -> datetime:
 def _counters(taskbus: Any, actor: str = "scheduler") -> Any:
     """An actor's counters, read in this process: free, unlike ``scheduler.stats``, which also
     has the store compute every task's run statistics."""
-    supervised = taskbus.system._actors[actor]
-    return supervised.cell.actor.counters
+    return taskbus.system.instance(actor).counters
 
 
 def taskbus_throughput(plan: Plan) -> dict[str, Any]:

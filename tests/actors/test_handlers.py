@@ -80,7 +80,9 @@ async def test_a_raising_request_handler_answers_handler_error_and_keeps_serving
 async def test_an_answer_too_large_to_send_is_refused_and_the_actor_keeps_serving(
     system: ActorSystem, make_client: ClientFactory
 ) -> None:
-    await spawn_instance(system, Faulty)
+    faulty = await spawn_instance(system, Faulty)
+    assert system.instance("faulty") is faulty
+    assert system.instance("nobody") is None
     client = await make_client("tester")
     with pytest.raises(RemoteError) as failed:
         await client.ask("faulty.ask", {"do": "huge"})
