@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,13 @@ def scheduler_settings() -> SchedulerSettings:
     return SchedulerSettings(lease_ttl_s=2.0, default_retry_delay_s=0.05)
 
 
-@pytest.fixture
-async def system(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[ActorSystem]:
-    """Broker and store actor (fast restarts); the scheduler is spawned by ``start_scheduler``."""
+@asynccontextmanager
+async def store_system(
+    keys: KeysDirectory, tmp_path: Path, **actor_settings: Any
+) -> AsyncIterator[ActorSystem]:
+    """Broker and store actor (fast restarts; ``actor_settings`` override ActorSettings)."""
     system = await ActorSystem.embedded(
-        settings=ActorSettings(restart_backoff_s=0.01, shutdown_deadline_s=2.0),
+        settings=ActorSettings(restart_backoff_s=0.01, shutdown_deadline_s=2.0, **actor_settings),
         bus_settings=BusSettings(ask_timeout_s=5.0),
         keys=keys,
         name="scheduling",
@@ -41,6 +44,13 @@ async def system(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[ActorSyst
     await system.spawn(lambda: StoreActor(store))
     yield system
     await asyncio.wait_for(system.stop(deadline_s=1.0), 10)
+
+
+@pytest.fixture
+async def system(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[ActorSystem]:
+    """Broker and store actor; the scheduler is spawned by ``start_scheduler``."""
+    async with store_system(keys, tmp_path) as system:
+        yield system
 
 
 @pytest.fixture

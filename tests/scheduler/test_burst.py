@@ -4,7 +4,6 @@ once, and never floods the store into refusing it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,12 +13,10 @@ import pytest
 
 from actors import ActorState, ActorSystem
 from actors.scheduling import SchedulerActor
-from actors.store import LibsqlStore, StoreActor
 from bus import KeysDirectory
-from config import BusSettings
-from config.actors import ActorSettings
 from config.sections import SchedulerSettings
 from tests.bus.waits import eventually
+from tests.scheduler.conftest import store_system
 from tests.scheduler.rig import Caller, RecordingExecutor
 
 TASKS = 200
@@ -28,18 +25,8 @@ MAILBOX = 20  # the store takes at most this many requests waiting: far fewer th
 
 @pytest.fixture
 async def small_mailboxes(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[ActorSystem]:
-    system = await ActorSystem.embedded(
-        settings=ActorSettings(
-            restart_backoff_s=0.01, shutdown_deadline_s=2.0, mailbox_size=MAILBOX
-        ),
-        bus_settings=BusSettings(ask_timeout_s=5.0),
-        keys=keys,
-        name="burst",
-    )
-    store = LibsqlStore(tmp_path / "data" / "taskbus.db", environ={})
-    await system.spawn(lambda: StoreActor(store))
-    yield system
-    await asyncio.wait_for(system.stop(deadline_s=1.0), 10)
+    async with store_system(keys, tmp_path, mailbox_size=MAILBOX) as system:
+        yield system
 
 
 async def test_fires_due_together_are_recorded_marked_and_dispatched_once_each(
