@@ -73,3 +73,41 @@ def print_aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
         if index == 0:
             print("  ".join("-" * width for width in widths))
+
+
+def latency_summary(latencies: list[float]) -> dict[str, Any]:
+    """Count, p50, p99 and max of latencies in milliseconds."""
+    ordered = sorted(latencies)
+    return {
+        "count": len(ordered),
+        "p50_ms": round(percentile(ordered, 0.50), 3),
+        "p99_ms": round(percentile(ordered, 0.99), 3),
+        "max_ms": round(ordered[-1], 3),
+    }
+
+
+async def aps3_fire_latencies(fires: int, spacing_ms: float, timeout_s: float) -> list[float]:
+    """APScheduler 3 in memory (AsyncIOScheduler, UTC): ``fires`` one-shot jobs ``spacing_ms``
+    apart from a second from now; each notes when it starts minus its instant, in ms."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def job(instant: datetime) -> None:
+        latencies.append((time.time() - instant.timestamp()) * 1e3)
+        if len(latencies) >= fires:
+            done.set()
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+    first = datetime.now(UTC) + timedelta(seconds=1)
+    for index in range(fires):
+        instant = first + timedelta(milliseconds=index * spacing_ms)
+        scheduler.add_job(job, "date", run_date=instant, args=[instant], misfire_grace_time=60)
+    await asyncio.wait_for(done.wait(), timeout_s)
+    scheduler.shutdown(wait=False)
+    return latencies

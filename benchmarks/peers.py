@@ -73,7 +73,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 if str(_ROOT) not in sys.path:
     sys.path.append(str(_ROOT))
 
-from benchmarks._measure import BenchError, percentile, print_aligned  # noqa: E402
+from benchmarks._measure import (  # noqa: E402
+    BenchError,
+    aps3_fire_latencies,
+    latency_summary,
+    print_aligned,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,16 +136,6 @@ def _watch_logs() -> _Warnings:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     return handler
-
-
-def _latency_summary(latencies: list[float]) -> dict[str, Any]:
-    ordered = sorted(latencies)
-    return {
-        "count": len(ordered),
-        "p50_ms": round(percentile(ordered, 0.50), 3),
-        "p99_ms": round(percentile(ordered, 0.99), 3),
-        "max_ms": round(ordered[-1], 3),
-    }
 
 
 def _rss_mb() -> float:
@@ -316,7 +311,7 @@ def taskbus_latency(plan: Plan) -> dict[str, Any]:
             return list(noop_tasks.LATENESS_MS)
 
     with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
-        summary = _latency_summary(asyncio.run(main(directory)))
+        summary = latency_summary(asyncio.run(main(directory)))
     summary.update(warnings.report())
     return summary
 
@@ -390,30 +385,9 @@ def aps_sqlite_throughput(plan: Plan) -> dict[str, Any]:
 
 
 def aps_latency(plan: Plan) -> dict[str, Any]:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
     warnings = _watch_logs()
-
-    async def main() -> list[float]:
-        latencies: list[float] = []
-        done = asyncio.Event()
-
-        async def job(instant: datetime) -> None:
-            latencies.append((time.time() - instant.timestamp()) * 1e3)
-            if len(latencies) >= plan.fires:
-                done.set()
-
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.start()
-        first = datetime.now(UTC) + timedelta(seconds=1)
-        for index in range(plan.fires):
-            instant = first + timedelta(milliseconds=index * plan.spacing_ms)
-            scheduler.add_job(job, "date", run_date=instant, args=[instant], misfire_grace_time=60)
-        await asyncio.wait_for(done.wait(), PHASE_TIMEOUT_S)
-        scheduler.shutdown(wait=False)
-        return latencies
-
-    summary = _latency_summary(asyncio.run(main()))
+    latencies = asyncio.run(aps3_fire_latencies(plan.fires, plan.spacing_ms, PHASE_TIMEOUT_S))
+    summary = latency_summary(latencies)
     summary.update(warnings.report())
     return summary
 

@@ -41,7 +41,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 if str(_HERE.parent) not in sys.path:
     sys.path.append(str(_HERE.parent))
 
-from benchmarks._measure import percentile, print_aligned  # noqa: E402
+from benchmarks._measure import (  # noqa: E402
+    aps3_fire_latencies,
+    latency_summary,
+    print_aligned,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ def taskbus_latency(plan: Plan) -> dict[str, Any]:
         await loop.stop()
         return latencies
 
-    return _latency_summary(asyncio.run(main()))
+    return latency_summary(asyncio.run(main()))
 
 
 def taskbus_crons(plan: Plan) -> dict[str, Any]:
@@ -120,28 +124,7 @@ def taskbus_crons(plan: Plan) -> dict[str, Any]:
 
 
 def aps_latency(plan: Plan) -> dict[str, Any]:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    async def main() -> list[float]:
-        latencies: list[float] = []
-        done = asyncio.Event()
-
-        async def job(instant: datetime) -> None:
-            latencies.append((datetime.now(UTC) - instant).total_seconds() * 1e3)
-            if len(latencies) >= plan.fires:
-                done.set()
-
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.start()
-        first = datetime.now(UTC) + timedelta(seconds=1)
-        for index in range(plan.fires):
-            instant = first + timedelta(milliseconds=index * plan.spacing_ms)
-            scheduler.add_job(job, "date", run_date=instant, args=[instant], misfire_grace_time=60)
-        await asyncio.wait_for(done.wait(), 60)
-        scheduler.shutdown(wait=False)
-        return latencies
-
-    return _latency_summary(asyncio.run(main()))
+    return latency_summary(asyncio.run(aps3_fire_latencies(plan.fires, plan.spacing_ms, 60)))
 
 
 def aps_crons(plan: Plan) -> dict[str, Any]:
@@ -169,16 +152,6 @@ def aps_crons(plan: Plan) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ plumbing
-
-
-def _latency_summary(latencies: list[float]) -> dict[str, Any]:
-    ordered = sorted(latencies)
-    return {
-        "count": len(ordered),
-        "p50_ms": percentile(ordered, 0.50),
-        "p99_ms": percentile(ordered, 0.99),
-        "max_ms": ordered[-1],
-    }
 
 
 def _time_us(call: Callable[[], object], plan: Plan) -> float:
