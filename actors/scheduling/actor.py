@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,7 +45,7 @@ from actors.store.records import TaskRecord, TaskSpec
 from bus import AskTimeout, BusError, Delivery, Envelope, RemoteError
 from bus.envelope import Payload
 from config.sections import SchedulerSettings
-from scheduler import Clock, MisfirePlan, PlannedRun, SystemClock, TaskPlan, jittered
+from scheduler import Clock, MisfirePlan, SystemClock, TaskPlan, jittered
 from scheduler.retry import DeadLetter
 
 Handler = Callable[[Envelope, Fields], Awaitable[Payload]]
@@ -56,6 +56,24 @@ FIRE_BATCH = 500  # fires recorded (and dispatched) per store write
 FIRE_BATCHES_IN_FLIGHT = 4  # batches at once: one commits while another is dispatched
 SETTLING = 64  # plans with missed runs or jitter settled at once, one store write each
 _PASSED_ON = ("not_found", "conflict", "invalid")  # store refusals the requester caused
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """A fire as the store recorded it (``execution``: the record; ``duplicate``: recorded
+    before, by this or an earlier leader)."""
+
+    task: CompiledTask
+    instant: datetime
+    attempt: int
+    coalesced: int
+    reason: str
+    execution: Mapping[str, Any]
+    duplicate: bool
+
+    @property
+    def execution_id(self) -> str:
+        return str(self.execution["execution_id"])
 
 
 class SchedulerActor(Actor):
@@ -526,27 +544,43 @@ class SchedulerActor(Actor):
                 "fence": self.lease.fence,
             },
         )
-        owed: list[tuple[CompiledTask, PlannedRun, str]] = []
-        for (task, run), execution in zip(fires, reply.payload["executions"], strict=True):
-            if execution["duplicate"]:
+        await self._dispatch_recorded(
+            [
+                _Recorded(
+                    task,
+                    run.instant,
+                    attempt=1,
+                    coalesced=run.coalesced,
+                    reason="schedule",
+                    execution=execution,
+                    duplicate=execution["duplicate"],
+                )
+                for (task, run), execution in zip(fires, reply.payload["executions"], strict=True)
+            ]
+        )
+
+    async def _dispatch_recorded(self, fires: list[_Recorded]) -> None:
+        """Dispatch the recorded fires that are owed (a duplicate that finished is not), then
+        publish each ``queued``."""
+        owed = []
+        for fire in fires:
+            if fire.duplicate:
                 self.counters["duplicate_fires"] += 1
-                if execution["success"] is not None:
+                if fire.execution["success"] is not None:
                     continue  # ran already: nothing is owed
             else:
                 self.counters["fires"] += 1
-            owed.append((task, run, str(execution["execution_id"])))
-        await self._dispatch_all(
-            [(task, execution_id, run.instant, 1) for task, run, execution_id in owed]
-        )
-        for task, run, execution_id in owed:
+            owed.append(fire)
+        await self._dispatch_all([(f.task, f.execution_id, f.instant, f.attempt) for f in owed])
+        for fire in owed:
             await self._status_event(
-                task.task_id,
+                fire.task.task_id,
                 "queued",
-                execution_id=execution_id,
-                scheduled_at=run.instant.isoformat(),
-                attempt=1,
-                coalesced=run.coalesced,
-                reason="schedule",
+                execution_id=fire.execution_id,
+                scheduled_at=fire.instant.isoformat(),
+                attempt=fire.attempt,
+                coalesced=fire.coalesced,
+                reason=fire.reason,
             )
 
     async def _settle(self, task_plan: TaskPlan, now: datetime) -> None:
@@ -614,24 +648,17 @@ class SchedulerActor(Actor):
                 "fence": self.lease.fence,
             },
         )
-        execution = reply.payload["execution"]
-        if reply.payload["duplicate"]:
-            self.counters["duplicate_fires"] += 1
-            if execution["success"] is not None:
-                return str(execution["execution_id"])  # ran already: nothing is owed
-        else:
-            self.counters["fires"] += 1
-        await self._dispatch(task, execution["execution_id"], instant, attempt)
-        await self._status_event(
-            task.task_id,
-            "queued",
-            execution_id=execution["execution_id"],
-            scheduled_at=instant.isoformat(),
+        fire = _Recorded(
+            task,
+            instant,
             attempt=attempt,
             coalesced=coalesced,
             reason=reason,
+            execution=reply.payload["execution"],
+            duplicate=reply.payload["duplicate"],
         )
-        return str(execution["execution_id"])
+        await self._dispatch_recorded([fire])
+        return fire.execution_id
 
     async def _dispatch(
         self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
