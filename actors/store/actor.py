@@ -101,16 +101,8 @@ class StoreActor(Actor):
             raise RequestRefused("unknown_topic", f"the store does not answer {request.topic!r}")
         try:
             return await handler(request, Fields(request.payload))
-        except InvalidValue as exc:
-            raise RequestRefused("invalid", str(exc)) from exc
-        except NotFound as exc:
-            raise RequestRefused("not_found", str(exc)) from exc
-        except LeaseLost as exc:
-            raise RequestRefused("lease_lost", str(exc)) from exc
-        except Conflict as exc:
-            raise RequestRefused("conflict", str(exc)) from exc
         except StoreError as exc:
-            raise RequestRefused("store_error", str(exc)) from exc
+            raise RequestRefused(error_code(exc), str(exc)) from exc
 
     # ------------------------------------------------------------ tasks
 
@@ -192,10 +184,7 @@ class StoreActor(Actor):
         replies: list[dict[str, Any]] = []
         for (execution_id, _), result in zip(finishes, results, strict=True):
             if isinstance(result, StoreError):
-                code = "not_found" if isinstance(result, NotFound) else "invalid"
-                if not isinstance(result, NotFound | InvalidValue):
-                    code = "store_error"
-                error = {"code": code, "reason": str(result)}
+                error = {"code": error_code(result), "reason": str(result)}
                 replies.append({"execution_id": execution_id, "error": error})
             else:
                 replies.append({"execution_id": execution_id, "duplicate": result.duplicate})
@@ -365,3 +354,16 @@ class StoreActor(Actor):
             items.append(rendered)
         cut = page.cut(len(items))
         return {key: items, "next_cursor": cut.next_cursor}
+
+
+_CODES: tuple[tuple[type[StoreError], str], ...] = (
+    (InvalidValue, "invalid"),
+    (NotFound, "not_found"),
+    (LeaseLost, "lease_lost"),
+    (Conflict, "conflict"),
+)
+
+
+def error_code(error: StoreError) -> str:
+    """The error code a store failure is answered with (``store_error`` for any other)."""
+    return next((code for kind, code in _CODES if isinstance(error, kind)), "store_error")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from actors.store import leases, queries, values, writes
 from actors.store._files import sync_directory
@@ -55,6 +56,7 @@ from config.settings import Settings
 from config.store import StoreSettings
 
 log = logging.getLogger("taskbus.store")
+T = TypeVar("T")
 
 MAX_LEASE_S = 86_400.0
 _VACUUM_PAGES = 2_000
@@ -298,15 +300,8 @@ class LibsqlStore(Store):
         fence: Fence | None = None,
         now: datetime,
     ) -> list[Recorded[ExecutionRecord]]:
-        batch, marked = tuple(news), tuple(marks)
-        for name, items, kind in (("executions", batch, NewExecution), ("marks", marked, RunMark)):
-            if len(items) > MAX_EXECUTION_BATCH:
-                raise InvalidValue(name, f"has {len(items)} entries, at most {MAX_EXECUTION_BATCH}")
-            for index, item in enumerate(items):
-                if not isinstance(item, kind):
-                    raise InvalidValue(
-                        f"{name}[{index}]", f"expected a {kind.__name__}, got {type(item).__name__}"
-                    )
+        batch = _entries("executions", news, NewExecution, 0, MAX_EXECUTION_BATCH)
+        marked = _entries("marks", marks, RunMark, 0, MAX_EXECUTION_BATCH)
         now = values.instant("now", now)
         return await self._running.write(
             lambda c: writes.record_fires(
@@ -381,14 +376,7 @@ class LibsqlStore(Store):
         fence: Fence | None = None,
     ) -> int:
         task_id = values.identifier("task_id", task_id)
-        batch = tuple(runs)
-        if not 1 <= len(batch) <= MAX_MISSED_BATCH:
-            raise InvalidValue("runs", f"has {len(batch)} entries, expected 1..{MAX_MISSED_BATCH}")
-        for index, run in enumerate(batch):
-            if not isinstance(run, NewMissedRun):
-                raise InvalidValue(
-                    f"runs[{index}]", f"expected a NewMissedRun, got {type(run).__name__}"
-                )
+        batch = _entries("runs", runs, NewMissedRun, 1, MAX_MISSED_BATCH)
         now = values.instant("now", now)
         return await self._running.write(
             lambda c: writes.record_missed(c, task_id, batch, now, fence)
@@ -475,6 +463,20 @@ class LibsqlStore(Store):
         token = values.count("token", token, low=1)
         now = values.instant("now", now)
         return await self._running.write(lambda c: leases.release(c, name, holder, token, now))
+
+
+def _entries(name: str, items: Sequence[T], kind: type[T], low: int, high: int) -> tuple[T, ...]:
+    """``items`` as a tuple of ``low`` to ``high`` instances of ``kind``; InvalidValue names the
+    count or the first entry of another type (``runs[3]``)."""
+    batch = tuple(items)
+    if not low <= len(batch) <= high:
+        raise InvalidValue(name, f"has {len(batch)} entries, expected {low}..{high}")
+    for index, item in enumerate(batch):
+        if not isinstance(item, kind):
+            raise InvalidValue(
+                f"{name}[{index}]", f"expected a {kind.__name__}, got {type(item).__name__}"
+            )
+    return batch
 
 
 def _finished(

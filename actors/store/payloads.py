@@ -235,12 +235,8 @@ def entries(name: str, value: Any, read: Callable[[Fields], T], *, low: int = 1)
     """``low`` to MAX_EXECUTION_BATCH maps, each read by ``read`` (which must call ``done``);
     a bad entry is named with its index: ``executions[3].scheduled_at: is required``.
     """
-    if not isinstance(value, list | tuple):
-        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
-    if not low <= len(value) <= MAX_EXECUTION_BATCH:
-        raise InvalidValue(name, f"has {len(value)} entries, expected {low}..{MAX_EXECUTION_BATCH}")
     parsed: list[T] = []
-    for index, entry in enumerate(value):
+    for index, entry in enumerate(_batch(name, value, low)):
         item = f"{name}[{index}]"
         fields_ = Fields(mapping(item, entry))
         with _inside(item):
@@ -250,11 +246,18 @@ def entries(name: str, value: Any, read: Callable[[Fields], T], *, low: int = 1)
 
 def identifiers(name: str, value: Any) -> tuple[str, ...]:
     """1 to MAX_EXECUTION_BATCH identifiers."""
+    return tuple(
+        identifier(f"{name}[{index}]", item) for index, item in enumerate(_batch(name, value, 1))
+    )
+
+
+def _batch(name: str, value: Any, low: int) -> list[Any] | tuple[Any, ...]:
+    """A list of ``low`` to MAX_EXECUTION_BATCH entries."""
     if not isinstance(value, list | tuple):
         raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
-    if not 1 <= len(value) <= MAX_EXECUTION_BATCH:
-        raise InvalidValue(name, f"has {len(value)} entries, expected 1..{MAX_EXECUTION_BATCH}")
-    return tuple(identifier(f"{name}[{index}]", item) for index, item in enumerate(value))
+    if not low <= len(value) <= MAX_EXECUTION_BATCH:
+        raise InvalidValue(name, f"has {len(value)} entries, expected {low}..{MAX_EXECUTION_BATCH}")
+    return value
 
 
 def new_execution_entry(entry: Fields) -> NewExecution:
