@@ -313,6 +313,11 @@ def _show(args: argparse.Namespace) -> int:
     return _call(args, work)
 
 
+async def _next_run(client: TaskbusClient, task_id: str) -> str:
+    """``in 5m`` (or ``-``): when the scheduler fires the task next."""
+    return fmt.relative((await client.status(task_id))["next_fire"], _now())
+
+
 def _instant(value: str | None, now: datetime) -> str:
     if value is None:
         return "-"
@@ -340,8 +345,7 @@ def _create(args: argparse.Namespace) -> int:
         if not task["enabled"]:
             print(f"created {task['task_id']} (disabled)")
             return 0
-        status = await client.status(task["task_id"])
-        print(f"created {task['task_id']}: next run {fmt.relative(status['next_fire'], _now())}")
+        print(f"created {task['task_id']}: next run {await _next_run(client, task['task_id'])}")
         return 0
 
     return _call(args, work)
@@ -379,8 +383,7 @@ def _delete(args: argparse.Namespace) -> int:
 def _enable(args: argparse.Namespace) -> int:
     async def work(client: TaskbusClient) -> int:
         await client.enable(args.task_id)
-        status = await client.status(args.task_id)
-        print(f"enabled {args.task_id}: next run {fmt.relative(status['next_fire'], _now())}")
+        print(f"enabled {args.task_id}: next run {await _next_run(client, args.task_id)}")
         return 0
 
     return _call(args, work)
@@ -407,8 +410,7 @@ def _trigger(args: argparse.Namespace) -> int:
 def _reset(args: argparse.Namespace) -> int:
     async def work(client: TaskbusClient) -> int:
         await client.reset(args.task_id)
-        status = await client.status(args.task_id)
-        print(f"reset {args.task_id}: next run {fmt.relative(status['next_fire'], _now())}")
+        print(f"reset {args.task_id}: next run {await _next_run(client, args.task_id)}")
         return 0
 
     return _call(args, work)

@@ -70,6 +70,7 @@ class Taskbus:
             if endpoints is None
             else list(endpoints)
         )
+        self.keys = KeysDirectory(settings.paths.keys_dir)
         self.first_run = False
         self._system: ActorSystem | None = None
         self._assembly: Assembly | None = None
@@ -87,11 +88,11 @@ class Taskbus:
     async def start(self) -> Taskbus:
         if self._system is not None:
             raise TaskbusError("taskbus is already running")
-        keys, self.first_run = prepare_home(self.settings)
+        self.keys, self.first_run = prepare_home(self.settings)
         assembly = Assembly(self.settings)  # imports the task modules: fails before listening
         try:
             system = await ActorSystem.embedded(
-                keys=keys,
+                keys=self.keys,
                 endpoints=self.endpoints,
                 settings=self.settings.actors,
                 bus_settings=self.settings.bus,

@@ -79,7 +79,7 @@ async def run_system(settings: Settings) -> ShutdownReport:
 
 def _say_where(taskbus: Taskbus) -> None:
     settings, system = taskbus.settings, taskbus.system
-    keys = KeysDirectory(settings.paths.keys_dir)
+    keys = taskbus.keys
     if taskbus.first_run:
         _say(f"created CurveZMQ keys in {keys.root}")
     _say(f"data in {settings.paths.data_dir}")
