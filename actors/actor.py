@@ -125,6 +125,12 @@ class Actor:
         turns ``degraded``); empty when all is well."""
         return []
 
+    def critical(self) -> list[str]:
+        """Why this actor cannot do its job at all although it runs (a store that cannot read
+        its file, say): reported in its liveness, and health turns ``critical``; empty when
+        all is well."""
+        return []
+
     async def on_stop(self) -> None:
         """Called after the last handler finished (or was cancelled) during shutdown."""
 

@@ -248,6 +248,7 @@ class ActorCell:
             "mailbox": sum(len(inbox) for _, inbox in self._inboxes),
             "mailbox_dropped": sum(inbox.dropped for _, inbox in self._inboxes),
             "degraded": self.actor.degraded(),
+            "critical": self.actor.critical(),
         }
 
 

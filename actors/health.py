@@ -36,6 +36,8 @@ def assess(
             status, reasons = DEGRADED, ["stopped"]
         elif silent > STALE_INTERVALS * interval:
             status, reasons = CRITICAL, [f"no liveness for {silent:.1f}s"]
+        elif report.get("critical"):
+            status, reasons = CRITICAL, [str(reason) for reason in report["critical"]]
         elif state == ActorState.RESTARTING:
             status, reasons = DEGRADED, [str(report.get("reason", "restarting"))]
         elif float(report.get("busy_s", 0.0)) > stuck_after_s:

@@ -109,3 +109,12 @@ def test_an_actor_reporting_itself_degraded_is_degraded_with_its_reasons() -> No
         "quarantined: user.bad",
     ]
     assert judge({"executor-user": (NOW, report(degraded=[]))})["status"] == "healthy"
+
+
+def test_an_actor_that_reports_itself_critical_is_critical_with_its_reasons() -> None:
+    broken = report(critical=["store cannot read its file: page 7 is damaged"], degraded=["x"])
+    result = judge({"store": (NOW, broken)})
+    assert result["status"] == "critical"
+    assert result["actors"]["store"]["reasons"] == [
+        "store cannot read its file: page 7 is damaged"
+    ]
