@@ -2,14 +2,15 @@
 
 ``scheduler.TimingEngine`` decides what is due and how long to sleep; this runs it on an asyncio
 event loop with a real clock. It reads the clock once per wake, hands each tick's plans to a
-callback, and sleeps on a loop timer (monotonic) until the next fire, or until a task is added,
-changed or removed: no polling.
+callback, and sleeps on a timer of that clock (monotonic) until the next fire, or until a task is
+added, changed or removed: no polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -76,6 +77,7 @@ class FireLoop:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        clock = self._clock
         while True:
             now = self._clock.wall()
             plans = [*self._pending, *self.engine.tick(now)]
@@ -85,7 +87,9 @@ class FireLoop:
                 continue  # the handler took time: re-read the clock before sleeping
             delay = self.engine.sleep_s(self._clock.wall())
             waiter = self._waiter = loop.create_future()
-            timer = None if delay is None else loop.call_later(delay, _wake, waiter)
+            timer = (
+                None if delay is None else clock.call_later(delay, functools.partial(_wake, waiter))
+            )
             try:
                 await waiter
             finally:

@@ -4,7 +4,7 @@ Schedules and their DST rules, jitter, misfire and retry policies, and the timin
 keeps the next due fire in a heap. The scheduler actor (in ``actors``) drives it with a clock.
 """
 
-from scheduler.clock import Clock, FakeClock, Reading, SystemClock, wall_jump_s
+from scheduler.clock import Clock, FakeClock, Reading, SystemClock, Timer, sleep, wall_jump_s
 from scheduler.compiled import clear_schedule_cache, compile_schedule
 from scheduler.cron import CronSchedule
 from scheduler.dst import DEFAULT_DST_POLICY, DstPolicy
@@ -48,6 +48,7 @@ __all__ = [
     "ScheduleError",
     "SystemClock",
     "TaskPlan",
+    "Timer",
     "TimingEngine",
     "clear_schedule_cache",
     "compile_schedule",
@@ -55,5 +56,6 @@ __all__ = [
     "jittered",
     "plan_missed",
     "plan_window",
+    "sleep",
     "wall_jump_s",
 ]

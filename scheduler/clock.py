@@ -1,14 +1,21 @@
-"""The clock the scheduler is given: wall time for schedule maths, a monotonic clock for sleeping.
+"""The clock the scheduler is given: wall time for schedule maths, a monotonic clock for sleeping,
+and timers on that monotonic clock.
 
 Schedule maths never reads a clock (STYLE item 1): the driver reads its ``Clock`` once per tick and
-passes ``now`` down. Tests drive a ``FakeClock`` whose wall time can jump back or forward without
-its monotonic time moving, which is how clock jumps are simulated.
+passes ``now`` down, and it sleeps and sets timers through the same clock. Tests drive a
+``FakeClock`` whose wall time can jump back or forward without its monotonic time moving, which is
+how clock jumps are simulated, and whose timers fire when ``advance`` moves its monotonic time
+past them, so that no test waits real time for a schedule, a backoff or a jitter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -16,9 +23,17 @@ from scheduler._instants import utc
 from scheduler.errors import ScheduleError
 
 
+class Timer(Protocol):
+    """A callback set to run later; ``cancel`` stops it (a no-op once it ran)."""
+
+    def cancel(self) -> None: ...
+
+
 class Clock(Protocol):
     """Two readings: ``wall()`` is an aware UTC datetime that may jump (NTP, the user, a VM
     resume); ``monotonic()`` is seconds from an arbitrary origin that never goes backwards.
+    ``call_later`` runs a callback once ``delay_s`` seconds have passed on the monotonic clock,
+    in the running event loop.
 
     Fire instants are wall instants; sleeps are measured on the monotonic clock.
     """
@@ -27,9 +42,27 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
+    def call_later(self, delay_s: float, callback: Callable[[], object]) -> Timer: ...
+
+
+async def sleep(clock: Clock, seconds: float) -> None:
+    """Wait ``seconds`` on ``clock``'s monotonic time (cancelling the wait cancels its timer)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    timer = clock.call_later(max(0.0, seconds), wake)
+    try:
+        await done
+    finally:
+        timer.cancel()
+
 
 class SystemClock:
-    """The host's clocks: ``datetime.now(UTC)`` and ``time.monotonic()``."""
+    """The host's clocks: ``datetime.now(UTC)``, ``time.monotonic()`` and the running event
+    loop's timers (which run on the same monotonic clock)."""
 
     def wall(self) -> datetime:
         return datetime.now(UTC)
@@ -37,15 +70,31 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def call_later(self, delay_s: float, callback: Callable[[], object]) -> Timer:
+        return asyncio.get_running_loop().call_later(max(0.0, delay_s), callback)
+
+
+@dataclass(order=True, slots=True)
+class _FakeTimer:
+    due: float
+    sequence: int
+    callback: Callable[[], object] | None = field(compare=False)
+
+    def cancel(self) -> None:
+        self.callback = None
+
 
 class FakeClock:
-    """A clock that moves only when told to: ``advance`` moves both readings (time passing),
-    ``jump`` moves the wall clock alone (someone set the clock).
+    """A clock that moves only when told to: ``advance`` moves both readings (time passing) and
+    runs the timers it passes, in order; ``jump`` moves the wall clock alone (someone set the
+    clock), which runs no timer.
     """
 
     def __init__(self, wall: datetime, monotonic: float = 0.0) -> None:
         self._wall = utc("wall", wall)
         self._monotonic = float(monotonic)
+        self._timers: list[_FakeTimer] = []
+        self._sequence = itertools.count()
 
     def wall(self) -> datetime:
         return self._wall
@@ -53,12 +102,41 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._monotonic
 
+    def call_later(self, delay_s: float, callback: Callable[[], object]) -> Timer:
+        timer = _FakeTimer(self._monotonic + max(0.0, delay_s), next(self._sequence), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    @property
+    def next_timer_s(self) -> float | None:
+        """Seconds until the earliest pending timer (None: none is pending)."""
+        while self._timers and self._timers[0].callback is None:
+            heapq.heappop(self._timers)
+        return None if not self._timers else max(0.0, self._timers[0].due - self._monotonic)
+
     def advance(self, seconds: float) -> None:
-        """Let ``seconds`` (>= 0) pass on both clocks."""
+        """Let ``seconds`` (>= 0) pass on both clocks, running each timer due on the way with
+        the clocks at its due time."""
         if not seconds >= 0:
             raise ScheduleError(f"a clock advances by 0 seconds or more, not {seconds!r}")
-        self._monotonic += seconds
-        self._wall += timedelta(seconds=seconds)
+        start = self._monotonic
+        end = start + seconds
+        while self._timers and self._timers[0].due <= end:
+            timer = heapq.heappop(self._timers)
+            if timer.callback is None:
+                continue
+            self._pass(timer.due - self._monotonic)
+            callback, timer.callback = timer.callback, None
+            callback()
+        if self._monotonic == start:
+            self._monotonic, self._wall = end, self._wall + timedelta(seconds=seconds)  # exact
+        else:
+            self._pass(end - self._monotonic)
+
+    def _pass(self, seconds: float) -> None:
+        if seconds > 0:
+            self._monotonic += seconds
+            self._wall += timedelta(seconds=seconds)
 
     def jump(self, seconds: float) -> None:
         """Move the wall clock alone, forward (> 0) or backward (< 0)."""

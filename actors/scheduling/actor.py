@@ -45,7 +45,7 @@ from actors.store.records import TaskRecord, TaskSpec
 from bus import AskTimeout, BusError, Delivery, Envelope, RemoteError
 from bus.envelope import Payload
 from config.sections import SchedulerSettings
-from scheduler import Clock, MisfirePlan, SystemClock, TaskPlan, jittered
+from scheduler import Clock, MisfirePlan, SystemClock, TaskPlan, Timer, jittered, sleep
 from scheduler.retry import DeadLetter
 
 Handler = Callable[[Envelope, Fields], Awaitable[Payload]]
@@ -99,7 +99,7 @@ class SchedulerActor(Actor):
         self.lease: Lease | None = None
         self.loop = FireLoop(self._on_plans, clock=self._clock)
         self._tasks: dict[str, CompiledTask] = {}
-        self._retries: dict[tuple[str, datetime, int], asyncio.TimerHandle] = {}
+        self._retries: dict[tuple[str, datetime, int], Timer] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self.counters: Counter[str] = Counter()
@@ -205,7 +205,7 @@ class SchedulerActor(Actor):
                 f"{spec.task_id!r}: {category} tasks are defined in code; only user.* tasks "
                 "can be created over the bus",
             )
-        return await self._put(spec, expected_version=0)
+        return await self._put(spec, expected_version=0, stored=None)
 
     async def _update(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
@@ -219,7 +219,7 @@ class SchedulerActor(Actor):
                 "denied", f"{task_id!r} is defined in code: its task_class cannot change"
             )
         spec = definitions.apply_changes(stored, changes, policies, self.settings)
-        return await self._put(spec, expected_version=expected or stored.version)
+        return await self._put(spec, expected_version=expected or stored.version, stored=stored)
 
     async def _enable(self, request: Envelope, fields: Fields) -> Payload:
         return await self._set_enabled(fields, enabled=True)
@@ -232,7 +232,7 @@ class SchedulerActor(Actor):
         fields.done()
         stored = await self._stored(task_id)
         spec = definitions.apply_changes(stored, {"enabled": enabled}, {}, self.settings)
-        return await self._put(spec, expected_version=stored.version)
+        return await self._put(spec, expected_version=stored.version, stored=stored)
 
     async def _delete(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
@@ -266,7 +266,10 @@ class SchedulerActor(Actor):
         """Forget the last run: the next fire is the first one after now, nothing is missed."""
         task_id = definitions.task_id(fields)
         fields.done()
-        reply = await self._store("store.task.reset", {"task_id": task_id})
+        reply = await self._store(
+            "store.task.reset",
+            {"task_id": task_id, "accounted_through": self._clock.wall().isoformat()},
+        )
         record = definitions.record_from_plain(reply.payload["task"])
         self.loop.engine.forget(task_id)
         return await self._schedule(record)
@@ -335,7 +338,16 @@ class SchedulerActor(Actor):
         reply = await self._store("store.task.get", {"task_id": task_id})
         return definitions.record_from_plain(reply.payload["task"])
 
-    async def _put(self, spec: TaskSpec, *, expected_version: int) -> Payload:
+    async def _put(
+        self, spec: TaskSpec, *, expected_version: int, stored: TaskRecord | None
+    ) -> Payload:
+        """Store a new or changed definition. A new task, a changed schedule and an enabled
+        task owe the fires after now, not those before (which were not theirs to run); any other
+        change keeps what the task owes."""
+        now = self._clock.wall()
+        if definitions.fires_anew(stored, spec):
+            definitions.check_fires_after(spec, self.settings, now)
+            spec = replace(spec, accounted_through=now)
         reply = await self._store(
             "store.task.put", _put_payload(spec) | {"expected_version": expected_version}
         )
@@ -351,7 +363,12 @@ class SchedulerActor(Actor):
         next_fire = None
         if record.enabled:
             self._tasks[record.task_id] = task
-            next_fire = self.loop.put(record.task_id, task.schedule, task.policies.misfire)
+            next_fire = self.loop.put(
+                record.task_id,
+                task.schedule,
+                task.policies.misfire,
+                last_fired=definitions.accounted_through(record),
+            )
         else:
             self._forget(record.task_id)
         if next_fire != record.next_run:
@@ -378,7 +395,8 @@ class SchedulerActor(Actor):
             except RemoteError as exc:
                 if exc.code != "not_found":
                     raise
-                await self._store("store.task.put", _put_payload(spec) | {"expected_version": 0})
+                new = replace(spec, accounted_through=self._clock.wall())  # owes from now on
+                await self._store("store.task.put", _put_payload(new) | {"expected_version": 0})
                 continue
             wanted = replace(spec, enabled=stored.enabled, owner=stored.owner)
             if wanted != definitions.spec_of(stored):
@@ -405,7 +423,10 @@ class SchedulerActor(Actor):
                     continue
                 self._tasks[record.task_id] = task
                 next_fire = self.loop.put(
-                    record.task_id, task.schedule, task.policies.misfire, last_fired=record.last_run
+                    record.task_id,
+                    task.schedule,
+                    task.policies.misfire,
+                    last_fired=definitions.accounted_through(record),
                 )
                 if next_fire != record.next_run and (next_fire or now) >= now:
                     stale.append({"task_id": record.task_id, "next_run": _iso(next_fire)})
@@ -596,17 +617,23 @@ class SchedulerActor(Actor):
             self.log.info("%s deleted while firing; fire dropped: %s", task.task_id, exc)
 
     async def _settle_plan(self, task: CompiledTask, task_plan: TaskPlan) -> None:
+        """Record what did not run, record each run and dispatch it (a jittered one after its
+        delay: recorded first, so that a scheduler that dies meanwhile leaves it to the next
+        leader's recovery), then account for the plan."""
         plan = task_plan.plan
         await self._record_missed(task, plan)
         for run in plan.runs:
-            jitter_s = task.policies.run.jitter_s
-            if jitter_s > 0:
-                due = jittered(run.instant, task.task_id, jitter_s)
+            fire = await self._record_fire(
+                task, run.instant, attempt=1, coalesced=run.coalesced, reason="schedule"
+            )
+            delay = 0.0
+            if task.policies.run.jitter_s > 0:
+                due = jittered(run.instant, task.task_id, task.policies.run.jitter_s)
                 delay = (due - self._clock.wall()).total_seconds()
-                if delay > 0:
-                    self._spawn(self._fire_later(task, run.instant, delay))
-                    continue
-            await self._fire(task, run.instant, attempt=1, coalesced=run.coalesced)
+            if delay > 0 and not fire.duplicate:
+                self._spawn(self._dispatch_later(fire, delay))
+            else:
+                await self._dispatch_recorded([fire])
         await self._owed(
             "store.task.mark_run",
             {
@@ -616,16 +643,24 @@ class SchedulerActor(Actor):
             },
         )
 
-    async def _fire_later(self, task: CompiledTask, instant: datetime, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if task.task_id not in self._tasks:
-            return  # deleted (or disabled) while jitter held it back
-        try:
-            await self._fire(task, instant, attempt=1)
-        except RemoteError as exc:
-            if exc.code != "not_found":
-                raise
-            self.log.info("%s deleted while firing; fire dropped: %s", task.task_id, exc)
+    async def _dispatch_later(self, fire: _Recorded, delay: float) -> None:
+        """Dispatch a recorded fire once its jitter has passed; if its task was deleted or
+        disabled meanwhile, end the run as not started instead."""
+        await sleep(self._clock, delay)
+        if fire.task.task_id in self._tasks:
+            await self._dispatch_recorded([fire])
+            return
+        self.log.info("%s gone while jitter held its fire back; fire dropped", fire.task.task_id)
+        await self._owed(
+            "store.execution.finish",
+            {
+                "execution_id": fire.execution_id,
+                "completed_at": self._clock.wall().isoformat(),
+                "success": False,
+                "error_message": "not started: the task was deleted or disabled during its "
+                "jitter delay",
+            },
+        )
 
     async def _fire(
         self,
@@ -637,6 +672,16 @@ class SchedulerActor(Actor):
         reason: str = "schedule",
     ) -> str:
         """Record the fire (fenced, idempotent), then dispatch it; returns the execution id."""
+        fire = await self._record_fire(
+            task, instant, attempt=attempt, coalesced=coalesced, reason=reason
+        )
+        await self._dispatch_recorded([fire])
+        return fire.execution_id
+
+    async def _record_fire(
+        self, task: CompiledTask, instant: datetime, *, attempt: int, coalesced: int, reason: str
+    ) -> _Recorded:
+        """Record one attempt of a fire, fenced by the lease and once per attempt."""
         assert self.lease is not None
         reply = await self._owed(
             "store.execution.record",
@@ -648,7 +693,7 @@ class SchedulerActor(Actor):
                 "fence": self.lease.fence,
             },
         )
-        fire = _Recorded(
+        return _Recorded(
             task,
             instant,
             attempt=attempt,
@@ -657,8 +702,6 @@ class SchedulerActor(Actor):
             execution=reply.payload["execution"],
             duplicate=reply.payload["duplicate"],
         )
-        await self._dispatch_recorded([fire])
-        return fire.execution_id
 
     async def _dispatch(
         self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
@@ -811,7 +854,7 @@ class SchedulerActor(Actor):
             if current is not None:
                 self._spawn(self._fire(current, instant, attempt=attempt, reason="retry"))
 
-        self._retries[key] = asyncio.get_running_loop().call_later(delay, fire)
+        self._retries[key] = self._clock.call_later(delay, fire)
 
     # ------------------------------------------------------------ talking to the store
 

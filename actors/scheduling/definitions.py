@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from actors.store import payloads
@@ -64,6 +65,38 @@ def _compile(
         field = "timezone" if "time zone" in str(error) else "schedule"
         raise InvalidValue(field, str(error)) from error
     return schedule, policies
+
+
+def fires_anew(stored: TaskRecord | None, spec: TaskSpec) -> bool:
+    """Whether storing ``spec`` over ``stored`` starts its fires afresh: a new task, a changed
+    schedule (its expression, zone or DST rules, all in the run policy) and a task being enabled
+    owe the fires after the change, not those before it."""
+    if stored is None:
+        return True
+    if spec.enabled and not stored.enabled:
+        return True
+    return (spec.schedule, spec.timezone, spec.run_policy) != (
+        stored.schedule,
+        stored.timezone,
+        stored.run_policy,
+    )
+
+
+def check_fires_after(spec: TaskSpec, settings: SchedulerSettings, now: datetime) -> None:
+    """InvalidValue if the schedule has no fire after ``now`` (a one-shot in the past), which
+    would be stored and never run."""
+    schedule, _ = _compile(spec, settings)
+    if schedule.next_fire(now) is None:
+        raise InvalidValue(
+            "schedule",
+            f"{spec.schedule!r} has no fire after now ({now.isoformat(timespec='seconds')}): "
+            "a one-shot's instant must be in the future",
+        )
+
+
+def accounted_through(record: TaskRecord) -> datetime:
+    """The instant after which the stored task's fires are owed (see the store's schema)."""
+    return record.accounted_through or record.last_run or record.created_at
 
 
 def category(task_id: str) -> str:
@@ -151,7 +184,7 @@ def spec_of(record: TaskRecord) -> TaskSpec:
 def record_from_plain(plain: Mapping[str, Any]) -> TaskRecord:
     """A task record as the store actor sends it (instants in ISO 8601)."""
     values = dict(plain)
-    for name in ("created_at", "updated_at", "last_run", "next_run"):
+    for name in ("created_at", "updated_at", "last_run", "next_run", "accounted_through"):
         if values.get(name) is not None:
             values[name] = payloads.instant(name, values[name])
     return TaskRecord(**values)

@@ -146,8 +146,10 @@ class StoreActor(Actor):
 
     async def _task_reset(self, request: Envelope, fields: Fields) -> Payload:
         task_id = fields.required("task_id", payloads.identifier)
+        through = fields.optional("accounted_through", payloads.instant, None)
         fields.done()
-        return {"task": plain(await self.store.reset_task(task_id, now=self._clock()))}
+        task = await self.store.reset_task(task_id, now=self._clock(), accounted_through=through)
+        return {"task": plain(task)}
 
     # ------------------------------------------------------------ executions
 

@@ -268,10 +268,17 @@ class LibsqlStore(Store):
             lambda c: writes.mark_run(c, task_id, last, following, now)
         )
 
-    async def reset_task(self, task_id: str, *, now: datetime) -> TaskRecord:
+    async def reset_task(
+        self, task_id: str, *, now: datetime, accounted_through: datetime | None = None
+    ) -> TaskRecord:
         task_id = values.identifier("task_id", task_id)
         now = values.instant("now", now)
-        return await self._running.write(lambda c: writes.reset_task(c, task_id, now))
+        through = (
+            None
+            if accounted_through is None
+            else values.instant("accounted_through", accounted_through)
+        )
+        return await self._running.write(lambda c: writes.reset_task(c, task_id, now, through))
 
     async def task_status(self, task_id: str) -> TaskStatus:
         task_id = values.identifier("task_id", task_id)

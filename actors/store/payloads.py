@@ -145,6 +145,7 @@ def task_spec(request: Fields) -> TaskSpec:
         run_policy=request.optional("run_policy", mapping, None),
         owner=request.optional("owner", any_text, ""),
         next_run=request.optional("next_run", instant, None),
+        accounted_through=request.optional("accounted_through", instant, None),
     )
 
 

@@ -3,7 +3,8 @@ letters, missed runs.
 
 Plain functions of a connection, every value bound as a parameter. Pages are newest first and use
 keyset pagination: a cursor holds the sort key of the last item returned, so a page costs one
-index seek whatever its depth, and rows written meanwhile neither repeat nor vanish.
+index seek whatever its depth, and rows written meanwhile neither repeat nor vanish. A page with
+rows libSQL cannot read comes back without them, naming them (``actors.store.salvage``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from actors.store import values
+from actors.store import salvage, values
 from actors.store._sql import Connection, Row, one, rows, scalar
 from actors.store.errors import InvalidValue, NotFound
 from actors.store.records import (
@@ -31,7 +32,7 @@ MAX_PAGE = 1_000
 
 TASK_COLUMNS = (
     "task_id, task_class, schedule, config, enabled, timezone, misfire_policy, retry_policy, "
-    "run_policy, owner, created_at, updated_at, last_run, next_run, version"
+    "run_policy, owner, created_at, updated_at, last_run, next_run, version, accounted_through"
 )
 EXECUTION_COLUMNS = (
     "execution_id, task_id, scheduled_at, started_at, completed_at, success, duration_seconds, "
@@ -63,6 +64,7 @@ def task_from_row(row: Row) -> TaskRecord:
         last_run=values.maybe_from_us(row[12]),
         next_run=values.maybe_from_us(row[13]),
         version=row[14],
+        accounted_through=values.maybe_from_us(row[15]),
     )
 
 
@@ -133,8 +135,14 @@ def _parse_int_time_cursor(cursor: str) -> tuple[int, int]:
         raise InvalidValue("cursor", "is not a cursor this store returned") from None
 
 
-def _page(items: tuple[T, ...], cursors: tuple[str, ...], more: bool) -> Page[T]:
-    return Page(items, cursors[-1] if more else None, cursors)
+def _first(row: Row) -> str:
+    """The cursor of a page in key order (tasks, unsettled executions): the row's key."""
+    return str(row[0])
+
+
+def _started_cursor(row: Row) -> str:
+    """The cursor of a history page: the execution's start and id."""
+    return _time_cursor(row[3], row[0])
 
 
 def check_limit(limit: object) -> int:
@@ -156,21 +164,14 @@ def get_task(connection: Connection, task_id: str) -> TaskRecord:
 def list_tasks(connection: Connection, after: str | None, limit: int) -> Page[TaskRecord]:
     """Tasks in task id order, ``limit`` at a time; the cursor is the last task id."""
     limit = check_limit(limit)
+    params: list[object]
     if after is None:
-        found = rows(
-            connection,
-            f"SELECT {TASK_COLUMNS} FROM scheduled_tasks ORDER BY task_id LIMIT ?",
-            [limit + 1],
-        )
+        tail, params = "ORDER BY task_id LIMIT ?", [limit + 1]
     else:
-        found = rows(
-            connection,
-            f"SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE task_id > ? "
-            "ORDER BY task_id LIMIT ?",
-            [values.text("cursor", after, max_chars=values.MAX_ID_CHARS), limit + 1],
-        )
-    items = tuple(task_from_row(row) for row in found[:limit])
-    return _page(items, tuple(task.task_id for task in items), len(found) > limit)
+        cursor = values.text("cursor", after, max_chars=values.MAX_ID_CHARS)
+        tail, params = "WHERE task_id > ? ORDER BY task_id LIMIT ?", [cursor, limit + 1]
+    found = salvage.page_rows(connection, "scheduled_tasks", TASK_COLUMNS, tail, params)
+    return salvage.page(found, limit, task_from_row, _first, table="scheduled_tasks", key="task_id")
 
 
 def task_status(connection: Connection, task_id: str) -> TaskStatus:
@@ -263,25 +264,23 @@ def history(
 ) -> Page[ExecutionRecord]:
     """One task's executions, latest start first; ``before`` is the previous page's cursor."""
     limit = check_limit(limit)
+    order = "ORDER BY started_at DESC, execution_id DESC LIMIT ?"
+    params: list[object]
     if before is None:
-        found = rows(
-            connection,
-            f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE task_id = ? "
-            "ORDER BY started_at DESC, execution_id DESC LIMIT ?",
-            [task_id, limit + 1],
-        )
+        tail, params = f"WHERE task_id = ? {order}", [task_id, limit + 1]
     else:
         started, execution_id = _parse_time_cursor(before)
-        found = rows(
-            connection,
-            f"SELECT {EXECUTION_COLUMNS} FROM task_executions "
-            "WHERE task_id = ? AND (started_at, execution_id) < (?, ?) "
-            "ORDER BY started_at DESC, execution_id DESC LIMIT ?",
-            [task_id, started, execution_id, limit + 1],
-        )
-    items = tuple(execution_from_row(row) for row in found[:limit])
-    cursors = tuple(_time_cursor(row[3], row[0]) for row in found[:limit])
-    return _page(items, cursors, len(found) > limit)
+        tail = f"WHERE task_id = ? AND (started_at, execution_id) < (?, ?) {order}"
+        params = [task_id, started, execution_id, limit + 1]
+    found = salvage.page_rows(connection, "task_executions", EXECUTION_COLUMNS, tail, params)
+    return salvage.page(
+        found,
+        limit,
+        execution_from_row,
+        _started_cursor,
+        table="task_executions",
+        key="execution_id",
+    )
 
 
 def unsettled_executions(
@@ -312,9 +311,10 @@ def unsettled_executions(
         conditions.append("e.scheduled_at >= ?")
         params.append(values.to_us(values.instant("since", since)))
     columns = ", ".join(f"e.{column}" for column in EXECUTION_COLUMNS.split(", "))
-    found = rows(
+    found = salvage.page_rows(
         connection,
-        f"SELECT {columns} FROM task_executions AS e "
+        "task_executions AS e",
+        columns,
         f"WHERE {' AND '.join(conditions)} "
         "AND NOT EXISTS (SELECT 1 FROM task_executions AS later "
         "  WHERE later.idempotency_key >= e.task_id || '@' || e.scheduled_at "
@@ -326,8 +326,9 @@ def unsettled_executions(
         "ORDER BY e.execution_id LIMIT ?",
         [*params, limit + 1],
     )
-    items = tuple(execution_from_row(row) for row in found[:limit])
-    return _page(items, tuple(run.execution_id for run in items), len(found) > limit)
+    return salvage.page(
+        found, limit, execution_from_row, _first, table="task_executions", key="execution_id"
+    )
 
 
 def stats(connection: Connection, since: datetime | None, task_id: str | None) -> StatsReport:
@@ -425,15 +426,21 @@ def dead_letters(
         conditions.append("(failed_at, dead_letter_id) < (?, ?)")
         params.extend(_parse_int_time_cursor(before))
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    found = rows(
+    found = salvage.page_rows(
         connection,
-        f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters {where}"
-        "ORDER BY failed_at DESC, dead_letter_id DESC LIMIT ?",
+        "dead_letters",
+        DEAD_LETTER_COLUMNS,
+        f"{where}ORDER BY failed_at DESC, dead_letter_id DESC LIMIT ?",
         [*params, limit + 1],
     )
-    items = tuple(dead_letter_from_row(row) for row in found[:limit])
-    cursors = tuple(_time_cursor(row[7], row[0]) for row in found[:limit])
-    return _page(items, cursors, len(found) > limit)
+    return salvage.page(
+        found,
+        limit,
+        dead_letter_from_row,
+        lambda row: _time_cursor(row[7], row[0]),
+        table="dead_letters",
+        key="dead_letter_id",
+    )
 
 
 # ------------------------------------------------------------------ missed runs
@@ -448,12 +455,18 @@ def missed_runs(
     if before is not None:
         conditions.append("(first_at, missed_id) < (?, ?)")
         params.extend(_parse_int_time_cursor(before))
-    found = rows(
+    found = salvage.page_rows(
         connection,
-        f"SELECT {MISSED_RUN_COLUMNS} FROM missed_runs WHERE {' AND '.join(conditions)} "
-        "ORDER BY first_at DESC, missed_id DESC LIMIT ?",
+        "missed_runs",
+        MISSED_RUN_COLUMNS,
+        f"WHERE {' AND '.join(conditions)} ORDER BY first_at DESC, missed_id DESC LIMIT ?",
         [*params, limit + 1],
     )
-    items = tuple(missed_run_from_row(row) for row in found[:limit])
-    cursors = tuple(_time_cursor(row[2], row[0]) for row in found[:limit])
-    return _page(items, cursors, len(found) > limit)
+    return salvage.page(
+        found,
+        limit,
+        missed_run_from_row,
+        lambda row: _time_cursor(row[2], row[0]),
+        table="missed_runs",
+        key="missed_id",
+    )

@@ -38,6 +38,9 @@ class TaskSpec:
     """A task as its owner defines it; ``config`` and the policies are opaque to the store
     (``run_policy``: what the scheduler keeps about how to run it, such as DST rules, jitter, a
     timeout).
+
+    ``next_run`` and ``accounted_through`` are run state the scheduler may set with the
+    definition: None keeps the stored values (a new task is accounted for through its creation).
     """
 
     task_id: str
@@ -51,6 +54,7 @@ class TaskSpec:
     run_policy: Mapping[str, Any] | None = None
     owner: str = ""
     next_run: datetime | None = None
+    accounted_through: datetime | None = None
 
     def __post_init__(self) -> None:
         values.identifier("task_id", self.task_id)
@@ -63,8 +67,10 @@ class TaskSpec:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Mapping):
                 raise InvalidValue(name, f"expected a map, got {type(value).__name__}")
-        if self.next_run is not None:
-            object.__setattr__(self, "next_run", values.instant("next_run", self.next_run))
+        for name in ("next_run", "accounted_through"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, values.instant(name, value))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +90,9 @@ class TaskRecord:
     last_run: datetime | None
     next_run: datetime | None
     version: int
+    # Every instant of the schedule after this one is owed (run, coalesced or recorded as
+    # missed); None only for a row no scheduler has written since version 4 of the schema.
+    accounted_through: datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

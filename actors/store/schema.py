@@ -9,7 +9,8 @@ what taskbus needs: time zones, policies, owners and row versions on tasks; one 
 fire, made idempotent by ``idempotency_key`` (task id and scheduled instant); dead letters; and the
 scheduler lease with its fencing token. Version 3 adds a task's run policy, missed runs (fires that
 did not run, one row per fire or per range of them), and the index that finds the executions a
-scheduler must look at again after a takeover.
+scheduler must look at again after a takeover. Version 4 adds the instant through which each
+task's fires are accounted for, from which a scheduler taking over plans what is owed.
 """
 
 from __future__ import annotations
@@ -154,10 +155,24 @@ V3_RUN_POLICIES_AND_MISSED_RUNS = Migration(
     ),
 )
 
+V4_ACCOUNTED_THROUGH = Migration(
+    4,
+    "the instant through which each task's fires are accounted for",
+    (
+        # Every instant of a task's schedule after accounted_through is owed: run, coalesced or
+        # recorded as missed by whichever scheduler leads next. A task stored before this
+        # version owes the instants after its last fire, or after its last change if it never
+        # fired (a reset or a new task: the leader then counted from that moment).
+        "ALTER TABLE scheduled_tasks ADD COLUMN accounted_through INTEGER",
+        "UPDATE scheduled_tasks SET accounted_through = coalesce(last_run, updated_at)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
     V3_RUN_POLICIES_AND_MISSED_RUNS,
+    V4_ACCOUNTED_THROUGH,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -104,8 +104,11 @@ class Store(ABC):
         """Record a task's latest and next fire (``last_run`` never moves back); NotFound."""
 
     @abstractmethod
-    async def reset_task(self, task_id: str, *, now: datetime) -> TaskRecord:
-        """Clear a task's ``last_run`` and ``next_run`` (the version stays); NotFound."""
+    async def reset_task(
+        self, task_id: str, *, now: datetime, accounted_through: datetime | None = None
+    ) -> TaskRecord:
+        """Clear a task's ``last_run`` and ``next_run`` (the version stays); nothing before
+        ``accounted_through`` (default ``now``) is owed any more; NotFound."""
 
     @abstractmethod
     async def task_status(self, task_id: str) -> TaskStatus:

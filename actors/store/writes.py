@@ -41,6 +41,7 @@ from actors.store.records import (
     RunMark,
     TaskRecord,
     TaskSpec,
+    idempotency_key,
 )
 from bus.ids import format_message_id, new_message_id
 from config.store import StoreSettings
@@ -69,6 +70,8 @@ def put_task(
     ``expected_version`` makes it a compare-and-set (0: the task must not exist yet). A put that
     changes nothing is a duplicate: nothing is written and the version stays.
     ``next_run`` None keeps the stored one; ``last_run`` is never changed here.
+    ``accounted_through`` never moves backwards; None keeps the stored one, and a new task is
+    accounted for through ``now``.
     """
     config = values.packed("config", spec.config, limits.max_value_bytes)
     misfire = values.packed("misfire_policy", spec.misfire_policy, limits.max_value_bytes)
@@ -87,6 +90,7 @@ def put_task(
             f"task {spec.task_id!r} {state}, not at the expected version {expected_version}"
         )
     next_run = None if spec.next_run is None else values.to_us(spec.next_run)
+    accounted = None if spec.accounted_through is None else values.to_us(spec.accounted_through)
     fields = (
         spec.task_class,
         spec.schedule,
@@ -105,15 +109,17 @@ def put_task(
         connection,
         "INSERT INTO scheduled_tasks (task_class, schedule, config, enabled, timezone, "
         "misfire_policy, retry_policy, run_policy, owner, next_run, task_id, created_at, "
-        "updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+        "updated_at, version, accounted_through) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, coalesce(?, ?)) "
         "ON CONFLICT (task_id) DO UPDATE SET task_class = excluded.task_class, "
         "schedule = excluded.schedule, config = excluded.config, enabled = excluded.enabled, "
         "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
         "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
         "owner = excluded.owner, "
         "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
-        f"version = version + 1 RETURNING {TASK_COLUMNS}",
-        [*fields, next_run, spec.task_id, now_us, now_us],
+        f"version = version + 1, accounted_through = {_later('accounted_through', '?16')} "
+        f"RETURNING {TASK_COLUMNS}",
+        [*fields, next_run, spec.task_id, now_us, now_us, accounted, now_us, accounted],
     )
     assert row is not None
     return Recorded(task_from_row(row), duplicate=False)
@@ -146,10 +152,18 @@ def mark_run(
     return get_task(connection, task_id)
 
 
+def _later(column: str, instant: str) -> str:
+    """SQL for ``column`` moved forward to ``instant`` (an SQL expression; NULL keeps it)."""
+    return (
+        f"CASE WHEN {instant} IS NOT NULL AND ({column} IS NULL OR {instant} > {column}) "
+        f"THEN {instant} ELSE {column} END"
+    )
+
+
 _MARK_RUN_SQL = (
-    "UPDATE scheduled_tasks SET "
-    "last_run = CASE WHEN ?1 IS NOT NULL AND (last_run IS NULL OR ?1 > last_run) "
-    "THEN ?1 ELSE last_run END, next_run = ?2, updated_at = ?3 WHERE task_id = ?4"
+    f"UPDATE scheduled_tasks SET last_run = {_later('last_run', '?1')}, next_run = ?2, "
+    f"updated_at = ?3, accounted_through = {_later('accounted_through', '?1')} "
+    "WHERE task_id = ?4"
 )
 
 
@@ -172,14 +186,20 @@ def mark_runs(connection: Connection, marks: Sequence[RunMark], now: datetime) -
     )
 
 
-def reset_task(connection: Connection, task_id: str, now: datetime) -> TaskRecord:
+def reset_task(
+    connection: Connection, task_id: str, now: datetime, accounted_through: datetime | None = None
+) -> TaskRecord:
     """Forget a task's run state: ``last_run`` and ``next_run`` become NULL (the scheduler
-    computes the next fire afresh). Run state, not definition: ``version`` does not change.
+    computes the next fire afresh) and the task is accounted for through ``accounted_through``
+    (default ``now``): nothing before it is owed. Run state, not definition: ``version`` does
+    not change.
     """
+    now_us = values.to_us(now)
+    accounted = now_us if accounted_through is None else values.to_us(accounted_through)
     changed = connection.execute(
-        "UPDATE scheduled_tasks SET last_run = NULL, next_run = NULL, updated_at = ? "
-        "WHERE task_id = ?",
-        [values.to_us(now), task_id],
+        "UPDATE scheduled_tasks SET last_run = NULL, next_run = NULL, updated_at = ?, "
+        "accounted_through = ? WHERE task_id = ?",
+        [now_us, accounted, task_id],
     ).rowcount
     if not changed:
         raise NotFound(f"task {task_id!r} not found")
@@ -511,10 +531,20 @@ def record_missed(
     fence: Fence | None,
 ) -> int:
     """Keep fires of a task that did not run, in one statement; a run whose ``first_at`` is
-    already kept for the task (or twice in ``runs``) writes nothing. Returns the rows inserted.
+    already kept for the task (or twice in ``runs``) writes nothing, and neither does one fire
+    that was recorded as run (a scheduler that died between recording a fire and accounting for
+    it plans the instant again after the takeover). Returns the rows inserted.
     """
     if fence is not None:
         check_fence(connection, fence)
+    singles = [idempotency_key(task_id, r.first_at) for r in runs if r.first_at == r.last_at]
+    if singles:
+        ran = _executions_by_keys(connection, singles)
+        runs = [
+            r
+            for r in runs
+            if r.first_at != r.last_at or idempotency_key(task_id, r.first_at) not in ran
+        ]
     if not runs:
         return 0
     now_us = values.to_us(now)

@@ -218,11 +218,14 @@ async def test_a_non_retryable_error_is_dead_lettered_at_once(
 async def test_fires_missed_while_down_follow_the_misfire_policy_and_are_recorded(
     start_scheduler: Scheduling, caller: Caller, executor: RecordingExecutor
 ) -> None:
-    """The task's last run was five hours ago: run_once runs the latest missed fire and records
-    the four others as coalesced into it."""
+    """The task's last run was five hours ago (it is older than that): run_once runs the latest
+    missed fire and records the four others as coalesced into it."""
     now = datetime.now(UTC)
     last = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
-    await caller.ask("store.task.put", **HOURLY, misfire_policy={"mode": "run_once"})
+    created = (last - timedelta(days=1)).isoformat()
+    await caller.ask(
+        "store.task.put", **HOURLY, misfire_policy={"mode": "run_once"}, accounted_through=created
+    )
     await caller.ask("store.task.mark_run", task_id="user.report", last_run=last.isoformat())
     await start_scheduler()
     (run,) = await executor.until(1)

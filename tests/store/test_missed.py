@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from actors.store import Fence, InvalidValue, LeaseLost, LibsqlStore, MissedRunRecord, NewMissedRun
+from actors.store import (
+    Fence,
+    InvalidValue,
+    LeaseLost,
+    LibsqlStore,
+    MissedRunRecord,
+    NewExecution,
+    NewMissedRun,
+)
 from actors.store.records import MAX_MISSED_BATCH
 from tests.store.conftest import at
 
@@ -53,6 +61,19 @@ async def test_missed_runs_are_kept_once_per_first_instant(store: LibsqlStore) -
     assert await store.record_missed("t.b", [missed(0)], now=at(3000)) == 1
     assert [m.task_id for m in (await store.missed_runs("t.b")).items] == ["t.b"]
     assert (await store.missed_runs("t.none")).items == ()
+
+
+async def test_a_fire_that_was_recorded_as_run_is_not_also_kept_as_missed(
+    store: LibsqlStore,
+) -> None:
+    await store.record_execution(
+        NewExecution(task_id="t.a", scheduled_at=at(60), started_at=at(61))
+    )
+    runs = [missed(0), missed(60, reason="misfire: skipped"), missed(60, count=3, span=120)]
+    assert await store.record_missed("t.a", runs[:2], now=at(200)) == 1
+    assert [m.first_at for m in (await store.missed_runs("t.a")).items] == [at(0)]
+    # a range is kept as a range: the runs inside it are the scheduler's to subtract
+    assert await store.record_missed("t.a", runs[2:], now=at(201)) == 1
 
 
 async def test_a_full_batch_is_one_write(store: LibsqlStore) -> None:

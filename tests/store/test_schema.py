@@ -1,6 +1,6 @@
 """The schema: created at the latest version, migrated from a version 1 file made by hand and
-from a version 2 file with rows in every table, never downgraded, and a failing migration leaves
-the file as it was.
+from version 2 and 3 files with rows in every table, never downgraded, and a failing migration
+leaves the file as it was.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ async def test_a_new_store_is_at_the_latest_version(
     make_store: StoreFactory, db_path: Path, key: MasterKey
 ) -> None:
     store = await make_store(master_key=key, clock=lambda: at(5))
-    assert [m.version for m in store.applied] == [1, 2, 3] == [m.version for m in MIGRATIONS]
+    assert [m.version for m in store.applied] == [1, 2, 3, 4] == [m.version for m in MIGRATIONS]
     await store.close()
     assert raw_rows(
         db_path, key, "SELECT version, description, applied_at FROM schema_version"
@@ -90,11 +90,12 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
 ) -> None:
     make_version_1(db_path, key)
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [2, 3]
+    assert [m.version for m in store.applied] == [2, 3, 4]
 
     task = await store.get_task("maintenance.vacuum")
     assert (task.timezone, task.owner, task.version, task.config) == ("UTC", "", 1, {})
     assert task.last_run == at(0)
+    assert task.accounted_through == at(0)  # what is owed starts after its last fire
     page = await store.history("maintenance.vacuum")
     assert [e.execution_id for e in page.items] == ["old-3", "old-2", "old-1"]
     old_2 = page.items[1]
@@ -120,7 +121,12 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
     # old-3 (running, retry count 0) has a later attempt of its fire: old-2, retry count 2
     assert [e.execution_id for e in (await store.unsettled_executions()).items] == ["old-2"]
     await store.close()
-    assert raw_rows(db_path, key, "SELECT version FROM schema_version") == [(1,), (2,), (3,)]
+    assert raw_rows(db_path, key, "SELECT version FROM schema_version") == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+    ]
 
 
 V2_TABLES = ("scheduled_tasks", "task_executions", "dead_letters", "scheduler_lease")
@@ -174,7 +180,7 @@ async def test_a_version_2_file_is_migrated_to_3_with_nothing_lost(
     fill_version_2(db_path, key)
     before = {t: raw_rows(db_path, key, f"SELECT * FROM {t} ORDER BY 1") for t in V2_TABLES}
 
-    store = await make_store(master_key=key, clock=lambda: at(99))
+    store = await make_store(master_key=key, clock=lambda: at(99), migrations=MIGRATIONS[:3])
     assert [m.version for m in store.applied] == [3]
     await store.close()
     after = {t: raw_rows(db_path, key, f"SELECT * FROM {t} ORDER BY 1") for t in V2_TABLES}
@@ -256,16 +262,32 @@ async def test_a_file_from_a_newer_taskbus_is_refused(
     )
 
 
+async def test_version_4_accounts_each_task_from_its_last_fire_or_its_last_change(
+    make_store: StoreFactory, db_path: Path, key: MasterKey
+) -> None:
+    version_3 = await make_store(master_key=key, migrations=MIGRATIONS[:3], clock=lambda: at(1))
+    await version_3.close()
+    fill_version_2(db_path, key)  # user.report fired at START; user.off never fired
+    store = await make_store(master_key=key, clock=lambda: at(99))
+    assert [m.version for m in store.applied] == [4]
+    report, off = await store.get_task("user.report"), await store.get_task("user.off")
+    assert (report.last_run, report.accounted_through) == (at(0), at(0))
+    assert (off.last_run, off.accounted_through) == (None, off.updated_at)
+    await store.close()
+
+
 async def test_a_failing_migration_leaves_the_previous_version(
     make_store: StoreFactory, db_path: Path, key: MasterKey
 ) -> None:
     broken = (
         *MIGRATIONS,
-        Migration(4, "half done", ("CREATE TABLE leftovers (a)", "THIS IS NOT SQL")),
+        Migration(LATEST_VERSION + 1, "half done", ("CREATE TABLE leftovers (a)", "NOT SQL")),
     )
-    with pytest.raises(StoreError, match=r"migration to schema version 4 \(half done\) failed"):
+    with pytest.raises(
+        StoreError, match=rf"migration to schema version {LATEST_VERSION + 1} \(half done\) failed"
+    ):
         await make_store(master_key=key, migrations=broken)
-    assert raw_rows(db_path, key, "SELECT max(version) FROM schema_version") == [(3,)]
+    assert raw_rows(db_path, key, "SELECT max(version) FROM schema_version") == [(LATEST_VERSION,)]
     assert raw_rows(db_path, key, "SELECT name FROM sqlite_master WHERE name = 'leftovers'") == []
 
 

@@ -113,7 +113,9 @@ async def test_reset_clears_the_run_state_and_keeps_the_definition(store: Libsql
     marked = await store.mark_run("user.report", last_run=at(100), next_run=at(200), now=at(101))
     reset = await store.reset_task("user.report", now=at(150))
     assert (reset.last_run, reset.next_run, reset.updated_at) == (None, None, at(150))
-    assert reset == replace(marked, last_run=None, next_run=None, updated_at=at(150))
+    assert reset == replace(
+        marked, last_run=None, next_run=None, updated_at=at(150), accounted_through=at(150)
+    )
     assert await store.get_task("user.report") == reset
     # last_run may move to any instant again after a reset
     again = await store.mark_run("user.report", last_run=at(50), next_run=at(60), now=at(151))
@@ -143,6 +145,29 @@ async def test_mark_run_moves_last_run_forward_only(store: LibsqlStore) -> None:
     assert (task.last_run, task.next_run) == (at(100), at(300))
     with pytest.raises(NotFound, match=r"task 'user\.nobody' not found"):
         await store.mark_run("user.nobody", last_run=None, next_run=None, now=at(0))
+
+
+async def test_a_task_is_accounted_for_through_its_creation_and_then_forward_only(
+    store: LibsqlStore,
+) -> None:
+    created = (await store.put_task(spec(), now=at(10))).record
+    assert created.accounted_through == at(10)  # nothing before its creation is owed
+    same = await store.put_task(spec(accounted_through=at(15)), now=at(11))
+    assert (same.duplicate, same.record.accounted_through) == (True, at(10))  # nothing written
+    other = await store.put_task(spec("user.other", accounted_through=at(5)), now=at(12))
+    assert other.record.accounted_through == at(5)  # the scheduler's instant, if it gives one
+    kept = (await store.put_task(spec(enabled=False), now=at(20))).record
+    assert kept.accounted_through == at(10)  # a change without an instant keeps it
+    moved = await store.put_task(spec(accounted_through=at(30), enabled=True), now=at(31))
+    assert moved.record.accounted_through == at(30)
+    back = await store.put_task(spec(accounted_through=at(25), schedule="@daily"), now=at(32))
+    assert back.record.accounted_through == at(30)  # never backwards
+    fired = await store.mark_run("user.report", last_run=at(40), next_run=at(50), now=at(41))
+    assert (fired.last_run, fired.accounted_through) == (at(40), at(40))
+    noted = await store.mark_run("user.report", last_run=None, next_run=at(60), now=at(42))
+    assert noted.accounted_through == at(40)  # a next run alone accounts for nothing
+    reset = await store.reset_task("user.report", now=at(45), accounted_through=at(44))
+    assert (reset.last_run, reset.accounted_through) == (None, at(44))
 
 
 async def test_tasks_are_listed_in_pages_by_id(store: LibsqlStore) -> None:

@@ -100,7 +100,9 @@ async def test_database_vacuum_rebuilds_the_store_and_keeps_every_row(
     run = await rig.finished(execution_id)
     assert run["success"] is True, run["error_message"]
     assert run["result"]["pages_before"] > 50
-    assert run["result"]["pages_after"] <= run["result"]["pages_before"] + 1  # + sqlite_stat1
+    # ANALYZE adds sqlite_stat1: its page, and its CREATE statement in the schema table, which
+    # (since schema version 4's wider task table) no longer fits the schema's first page
+    assert run["result"]["pages_after"] <= run["result"]["pages_before"] + 2
     assert (await rig.ask("store.maintenance.integrity_check"))["ok"] is True
     for execution in kept:
         reply = await rig.ask("store.execution.get", execution_id=execution)
