@@ -182,8 +182,14 @@ class TaskbusClient:
 
     async def history(self, task_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """The task's latest ``limit`` executions, latest first."""
-        reply = await self.ask("store.execution.history", {"task_id": task_id, "limit": limit})
+        reply = await self.ask("scheduler.task.history", {"task_id": task_id, "limit": limit})
         return list(reply["executions"])
+
+    async def missed(self, task_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The task's latest ``limit`` fires that did not run, latest first: ``first_at``,
+        ``last_at``, ``count`` and ``reason`` each."""
+        reply = await self.ask("scheduler.task.missed", {"task_id": task_id, "limit": limit})
+        return list(reply["missed"])
 
     # ------------------------------------------------------------ the system
 

@@ -114,6 +114,8 @@ class SchedulerActor(Actor):
             "scheduler.task.status": self._status,
             "scheduler.task.get": self._get,
             "scheduler.task.list": self._list,
+            "scheduler.task.history": self._history,
+            "scheduler.task.missed": self._missed,
             "scheduler.stats": self._stats,
         }
 
@@ -313,6 +315,30 @@ class SchedulerActor(Actor):
             task["next_fire"] = None if next_fire is None else next_fire.isoformat()
             task["status"] = status.payload["status"]
         return {"tasks": tasks, "next_cursor": reply.payload["next_cursor"]}
+
+    async def _history(self, request: Envelope, fields: Fields) -> Payload:
+        """A task's executions, latest first, in pages (the store's ``store.execution.history``)."""
+        task_id = definitions.task_id(fields)
+        before = fields.optional("before", payloads.text, None)
+        limit = fields.optional("limit", payloads.positive, 50)
+        fields.done()
+        await self._stored(task_id)  # not_found for a task that does not exist
+        reply = await self._store(
+            "store.execution.history", {"task_id": task_id, "before": before, "limit": limit}
+        )
+        return dict(reply.payload)
+
+    async def _missed(self, request: Envelope, fields: Fields) -> Payload:
+        """A task's fires that did not run, with their reasons, latest first, in pages."""
+        task_id = definitions.task_id(fields)
+        before = fields.optional("before", payloads.text, None)
+        limit = fields.optional("limit", payloads.positive, 50)
+        fields.done()
+        await self._stored(task_id)
+        reply = await self._store(
+            "store.missed.list", {"task_id": task_id, "before": before, "limit": limit}
+        )
+        return dict(reply.payload)
 
     async def _stats(self, request: Envelope, fields: Fields) -> Payload:
         fields.done()

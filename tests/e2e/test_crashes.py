@@ -170,7 +170,7 @@ async def history(taskbus: TaskbusClient, task_id: str) -> list[dict[str, Any]]:
 
 async def missed(taskbus: TaskbusClient, task_id: str) -> dict[datetime, str]:
     """Every instant the scheduler recorded as not run, with its reason."""
-    reply = await taskbus.ask("store.missed.list", {"task_id": task_id, "limit": 1000})
+    reply = await taskbus.ask("scheduler.task.missed", {"task_id": task_id, "limit": 1000})
     assert reply["next_cursor"] is None
     found: dict[datetime, str] = {}
     for entry in reply["missed"]:
@@ -445,7 +445,7 @@ async def _snapshot(taskbus: TaskbusClient) -> dict[str, Any]:
         "tasks": tasks,
         "history": {task_id: await history(taskbus, task_id) for task_id in tasks},
         "missed": {
-            task_id: await taskbus.ask("store.missed.list", {"task_id": task_id, "limit": 1000})
+            task_id: await taskbus.ask("scheduler.task.missed", {"task_id": task_id, "limit": 1000})
             for task_id in tasks
         },
         "dead": (await taskbus.ask("store.dead_letters", {"limit": 1000}))["dead_letters"],
