@@ -46,6 +46,15 @@ def envelope(**overrides: Any) -> bytes:
     return pack(fields(**overrides))
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """A payload map nesting ``levels`` levels (itself level 1), maps and arrays in turn."""
+    value: Any = {} if levels % 2 else []
+    for level in range(levels - 1, 0, -1):
+        value = {"m": value} if level % 2 else [value]
+    assert isinstance(value, dict)
+    return value
+
+
 class RawPeer:
     """One DEALER socket; closed by :meth:`close` (the ``raw_peer`` fixtures do it)."""
 

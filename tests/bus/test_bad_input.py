@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pytest
 
 from bus import Broker, BusClient, EnvelopeError, KeysDirectory, Subscription, wire
 from config import BusSettings
-from tests.bus.raw import VALID_ID, RawPeer, envelope, fields, pack
+from tests.bus.raw import VALID_ID, RawPeer, envelope, fields, nested, pack
 from tests.conftest import ClientFactory
 
 MIB = 1024 * 1024
@@ -294,6 +295,44 @@ BAD_INPUT: list[Any] = [
         id="payload-as-string",
     ),
     bad(
+        lambda: [wire.PUBLISH, pack([envelope(payload=nested(33))])],
+        "payload",
+        "payload nests 33 levels of maps and arrays, more than the limit of 32",
+        VALID_ID,
+        id="payload-too-deep",
+    ),
+    bad(  # the poison definition: 3 KB that no reply could carry once stored
+        lambda: [
+            wire.REQUEST,
+            pack([envelope(topic="scheduler.task.create", payload={"config": nested(1020)})]),
+        ],
+        "payload",
+        "payload nests 1021 levels of maps and arrays, more than the limit of 32",
+        VALID_ID,
+        id="ask-payload-1021-deep",
+    ),
+    bad(
+        lambda: [wire.ENQUEUE, pack([envelope(payload={"work": [nested(40)]})])],
+        "payload",
+        "payload nests 42 levels of maps and arrays, more than the limit of 32",
+        VALID_ID,
+        id="enqueue-payload-too-deep",
+    ),
+    bad(
+        lambda: [wire.PUBLISH, pack([envelope(timestamp=math.nan)])],
+        "field",
+        "timestamp must be a finite number, got nan",
+        VALID_ID,
+        id="timestamp-nan",
+    ),
+    bad(
+        lambda: [wire.PUBLISH, pack([envelope(timestamp=-math.inf)])],
+        "field",
+        "timestamp must be a finite number, got -inf",
+        VALID_ID,
+        id="timestamp-negative-infinity",
+    ),
+    bad(
         lambda: [wire.PUBLISH, pack([envelope(payload={1: "integer key"})])],
         "malformed",
         "not valid msgpack",
@@ -513,6 +552,23 @@ async def test_one_bad_envelope_in_a_batch_spoils_only_itself(
 
 
 @pytest.mark.parametrize("transport", RAW_TRANSPORTS)
+async def test_a_payload_nesting_exactly_the_limit_is_delivered(
+    raw_peer: RawFactory, make_client: ClientFactory, transport: str
+) -> None:
+    watcher = await make_client("deep-watcher")
+    events = await watcher.subscribe("demo.deep")
+    peer = raw_peer(transport)
+    await peer.hello("x")
+    deepest = nested(32)
+
+    await peer.send(wire.PUBLISH, pack([envelope(topic="demo.deep", payload=deepest)]))
+
+    event = await events.get(timeout=5)
+    assert (event.sender, event.payload) == ("x", deepest)
+    await peer.sync()  # and no error was queued for the sender
+
+
+@pytest.mark.parametrize("transport", RAW_TRANSPORTS)
 async def test_a_flood_of_bad_input_is_survived(
     raw_peer: RawFactory, bystanders: Bystanders, transport: str
 ) -> None:
@@ -607,6 +663,8 @@ async def test_client_refuses_bad_payloads_locally(
         ({"when": object()}, "payload", "not msgpack-serialisable"),
         ({"big": 2**70}, "payload", "not msgpack-serialisable"),
         ({"blob": b"\x00" * (3 * MIB // 2)}, "oversize", "exceeds 1048576 bytes"),
+        ({"config": nested(1020)}, "payload", "nests 1021 levels of maps and arrays"),
+        (nested(33), "payload", "more than the limit of 32"),
     ]
     for payload, code, reason in cases:
         with pytest.raises(EnvelopeError) as caught:

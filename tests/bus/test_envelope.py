@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import math
+import random
 import time
 import uuid
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 import msgpack
 import pytest
 
 from bus import PROTOCOL_VERSION, BusError, Envelope, EnvelopeError, decode, new_message_id
-from bus.envelope import decode_trusted, encode_new, restamp, validated_fields
+from bus.envelope import (
+    MAX_PAYLOAD_DEPTH,
+    decode_trusted,
+    encode_new,
+    nesting_depth,
+    restamp,
+    validated_fields,
+)
 from bus.ids import format_message_id
 from config import TaskbusError
 from config.bus import DEFAULT_MAX_MESSAGE_BYTES
-from tests.bus.raw import VALID_ID, envelope, fields, pack
+from tests.bus.raw import VALID_ID, envelope, fields, nested, pack
 
 OTHER_ID = bytes(range(100, 116))
 
@@ -136,12 +146,35 @@ DECODE_FAILURES: list[Any] = [
     pytest.param(envelope(timestamp="now"), "field", "timestamp must be a number", id="ts-str"),
     pytest.param(envelope(timestamp=None), "field", "got NoneType", id="ts-nil"),
     pytest.param(envelope(timestamp=False), "field", "got bool", id="ts-bool"),
+    pytest.param(envelope(timestamp=math.nan), "field", "finite number, got nan", id="ts-nan"),
+    pytest.param(envelope(timestamp=math.inf), "field", "finite number, got inf", id="ts-inf"),
+    pytest.param(envelope(timestamp=-math.inf), "field", "finite number, got -inf", id="ts-ninf"),
     pytest.param(envelope(correlation_id=b"1"), "field", "correlation_id must be", id="corr"),
     pytest.param(envelope(correlation_id="c" * 16), "field", "got str", id="corr-str"),
     pytest.param(envelope(reply_to=b"x#1"), "field", "reply_to must be a string", id="reply"),
     pytest.param(envelope(payload=None), "payload", "must be a map, got NoneType", id="pl-nil"),
     pytest.param(envelope(payload=[1]), "payload", "must be a map, got list", id="pl-list"),
     pytest.param(envelope(payload=b"{}"), "payload", "must be a map, got 2 bytes", id="pl-bin"),
+    pytest.param(
+        envelope(payload=nested(33)),
+        "payload",
+        "payload nests 33 levels of maps and arrays, more than the limit of 32",
+        id="pl-33-deep",
+    ),
+    pytest.param(
+        envelope(payload={"config": nested(1020)}),
+        "payload",
+        "payload nests 1021 levels of maps and arrays, more than the limit of 32",
+        id="pl-1021-deep",
+    ),
+    pytest.param(  # the deep branch is not the first one
+        envelope(payload={"a": [1, {"b": "x"}], "z": [{"c": nested(40)}]}),
+        "payload",
+        "payload nests 43 levels",
+        id="pl-deep-late-branch",
+    ),
+    # The field checks come first: a deep payload in a bad envelope is reported by its field.
+    pytest.param(envelope(topic=1, payload=nested(40)), "field", "topic must be", id="field-first"),
 ]
 
 
@@ -158,6 +191,19 @@ def test_every_decode_failure_is_an_envelope_error_with_its_code(
     with pytest.raises(EnvelopeError) as again:
         validated_fields(data)
     assert (again.value.code, again.value.reason) == (error.code, error.reason)
+
+
+def test_a_payload_nesting_exactly_the_limit_decodes() -> None:
+    assert MAX_PAYLOAD_DEPTH == 32
+    payload = nested(MAX_PAYLOAD_DEPTH)
+    assert decode(envelope(payload=payload)).payload == payload
+    wide = {"a": [nested(MAX_PAYLOAD_DEPTH - 2)] * 50, "b": list(range(100)), "c": {"d": None}}
+    assert decode(envelope(payload=wide)).payload == wide
+
+
+def test_integer_and_finite_float_timestamps_decode() -> None:
+    for stamp in (0, -1, 1_700_000_000, 1.5e-300, 1e300, 2**63 - 1):
+        assert decode(envelope(timestamp=stamp)).timestamp == float(stamp)
 
 
 def test_msgpack_failures_keep_their_cause() -> None:
@@ -182,6 +228,102 @@ def test_envelope_error_is_in_the_error_hierarchy() -> None:
     assert isinstance(error, BusError)
     assert isinstance(error, TaskbusError)
     assert isinstance(error, ValueError)
+
+
+# ---------------------------------------------------------------- nesting
+
+
+class Pair(NamedTuple):
+    left: Any
+    right: Any
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [
+        (None, 0),
+        ("text", 0),
+        (b"\x00", 0),
+        (msgpack.ExtType(5, b"ext"), 0),  # a tuple to Python, an ext to msgpack
+        ({}, 1),
+        ([], 1),
+        ({"a": 1, "b": "x", "c": None}, 1),
+        ({"a": [1]}, 2),
+        ({"a": {"b": {}}}, 3),
+        ([[], [[]], []], 3),
+        ({"a": (1, (2, (3,)))}, 4),
+        (OrderedDict(a=OrderedDict(b=[])), 3),
+        ({"pair": Pair([], {"x": [0]})}, 4),
+        ({"many": list(range(100)), "maps": [{"k": i} for i in range(100)]}, 3),
+        ({"first": 1, "last": [[[[{}]]]]}, 6),
+    ],
+)
+def test_nesting_depth_counts_maps_and_arrays(value: Any, depth: int) -> None:
+    assert nesting_depth(value) == depth
+
+
+def test_nesting_depth_stops_counting_past_stop_after() -> None:
+    deep = nested(1_000)
+    assert nesting_depth(deep) == 1_000
+    assert nesting_depth(deep, 32) == 33
+    assert nesting_depth(nested(32), 32) == 32
+    cycle: dict[str, Any] = {}
+    cycle["self"] = [cycle]
+    assert nesting_depth(cycle, 10) == 11
+
+
+def _reference_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_reference_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_reference_depth, value), default=0)
+    return 0
+
+
+def _random_value(rng: random.Random, budget: int) -> Any:
+    roll = rng.random()
+    if budget <= 0 or roll < 0.3:
+        return rng.choice([1, "s", None, 2.5, b"b", True])
+    # Mostly narrow, sometimes past the width at which a container takes the C-level pass.
+    width = rng.randrange(0, 4) if rng.random() < 0.8 else rng.randrange(9, 13)
+    items = [_random_value(rng, budget - 1) for _ in range(width)]
+    if roll < 0.65:
+        return items
+    return {f"k{i}": item for i, item in enumerate(items)}
+
+
+def test_nesting_depth_matches_a_recursive_reference_on_random_values() -> None:
+    rng = random.Random(12)
+    for _ in range(300):
+        value = {"v": _random_value(rng, rng.randrange(1, 8))}
+        assert nesting_depth(value) == _reference_depth(value)
+        decoded = msgpack.unpackb(pack(value))
+        assert nesting_depth(decoded) == _reference_depth(value)
+
+
+def test_encode_new_refuses_a_payload_nested_past_the_limit() -> None:
+    for payload, depth in [
+        (nested(33), 33),
+        ({"config": nested(1020)}, 1021),
+        ({"t": ((), ()), "deep": (((nested(31),),),)}, 35),  # tuples pack as arrays
+    ]:
+        with pytest.raises(EnvelopeError) as caught:
+            encode_new("demo.a", payload, DEFAULT_MAX_MESSAGE_BYTES)
+        assert caught.value.code == "payload"
+        assert caught.value.reason == (
+            f"payload nests {depth} levels of maps and arrays, more than the limit of 32"
+        )
+    _, data = encode_new("demo.a", nested(32), DEFAULT_MAX_MESSAGE_BYTES)
+    assert decode(data).payload == nested(32)
+
+
+def test_encode_new_refuses_a_cyclic_payload() -> None:
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    with pytest.raises(EnvelopeError) as caught:
+        encode_new("demo.a", cycle, DEFAULT_MAX_MESSAGE_BYTES)
+    assert caught.value.code == "payload"
+    assert "not msgpack-serialisable" in caught.value.reason
 
 
 # ---------------------------------------------------------------- ids
