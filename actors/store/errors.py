@@ -1,4 +1,6 @@
-"""The store's errors: one branch of TaskbusError, with lookup and conflict sub-branches."""
+"""The store's errors: one branch of TaskbusError, with lookup, conflict, damage and write-refusal
+sub-branches; and which failures of libSQL a job catches (``engine_failure``).
+"""
 
 from __future__ import annotations
 
@@ -34,3 +36,60 @@ class Conflict(StoreError):
 
 class LeaseLost(Conflict):
     """The lease is held by someone else, expired, or has a newer fencing token."""
+
+
+class Damaged(StoreError):
+    """What is stored cannot be read back: a damaged page (SQLite's "database disk image is
+    malformed"), or a stored value libSQL cannot decode (libsql 0.1.11 panics on a text that is
+    not UTF-8, which is what a page damaged on disk decrypts to). ``what`` names what could not
+    be read, ``engine_error`` is the engine's own message.
+    """
+
+    def __init__(self, path: object, what: str, engine_error: str) -> None:
+        self.path = path
+        self.what = what
+        self.engine_error = engine_error
+        super().__init__(f"store {path}: cannot read {what or 'the file'}: {engine_error}")
+
+
+class WriteRefused(StoreError):
+    """The file takes no writes: the disk is full (SQLite's "database or disk is full"), the
+    file is read-only, or the disk fails. Nothing of the write is stored; ``reason`` is the
+    engine's message.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"store {path}: cannot write, nothing written: {reason}")
+
+
+class EngineFailure(StoreError):
+    """libSQL failed otherwise than with an SQL error: it panicked (``pyo3_runtime.
+    PanicException``, which derives from BaseException, not Exception) or raised something else
+    unexpected. ``engine_error`` is what it said.
+    """
+
+    def __init__(self, message: str, engine_error: str) -> None:
+        self.engine_error = engine_error
+        super().__init__(message)
+
+
+# What a job on the database thread never swallows: a request to end the thread or the process.
+NOT_OURS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def engine_failure(exc: BaseException) -> str | None:
+    """What ``exc`` says, if it is an engine failure to catch: a libsql panic, or any other
+    BaseException that is neither an Exception nor one of ``NOT_OURS`` (None otherwise).
+
+    pyo3 turns a Rust panic into ``pyo3_runtime.PanicException``, a BaseException (so that a
+    plain ``except Exception`` does not hide it), which the module cannot import by name.
+    """
+    if isinstance(exc, (Exception, *NOT_OURS)):
+        return None
+    if type(exc).__name__ == "PanicException":
+        if "Utf8Error" in str(exc):
+            return f"libsql panicked: {exc} (a stored text is not UTF-8: its page is damaged)"
+        return f"libsql panicked: {exc}"
+    return f"libsql failed: {type(exc).__name__}: {exc}"
