@@ -1,12 +1,16 @@
-"""How the CLI shows things to a person: relative times, tables, one-line events."""
+"""How the CLI shows things to a person: relative times, tables, one-line events, stored values
+as JSON that always renders."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 _UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+JSON_DEPTH = 64  # levels shown; the bus carries at most 32 (bus.envelope.MAX_PAYLOAD_DEPTH)
 
 
 def relative(instant: str | None, now: datetime) -> str:
@@ -77,3 +81,23 @@ def event_line(topic: str, sender: str, payload: Mapping[str, Any], received: da
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     return clip(text, 80)
+
+
+def as_json(value: Any, *, indent: int | None = None) -> str:
+    """``value`` as JSON with sorted keys, whatever a stored value holds: keys that are not text
+    are shown as text, and what JSON cannot show is a short ``<...>`` placeholder saying why."""
+    return json.dumps(_showable(value, JSON_DEPTH), indent=indent, sort_keys=True, allow_nan=False)
+
+
+def _showable(value: Any, levels: int) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else f"<{value}: not a JSON number>"
+    if isinstance(value, Mapping | list | tuple):
+        if levels == 0:
+            return f"<not shown: nested deeper than {JSON_DEPTH} levels>"
+        if isinstance(value, Mapping):
+            return {str(key): _showable(item, levels - 1) for key, item in value.items()}
+        return [_showable(item, levels - 1) for item in value]
+    return str(value)  # bytes, msgpack ext types and timestamps: as printed by Python

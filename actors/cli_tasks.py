@@ -208,7 +208,7 @@ def _call(args: argparse.Namespace, work: Work) -> int:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+    print(fmt.as_json(value, indent=2))
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -219,6 +219,8 @@ def _options(pairs: list[str]) -> dict[str, Any]:
             raise TaskbusError(f"--option {pair!r}: expected KEY=VALUE")
         try:
             options[key] = json.loads(text)
+        except RecursionError:
+            raise TaskbusError(f"--option {key}: the JSON value nests too deeply") from None
         except ValueError:
             options[key] = text
     return options
@@ -292,11 +294,11 @@ def _show(args: argparse.Namespace) -> int:
                 f"{runs['running']} running)",
             ),
             ("last error", _last_error(runs, now)),
-            ("options", json.dumps(task["config"], sort_keys=True)),
+            ("options", fmt.as_json(task["config"])),
         ]
         for name in ("misfire_policy", "retry_policy", "run_policy"):
             if task.get(name):
-                lines.append((name.replace("_", " "), json.dumps(task[name], sort_keys=True)))
+                lines.append((name.replace("_", " "), fmt.as_json(task[name])))
         for retry in status["pending_retries"]:
             lines.append(
                 ("retry", f"attempt {retry['attempt']} {_instant(retry['scheduled_at'], now)}")
@@ -455,7 +457,7 @@ def _state(run: dict[str, Any]) -> str:
 
 
 def _result(result: dict[str, Any] | None) -> str:
-    return "" if not result else json.dumps(result, sort_keys=True, default=str)
+    return "" if not result else fmt.as_json(result)
 
 
 def _now() -> datetime:
@@ -540,7 +542,7 @@ def _watch(args: argparse.Namespace) -> int:
                     seen += 1
                     if args.json:
                         line = {"topic": event.topic, "sender": event.sender, **event.payload}
-                        print(json.dumps(line, sort_keys=True, default=str), flush=True)
+                        print(fmt.as_json(line), flush=True)
                     else:
                         print(
                             fmt.event_line(event.topic, event.sender, event.payload, _local_now()),
