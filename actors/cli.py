@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
         result: int = args.func(args)
+        sys.stdout.flush()  # a reader gone early (``taskbus health | head -1``) shows here
+    except BrokenPipeError:
+        # Not an error: the reader has what it wanted. Python flushes stdout again at exit,
+        # so stdout becomes devnull to keep that quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Unreachable as exc:
         print(f"taskbus: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
