@@ -8,6 +8,10 @@ errors become codes too: ``not_found``, ``conflict``, ``lease_lost``, ``store_er
 Many requests are handled at once (``concurrency``), so that writes arriving together share one
 group commit; a write is answered only once it is committed. Times that matter (task updates,
 leases, retention) come from the actor's ``clock``, never from the requester.
+
+Health: the actor reports ``critical`` while its store cannot read (part of) its file and
+``degraded`` while the file refuses writes (``LibsqlStore.critical``/``degraded``), and dies,
+so that its supervisor restarts it, when the store's database thread has died.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from actors.store.errors import Conflict, InvalidValue, LeaseLost, NotFound, Sto
 from actors.store.libsql_store import LibsqlStore
 from actors.store.payloads import Fields, plain
 from actors.store.records import NewExecution, Page, RunMark
+from actors.store.salvage import PartialPage
 from actors.store.store import Store
 from bus import Envelope
 from bus.envelope import Payload
@@ -93,6 +98,20 @@ class StoreActor(Actor):
 
     async def on_stop(self) -> None:
         await self.store.close()
+
+    # ------------------------------------------------------------ health
+
+    async def run(self) -> None:
+        """Dies (the supervisor restarts the actor, which reopens the file) once the store's
+        database thread has died: every request would fail from then on."""
+        if isinstance(self.store, LibsqlStore):
+            raise await self.store.serving()
+
+    def critical(self) -> list[str]:
+        return self.store.critical() if isinstance(self.store, LibsqlStore) else []
+
+    def degraded(self) -> list[str]:
+        return self.store.degraded() if isinstance(self.store, LibsqlStore) else []
 
     @on_request("store.")
     async def serve(self, request: Envelope) -> Payload:
@@ -344,7 +363,8 @@ class StoreActor(Actor):
 
     def _page(self, key: str, page: Page[Any]) -> Payload:
         """The page as ``{key: [...], "next_cursor": ...}``, cut short if it would not fit in
-        ``max_reply_bytes`` (at least one item is always sent).
+        ``max_reply_bytes`` (at least one item is always sent); with ``"unreadable": [...]``
+        naming the rows left out because they cannot be read, if any.
         """
         items: list[dict[str, Any]] = []
         size = 0
@@ -355,7 +375,10 @@ class StoreActor(Actor):
                 break
             items.append(rendered)
         cut = page.cut(len(items))
-        return {key: items, "next_cursor": cut.next_cursor}
+        reply: Payload = {key: items, "next_cursor": cut.next_cursor}
+        if isinstance(page, PartialPage) and page.unreadable:
+            reply["unreadable"] = list(page.unreadable)
+        return reply
 
 
 _CODES: tuple[tuple[type[StoreError], str], ...] = (

@@ -3,6 +3,11 @@ commits, rekeying, backups and integrity checks.
 
 Blocking and not thread-safe: the store calls it from its one database thread
 (``actors.store.worker``) and nowhere else.
+
+What the engine says goes out as one of the store's errors: an SQL error (libsql raises
+ValueError) as StoreError; a damaged page or a stored value libSQL cannot decode (it panics on a
+text that is not UTF-8) as Damaged; a libsql panic, which derives from BaseException, as
+EngineFailure; a write the file refuses (disk full, read-only, failing) as WriteRefused.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ import libsql
 
 from actors.store._files import copy_durably
 from actors.store._sql import Connection, rows, scalar
-from actors.store.errors import StoreError, WrongKey
+from actors.store.errors import (
+    NOT_OURS,
+    Damaged,
+    EngineFailure,
+    StoreError,
+    WriteRefused,
+    WrongKey,
+    engine_failure,
+)
 from actors.store.keys import DatabaseKey
 from actors.store.schema import MIGRATIONS, Migration, current_version, migrate
 
@@ -40,6 +53,11 @@ WRONG_KEY = "wrong key or not a taskbus database"
 # changes nothing of durability (a checkpoint fsyncs the log, then the file, in any mode); the
 # log file grows to that size, and each checkpoint holds the thread longer (~20 ms).
 WAL_AUTOCHECKPOINT_PAGES = 8_000
+
+# SQLite's messages for a file that is damaged, and for one that takes no writes (SQLITE_FULL,
+# SQLITE_IOERR, SQLITE_READONLY); SQLite rolls a transaction back itself after some of these.
+_DAMAGE = ("database disk image is malformed", "file is not a database")
+_REFUSALS = ("database or disk is full", "disk i/o error", "readonly database")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +137,38 @@ class Database:
             if new:
                 self.path.chmod(0o600)  # its log and shared-memory files inherit the mode
                 connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only before any table
-            self._set_journal_mode("wal")
-            connection.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-            scalar(connection, f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            self._configure()
             return migrate(connection, self._migrations, now_us)
+        except ValueError as exc:  # an SQL error reading the schema: a damaged file, say
+            self.close()
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         except BaseException:
             self.close()
             raise
+
+    def _configure(self) -> None:
+        self._set_journal_mode("wal")
+        self.connection.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        scalar(self.connection, f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+
+    def probe(self) -> None:
+        """One cheap read of the schema: raises what the engine raises if the connection is
+        unusable (libsql panics on a connection it has closed, for one)."""
+        scalar(self.connection, "SELECT count(*) FROM sqlite_master")
+
+    def reconnect(self) -> None:
+        """A new connection to the file, with the same key and pragmas, keeping the lock (the
+        file was checked and migrated when it was opened). Raises StoreError naming the file if
+        it does not open."""
+        self.close(release_lock=False)
+        self._connection = self._connect(self._key)
+        try:
+            self._configure()
+        except BaseException as exc:
+            self.close(release_lock=False)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot reopen store {self.path}: {exc}") from exc
 
     def _probe_key(self) -> None:
         """Check the key on a read-only, ``immutable`` connection, which touches no file.
@@ -189,9 +232,13 @@ class Database:
         told not to, give up the file lock.
         """
         if self._connection is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._connection.close()
-            self._connection = None
+            except BaseException as exc:  # closing a broken connection may panic, too
+                if isinstance(exc, NOT_OURS):
+                    raise
+            finally:
+                self._connection = None
         if release_lock and self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -214,7 +261,7 @@ class Database:
 
     def read(self, operation: Operation[T]) -> T:
         """Run a read outside any transaction (it sees every committed write)."""
-        return _translated(operation, self.connection)
+        return _translated(operation, self.connection, self.path)
 
     def commit_group(self, operations: Sequence[Operation[Any]]) -> list[Outcome[Any]]:
         """Run ``operations`` in one transaction and commit once.
@@ -226,13 +273,14 @@ class Database:
         without savepoints (the common case, and the cheap one); if an operation (or a batch)
         raised, it is rolled back and run again, one operation at a time, each in a savepoint.
         If the commit itself fails, every operation failed: that raises StoreError and nothing
-        of the group is in the database.
+        of the group is in the database; WriteRefused if the file takes no writes (the disk is
+        full...), which fails the whole group too (SQLite has rolled it back).
         """
         connection = self.connection
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = _run_batched(operations, connection)
+                outcomes = _run_batched(operations, connection, self.path)
             except Exception as exc:
                 failure = exc
             else:
@@ -240,10 +288,12 @@ class Database:
                 connection.execute("COMMIT")
                 self.commit_seconds += time.perf_counter() - started
                 return outcomes
+            if _refusal(failure) is not None:
+                raise failure
             connection.execute("ROLLBACK")
         except Exception as exc:
             self._rollback()
-            raise StoreError(f"store {self.path}: commit failed, nothing written: {exc}") from exc
+            raise self._write_failure(exc) from exc
         if len(operations) == 1:
             return [Outcome(error=failure)]
         return self._commit_isolated(operations)
@@ -251,14 +301,19 @@ class Database:
     def _commit_isolated(self, operations: Sequence[Operation[Any]]) -> list[Outcome[Any]]:
         connection = self.connection
         outcomes: list[Outcome[Any]] = []
+        failed: Exception | None = None  # the last operation that failed, if the group ends
         try:
             connection.execute("BEGIN IMMEDIATE")
             for operation in operations:
                 connection.execute("SAVEPOINT operation")
                 try:
-                    value = _translated(operation, connection)
+                    value = _translated(operation, connection, self.path)
                 except Exception as exc:
+                    if _refusal(exc) is not None:
+                        raise  # the transaction is gone: the group fails as one
+                    failed = exc  # if SQLite rolled the transaction back, this is why
                     connection.execute("ROLLBACK TO operation")
+                    failed = None
                     connection.execute("RELEASE operation")
                     outcomes.append(Outcome(error=exc))
                 else:
@@ -267,18 +322,52 @@ class Database:
             connection.execute("COMMIT")
         except Exception as exc:
             self._rollback()
-            raise StoreError(f"store {self.path}: commit failed, nothing written: {exc}") from exc
+            cause = exc if failed is None else failed
+            raise self._write_failure(cause) from cause
         return outcomes
 
     def _rollback(self) -> None:
         with contextlib.suppress(Exception):
             self.connection.execute("ROLLBACK")
 
+    def rollback(self) -> None:
+        """Roll back a transaction left open (by a panic, say); nothing if there is none."""
+        try:
+            self._rollback()
+        except BaseException as exc:
+            if isinstance(exc, NOT_OURS):
+                raise
+
+    def _write_failure(self, exc: Exception) -> StoreError:
+        """The error a whole group fails with: WriteRefused if the file takes no writes,
+        Damaged if a page it needs is damaged, else "commit failed" with the engine's reason."""
+        refusal = _refusal(exc)
+        if refusal is not None:
+            return WriteRefused(self.path, refusal)
+        if isinstance(exc, Damaged | EngineFailure):
+            return exc
+        damage = _damage(exc)
+        if damage is not None:
+            return Damaged(self.path, "", damage)
+        return StoreError(f"store {self.path}: commit failed, nothing written: {exc}")
+
     # ------------------------------------------------------------ maintenance
 
     def integrity_check(self) -> list[str]:
-        """SQLite's ``integrity_check``: ``["ok"]`` for a sound file, else the problems found."""
-        return [str(row[0]) for row in rows(self.connection, "PRAGMA integrity_check")]
+        """SQLite's ``integrity_check``: ``["ok"]`` for a sound file, else the problems found,
+        the error that stopped the check among them (a page so damaged that SQLite gives up on
+        the whole check says only "database disk image is malformed").
+
+        SQLite does not look into the values: a text that is not UTF-8 passes; see
+        ``LibsqlStore.integrity_check`` for the check that reads every row.
+        """
+        try:
+            return [str(row[0]) for row in rows(self.connection, "PRAGMA integrity_check")]
+        except BaseException as exc:
+            failure = engine_failure(exc) or (str(exc) if isinstance(exc, ValueError) else None)
+            if failure is None:
+                raise
+            return [f"integrity_check stopped: {failure}"]
 
     def vacuum(self) -> tuple[int, int]:
         """``VACUUM`` (rebuild the file without free pages) and ``ANALYZE`` (refresh the
@@ -344,7 +433,7 @@ class Database:
 
 
 def _run_batched(
-    operations: Sequence[Operation[Any]], connection: Connection
+    operations: Sequence[Operation[Any]], connection: Connection, path: Path
 ) -> list[Outcome[Any]]:
     """Every operation's Outcome, in order; raises what an operation or a batch raised."""
     outcomes: list[Outcome[Any]] = []
@@ -352,7 +441,7 @@ def _run_batched(
     while start < end:
         operation = operations[start]
         if not isinstance(operation, BatchOperation):
-            outcomes.append(Outcome(value=_translated(operation, connection)))
+            outcomes.append(Outcome(value=_translated(operation, connection, path)))
             start += 1
             continue
         kind = type(operation)
@@ -360,7 +449,8 @@ def _run_batched(
         while stop < end and type(operations[stop]) is kind:
             stop += 1
         batch = cast(Sequence[BatchOperation[Any]], operations[start:stop])
-        results = _translated(functools.partial(kind.run_batch, operations=batch), connection)
+        run = functools.partial(kind.run_batch, operations=batch)
+        results = _translated(run, connection, path)
         if len(results) != len(batch):
             raise StoreError(
                 f"{kind.__name__}.run_batch: {len(results)} outcomes, {len(batch)} writes"
@@ -370,11 +460,52 @@ def _run_batched(
     return outcomes
 
 
-def _translated(operation: Operation[T], connection: Connection) -> T:
-    """Run ``operation``; an SQL error (libsql raises ValueError) becomes a StoreError."""
+def _translated(operation: Operation[T], connection: Connection, path: Path) -> T:
+    """Run ``operation``; what the engine raises becomes a StoreError: an SQL error (libsql
+    raises ValueError) a StoreError, Damaged if it says the file is damaged; a panic (or another
+    BaseException but those in ``NOT_OURS``) an EngineFailure. Damaged and EngineFailure name
+    no request: the worker, which knows what the job was for, names it.
+    """
     try:
         return operation(connection)
     except StoreError:
         raise
     except ValueError as exc:
+        damage = _damage(exc)
+        if damage is not None:
+            raise Damaged(path, "", damage) from exc
         raise StoreError(f"database error: {exc}") from exc
+    except BaseException as exc:
+        failure = engine_failure(exc)
+        if failure is None:
+            raise
+        raise EngineFailure(f"store {path}: {failure}", failure) from exc
+
+
+def _engine_messages(exc: BaseException) -> list[str]:
+    """The messages of ``exc`` and of the errors it was raised from, innermost last."""
+    found: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 8:
+        found.append(str(current))
+        current = current.__cause__
+    return found
+
+
+def _damage(exc: BaseException) -> str | None:
+    """The engine's message if ``exc`` says that the file is damaged."""
+    messages = reversed(_engine_messages(exc))
+    return next((m for m in messages if any(d in m.lower() for d in _DAMAGE)), None)
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The engine's message if ``exc`` says that the file takes no writes."""
+    if isinstance(exc, WriteRefused):
+        return exc.reason
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError):
+            return str(current)
+        current = current.__cause__
+    messages = reversed(_engine_messages(exc))
+    return next((m for m in messages if any(r in m.lower() for r in _REFUSALS)), None)

@@ -1,6 +1,8 @@
 """``LibsqlStore``: the Store in one encrypted libSQL file, written by one thread with group commit.
 
-Keys: ``actors.store.keys``; rotation and its recovery at start: ``actors.store.rekey``.
+Keys: ``actors.store.keys``; rotation and its recovery at start: ``actors.store.rekey``. What the
+store knows to be wrong with its file (damage met, writes refused): ``condition``; when the
+engine fails: ``actors.store.worker``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from actors.store import leases, queries, values, writes
+from actors.store import leases, queries, salvage, values, writes
 from actors.store._files import sync_directory
+from actors.store._sql import Row
+from actors.store.condition import StoreCondition
 from actors.store.database import Database, Outcome
-from actors.store.errors import InvalidValue, StoreError
+from actors.store.errors import Damaged, InvalidValue, StoreError
 from actors.store.keys import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE,
@@ -60,6 +64,17 @@ T = TypeVar("T")
 
 MAX_LEASE_S = 86_400.0
 _VACUUM_PAGES = 2_000
+_SCAN_ROWS = 1_000  # rows the integrity check reads per job, so that other jobs interleave
+# The tables the integrity check reads row by row, each with its columns and how a row becomes
+# a record (None: the columns alone, decoded).
+_CHECKED: tuple[tuple[str, str, Callable[[Row], object] | None], ...] = (
+    ("scheduled_tasks", queries.TASK_COLUMNS, queries.task_from_row),
+    ("task_executions", queries.EXECUTION_COLUMNS, queries.execution_from_row),
+    ("dead_letters", queries.DEAD_LETTER_COLUMNS, queries.dead_letter_from_row),
+    ("missed_runs", queries.MISSED_RUN_COLUMNS, queries.missed_run_from_row),
+    ("scheduler_lease", "name, holder, expires_at, token", None),
+    ("schema_version", "version, description, applied_at", None),
+)
 
 
 def utc_now() -> datetime:
@@ -145,11 +160,38 @@ class LibsqlStore(Store):
             raise StoreError(f"store {self.path} is not running")
         return self._worker
 
+    # ------------------------------------------------------------ condition
+
+    @property
+    def condition(self) -> StoreCondition | None:
+        """What is known to be wrong with the file while the store runs (None: not running)."""
+        return None if self._worker is None else self._worker.condition
+
+    def critical(self) -> list[str]:
+        """Why the store cannot read (part of) its file, or cannot serve at all; empty when
+        nothing is known to be wrong. The rules: ``actors.store.condition``."""
+        condition = self.condition
+        return [] if condition is None else condition.critical()
+
+    def degraded(self) -> list[str]:
+        """Why the store refuses writes ("store refuses writes: database or disk is full")."""
+        condition = self.condition
+        return [] if condition is None else condition.degraded()
+
+    async def serving(self) -> StoreError:
+        """Wait while the store serves; returns why its database thread died (every request
+        fails at once from then on, until :meth:`start` opens the file again). Never returns
+        after a plain :meth:`close`."""
+        return await self._running.dead()
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Open the file (again, if the database thread died: see :meth:`serving`)."""
         if self._worker is not None:
-            return
+            if self._worker.death is None:
+                return
+            await self.close()
         remove_work_files(self.path)
         create = not self.path.exists() or self.path.stat().st_size == 0
         master = resolve_master_key(
@@ -182,8 +224,34 @@ class LibsqlStore(Store):
             await worker.close()
 
     async def integrity_check(self) -> list[str]:
-        """``["ok"]``, or what SQLite's ``integrity_check`` found wrong."""
-        return await self._running.call(Database.integrity_check)
+        """``["ok"]``, or every problem found: what SQLite's ``integrity_check`` reports (or
+        the error that stopped it), then each row libSQL cannot hand over (a text that is not
+        UTF-8, which SQLite's check does not look at: libsql panics on it) or whose stored maps
+        do not decode, named by table, rowid and key. Damage is an answer, never an exception:
+        a table that cannot be read at all is one problem, and the check goes on. It reads
+        every row, ``_SCAN_ROWS`` at a time, so other requests interleave; its findings replace
+        what ``condition`` knew of damage.
+        """
+        worker = self._running
+        problems = [p for p in await worker.call(Database.integrity_check) if p != "ok"]
+        for table, columns, convert in _CHECKED:
+            after: int | None = 0
+            while after is not None:
+                scan = partial(
+                    salvage.scan,
+                    table=table,
+                    columns=columns,
+                    convert=convert or tuple,
+                    after=after,
+                    chunk=_SCAN_ROWS,
+                )
+                try:
+                    found, after = await worker.read(scan, what=f"table {table}")
+                except Damaged as exc:
+                    found, after = [f"table {table}: {exc.engine_error}"], None
+                problems.extend(found)
+        worker.condition.checked(problems)
+        return problems or ["ok"]
 
     async def vacuum(self) -> tuple[int, int]:
         """VACUUM and ANALYZE the database; the page counts before and after."""
@@ -248,10 +316,14 @@ class LibsqlStore(Store):
 
     async def get_task(self, task_id: str) -> TaskRecord:
         task_id = values.identifier("task_id", task_id)
-        return await self._running.read(lambda c: queries.get_task(c, task_id))
+        return await self._running.read(
+            lambda c: queries.get_task(c, task_id), what=f"task {task_id!r}"
+        )
 
     async def list_tasks(self, *, after: str | None = None, limit: int = 100) -> Page[TaskRecord]:
-        return await self._running.read(lambda c: queries.list_tasks(c, after, limit))
+        return await self._running.read(
+            lambda c: queries.list_tasks(c, after, limit), what=_paged("the task list", after)
+        )
 
     async def delete_task(self, task_id: str) -> bool:
         task_id = values.identifier("task_id", task_id)
@@ -282,7 +354,9 @@ class LibsqlStore(Store):
 
     async def task_status(self, task_id: str) -> TaskStatus:
         task_id = values.identifier("task_id", task_id)
-        return await self._running.read(lambda c: queries.task_status(c, task_id))
+        return await self._running.read(
+            lambda c: queries.task_status(c, task_id), what=f"the status of task {task_id!r}"
+        )
 
     # ------------------------------------------------------------ executions
 
@@ -334,23 +408,32 @@ class LibsqlStore(Store):
 
     async def execution_outcomes(self, execution_ids: Sequence[str]) -> dict[str, bool | None]:
         ids = [values.identifier("execution_ids", i) for i in execution_ids]
-        return await self._running.read(lambda c: queries.execution_outcomes(c, ids))
+        return await self._running.read(
+            lambda c: queries.execution_outcomes(c, ids),
+            what=f"the outcomes of {len(ids)} executions",
+        )
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         execution_id = values.identifier("execution_id", execution_id)
-        return await self._running.read(lambda c: queries.get_execution(c, execution_id))
+        return await self._running.read(
+            lambda c: queries.get_execution(c, execution_id), what=f"execution {execution_id!r}"
+        )
 
     async def history(
         self, task_id: str, *, before: str | None = None, limit: int = 50
     ) -> Page[ExecutionRecord]:
         task_id = values.identifier("task_id", task_id)
-        return await self._running.read(lambda c: queries.history(c, task_id, before, limit))
+        return await self._running.read(
+            lambda c: queries.history(c, task_id, before, limit),
+            what=_paged(f"the history of task {task_id!r}", before),
+        )
 
     async def unsettled_executions(
         self, *, since: datetime | None = None, after: str | None = None, limit: int = 100
     ) -> Page[ExecutionRecord]:
         return await self._running.read(
-            lambda c: queries.unsettled_executions(c, since, after, limit)
+            lambda c: queries.unsettled_executions(c, since, after, limit),
+            what=_paged("the unsettled executions", after),
         )
 
     async def stats(
@@ -358,7 +441,8 @@ class LibsqlStore(Store):
     ) -> StatsReport:
         if task_id is not None:
             task_id = values.identifier("task_id", task_id)
-        return await self._running.read(lambda c: queries.stats(c, since, task_id))
+        what = "the statistics" + ("" if task_id is None else f" of task {task_id!r}")
+        return await self._running.read(lambda c: queries.stats(c, since, task_id), what=what)
 
     # ------------------------------------------------------------ dead letters
 
@@ -370,7 +454,10 @@ class LibsqlStore(Store):
     ) -> Page[DeadLetterRecord]:
         if task_id is not None:
             task_id = values.identifier("task_id", task_id)
-        return await self._running.read(lambda c: queries.dead_letters(c, task_id, before, limit))
+        what = "the dead letters" + ("" if task_id is None else f" of task {task_id!r}")
+        return await self._running.read(
+            lambda c: queries.dead_letters(c, task_id, before, limit), what=_paged(what, before)
+        )
 
     # ------------------------------------------------------------ missed runs
 
@@ -393,7 +480,10 @@ class LibsqlStore(Store):
         self, task_id: str, *, before: str | None = None, limit: int = 50
     ) -> Page[MissedRunRecord]:
         task_id = values.identifier("task_id", task_id)
-        return await self._running.read(lambda c: queries.missed_runs(c, task_id, before, limit))
+        return await self._running.read(
+            lambda c: queries.missed_runs(c, task_id, before, limit),
+            what=_paged(f"the missed runs of task {task_id!r}", before),
+        )
 
     # ------------------------------------------------------------ retention
 
@@ -413,7 +503,8 @@ class LibsqlStore(Store):
         keep = values.count("max_executions", keep)
         cutoff = values.instant("now", now) - timedelta(days=days)
         expired = await self._chunks(partial(writes.delete_executions_before, cutoff=cutoff))
-        excess = await self._running.read(queries.count_executions) - keep
+        count = await self._running.read(queries.count_executions, what="the execution count")
+        excess = count - keep
         over = 0
         while over < excess:
             step = min(excess - over, self.settings.retention_chunk_rows)
@@ -470,6 +561,11 @@ class LibsqlStore(Store):
         token = values.count("token", token, low=1)
         now = values.instant("now", now)
         return await self._running.write(lambda c: leases.release(c, name, holder, token, now))
+
+
+def _paged(what: str, cursor: str | None) -> str:
+    """What a page read reads, in an error's words: its cursor tells one page from another."""
+    return what if cursor is None else f"{what} after cursor {cursor!r}"
 
 
 def _entries(name: str, items: Sequence[T], kind: type[T], low: int, high: int) -> tuple[T, ...]:
