@@ -8,7 +8,6 @@ Field order on the wire (documented in ``docs/protocol.md``)::
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,24 +16,14 @@ import msgpack
 
 from bus.errors import EnvelopeError
 from bus.ids import new_message_id
+from bus.nesting import MAX_PAYLOAD_DEPTH, nesting_depth, only_scalars
 from bus.topics import check_topic, is_valid_topic
 from config.bus import DEFAULT_MAX_MESSAGE_BYTES
 
 PROTOCOL_VERSION = 1
-MAX_PAYLOAD_DEPTH = 32
-"""How deeply maps and arrays may nest in any payload, the payload map being level 1.
-
-msgpack refuses to pack or unpack past about 1,024 levels: without a limit of our own the bus
-would accept a value that, once stored, no later message could carry. Real payloads nest under 10
-levels. The limit holds for replies too, so an owner that sends a stored value back inside more
-levels than it arrived in keeps what it stores that many levels below this (docs/protocol.md §5).
-"""
 _FIELD_COUNT = 8
 _ID_BYTES = 16
 _NUMBER_TYPES = (float, int)
-_SCALAR_TYPES = frozenset((str, int, float, bool, type(None), bytes))
-_only_scalars = _SCALAR_TYPES.issuperset
-_FEW = 8  # a container this small is cheaper to scan in Python than through map()
 
 Payload = dict[str, Any]
 
@@ -165,60 +154,11 @@ def validated_fields(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) ->
     return fields  # type: ignore[no-any-return]
 
 
-def nesting_depth(value: object, stop_after: int | None = None) -> int:
-    """How many levels of maps and arrays ``value`` nests: 0 for a scalar, 1 for ``{}`` or
-    ``{"a": 1}``, 2 for ``{"a": [1]}``. With ``stop_after``, counting stops past that many levels.
-
-    Level by level, without recursion, so it is cheap on the broker's hot path: a scalar costs one
-    set lookup, a container of more than a few plain scalars one C-level pass over their types,
-    and only maps and arrays are queued for the next level. ``value`` must be finite (a decoded
-    message, or a value msgpack could pack): a cycle is cut only by ``stop_after``.
-    """
-    limit = sys.maxsize if stop_after is None else stop_after
-    if type(value) is dict:  # a payload: the usual case
-        level = [value.values()]
-    else:
-        level = [_items(value)] if _is_container(value) else []
-    depth = 0
-    scalars = _SCALAR_TYPES
-    only_scalars = scalars.issuperset
-    while level:
-        if depth == limit:
-            return limit + 1
-        depth += 1
-        deeper: list[Any] = []
-        append = deeper.append
-        for items in level:
-            if len(items) > _FEW and only_scalars(map(type, items)):
-                continue
-            for item in items:
-                kind = type(item)
-                if kind in scalars:
-                    continue
-                if kind is dict:
-                    append(item.values())
-                elif kind is list or kind is tuple:
-                    append(item)
-                elif _is_container(item):  # a subclass, from a caller's payload
-                    append(_items(item))
-        level = deeper
-    return depth
-
-
 def _nests_too_deep(payload: Payload) -> bool:
     """The hot path: a map of scalars only, the usual payload, takes one C-level pass."""
-    return not _only_scalars(map(type, payload.values())) and (
+    return not only_scalars(map(type, payload.values())) and (
         nesting_depth(payload, MAX_PAYLOAD_DEPTH) > MAX_PAYLOAD_DEPTH
     )
-
-
-def _is_container(value: object) -> bool:
-    """A map or an array to msgpack: a dict, list or tuple, or a subclass other than ExtType."""
-    return isinstance(value, (dict, list, tuple)) and not isinstance(value, msgpack.ExtType)
-
-
-def _items(container: Any) -> Any:
-    return container.values() if isinstance(container, dict) else container
 
 
 def _too_deep(payload: object) -> EnvelopeError:

@@ -25,7 +25,9 @@ from bus.errors import AuthError
 
 log = logging.getLogger("taskbus.bus.keys")
 
-IDENTITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Words of lowercase letters, digits, '_' and '-' joined by single dots, 1-64 characters: an
+# identity is also a word of topics (a task's events go to scheduler.task.status.<owner>).
+IDENTITY_PATTERN = re.compile(r"^(?=.{1,64}$)[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
 BROKER_NAME = "broker"
 
 
@@ -39,7 +41,10 @@ class KeyPair:
 
 def check_identity(name: str) -> str:
     if not IDENTITY_PATTERN.fullmatch(name):
-        raise AuthError(f"identity {name!r} must be lowercase letters, digits, '.', '_' or '-'")
+        raise AuthError(
+            f"identity {name!r} must be lowercase letters, digits, '_' or '-' (1-64 "
+            "characters), in words joined by single dots"
+        )
     return name
 
 

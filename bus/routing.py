@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from bus import wire
-from bus.acl import PUBLISH, SUBSCRIBE, Acl
+from bus.acl import ASK, CONSUME, ENQUEUE, PUBLISH, RECEIVE, SERVE, SUBSCRIBE, Acl
 from bus.envelope import Envelope, restamp, validated_fields
 from bus.errors import AuthError, EnvelopeError
 from bus.keys import check_identity
@@ -50,7 +50,7 @@ class PendingAsk:
 class BrokerCore:
     def __init__(self, settings: BusSettings) -> None:
         self.settings = settings
-        self.acl = Acl(settings.acl)
+        self.acl = Acl(settings.acl, settings.roles)
         self.peers: dict[tuple[int, bytes], Peer] = {}
         self.by_name: dict[str, Peer] = {}
         self.subscriptions: dict[str, set[Peer]] = {}
@@ -236,15 +236,12 @@ class BrokerCore:
                 self.reject(peer, exc.code, exc.reason, command=command, message_id=_peek_id(data))
                 continue
             topic = fields[2]
-            # Asking the broker's own services (bus.stats, bus.peers) reads what bus.* events tell
-            # subscribers anyway: it takes subscribe rights, not the publish rights that the
-            # default ACL withholds on bus.* so that nobody can forge the broker's events.
-            action = SUBSCRIBE if command == wire.REQUEST and topic.startswith("bus.") else PUBLISH
-            if command != wire.REPLY and not allows(identity, action, topic):
+            action = _SENDING.get(command)
+            if action is not None and not allows(identity, action, topic):
                 self.reject(
                     peer,
                     "denied",
-                    f"{identity!r} may not {action} to {topic!r}",
+                    f"{identity!r} may not {action} {topic!r}",
                     command=command,
                     message_id=fields[1],
                     correlation_id=fields[5],
@@ -273,7 +270,7 @@ class BrokerCore:
         found: set[Peer] = set()
         for prefix, peers in self.subscriptions.items():
             if topic.startswith(prefix):
-                found.update(p for p in peers if self.acl.allows(p.identity, SUBSCRIBE, topic))
+                found.update(p for p in peers if self.acl.allows(p.identity, RECEIVE, topic))
         receivers = tuple(sorted(found, key=lambda p: p.name))
         if len(self._fanout_cache) > 65_536:
             self._fanout_cache.clear()
@@ -309,7 +306,7 @@ class BrokerCore:
         best_length = -1
         for prefix, providers in self.services.items():
             if len(prefix) > best_length and topic.startswith(prefix):
-                allowed = [p for p in providers if self.acl.allows(p.identity, SUBSCRIBE, topic)]
+                allowed = [p for p in providers if self.acl.allows(p.identity, SERVE, topic)]
                 if allowed:
                     best, best_length = allowed, len(prefix)
         if not best:
@@ -338,17 +335,33 @@ class BrokerCore:
         queue = self.queues.get(fields[2])
         if queue is None:
             queue = self.queues[fields[2]] = WorkQueue(fields[2])
-        producer.queue_out(wire.CONFIRM, fields[1])
-        self.dirty.add(producer)
         if fields[1] in queue.held:
             # A producer re-sent unfinished work the broker still holds (after a reconnect):
             # one copy per id, or two deliveries would share one in-flight slot and leak credit.
             self.counters["duplicate_enqueues"] += 1
+            producer.queue_out(wire.CONFIRM, fields[1])
+            self.dirty.add(producer)
             return
-        queue.held.add(fields[1])
-        queue.pending.append(
-            InFlight(fields[2], fields[1], restamp(fields, producer.identity), producer.name, 0)
-        )
+        data = restamp(fields, producer.identity)
+        settings = self.settings
+        if (
+            len(queue.held) >= settings.max_queue_items
+            or queue.held_bytes + len(data) > settings.max_queue_bytes
+        ):
+            self.reject(
+                producer,
+                "queue_full",
+                f"queue {queue.name!r} holds {len(queue.held)} items of {queue.held_bytes} "
+                f"bytes; the limits are {settings.max_queue_items} items and "
+                f"{settings.max_queue_bytes} bytes (bus.max_queue_items, bus.max_queue_bytes)",
+                command=wire.ENQUEUE,
+                message_id=fields[1],
+                topic=queue.name,
+            )
+            return
+        producer.queue_out(wire.CONFIRM, fields[1])
+        self.dirty.add(producer)
+        queue.hold(InFlight(fields[2], fields[1], data, producer.name, 0))
         self.counters["enqueued"] += 1
         self._dispatch(queue)
 
@@ -370,7 +383,7 @@ class BrokerCore:
             self.counters["acked"] += 1
             queue = self.queues[item.queue]
             queue.acked += 1
-            queue.held.discard(message_id)
+            queue.release(item)
             self._tell_producer_done(item)
         for name in touched:
             self._dispatch(self.queues[name])
@@ -397,7 +410,7 @@ class BrokerCore:
                 queue.requeue(item)
             else:
                 self.counters["discarded"] += 1
-                queue.held.discard(item.message_id)
+                queue.release(item)
                 self._tell_producer_done(item)
             self._dispatch(queue)
 
@@ -438,7 +451,7 @@ class BrokerCore:
     def _serve(self, peer: Peer, prefixes: list[str]) -> None:
         for prefix in prefixes:
             check_prefix(prefix)
-            if prefix.startswith("bus.") or not self.acl.allows(peer.identity, SUBSCRIBE, prefix):
+            if prefix.startswith("bus.") or not self.acl.allows(peer.identity, SERVE, prefix):
                 raise Rejected("denied", f"{peer.identity!r} may not serve {prefix!r}")
         for prefix in prefixes:
             peer.services.add(prefix)
@@ -453,7 +466,7 @@ class BrokerCore:
         check_topic(name)
         if not isinstance(credit, int) or isinstance(credit, bool) or not 0 <= credit <= 1_000_000:
             raise Rejected("field", f"credit must be an integer from 0 to 1000000, got {credit!r}")
-        if not self.acl.allows(peer.identity, SUBSCRIBE, name):
+        if not self.acl.allows(peer.identity, CONSUME, name):
             raise Rejected("denied", f"{peer.identity!r} may not consume {name!r}")
         busy = sum(1 for item in peer.inflight.values() if item.queue == name)
         peer.credit[name] = max(0, credit - busy)
@@ -612,6 +625,7 @@ class BrokerCore:
                 name: {
                     "pending": len(q.pending),
                     "inflight": held[name],
+                    "held_bytes": q.held_bytes,
                     "consumers": len(q.consumers),
                     "delivered": q.delivered,
                     "redelivered": q.redelivered,
@@ -627,6 +641,10 @@ class BrokerCore:
             members.discard(peer)
             if not members:
                 del index[prefix]
+
+
+# The ACL action of each envelope a peer sends; a REPLY needs none (it must match an ask).
+_SENDING = {wire.PUBLISH: PUBLISH, wire.REQUEST: ASK, wire.ENQUEUE: ENQUEUE}
 
 
 def _strings(args: dict[str, Any], key: str) -> list[str]:

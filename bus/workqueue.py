@@ -14,6 +14,7 @@ class WorkQueue:
     name: str
     pending: deque[InFlight] = field(default_factory=deque)
     held: set[bytes] = field(default_factory=set)  # ids pending or in flight: one copy each
+    held_bytes: int = 0  # the envelopes of the held items
     consumers: list[Peer] = field(default_factory=list)
     _next: int = 0
     delivered: int = 0
@@ -27,6 +28,18 @@ class WorkQueue:
     def remove_consumer(self, peer: Peer) -> None:
         if peer in self.consumers:
             self.consumers.remove(peer)
+
+    def hold(self, item: InFlight) -> None:
+        """A new item, at the back."""
+        self.held.add(item.message_id)
+        self.held_bytes += len(item.data)
+        self.pending.append(item)
+
+    def release(self, item: InFlight) -> None:
+        """An item acknowledged or discarded: the queue no longer holds it."""
+        if item.message_id in self.held:
+            self.held.discard(item.message_id)
+            self.held_bytes -= len(item.data)
 
     def requeue(self, item: InFlight) -> None:
         """Back to the front: redelivered work goes before newer work."""

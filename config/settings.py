@@ -100,8 +100,9 @@ class Settings:
             "tasks": {t.task_id: _task_dict(t, reveal_secrets) for t in self.tasks},
             "bus": {
                 "endpoints": list(self.endpoints),
-                **_plain(self.bus, skip=("acl",)),
+                **_plain(self.bus, skip=("acl", "roles")),
                 "acl": [_plain(rule) for rule in self.bus.acl],
+                "roles": {name: list(members) for name, members in self.bus.roles.items()},
             },
             "actors": _plain(self.actors),
             "store": _plain(self.store),

@@ -10,10 +10,19 @@ from typing import Any
 import pytest
 
 from bus import Broker, BusClient, KeysDirectory
-from config import BusSettings
+from config import AclRule, BusSettings
+from config.bus import default_roles
 
 TRANSPORTS = ("inproc", "tcp", "ipc")
 ClientFactory = Callable[..., Awaitable[BusClient]]
+# The bus's own contract (routing, liveness, bad input) holds whatever the ACL: its tests run with
+# every action open to every admitted identity. The default, least-privilege rules have tests of
+# their own (tests/bus/test_security.py, tests/e2e/test_privilege.py).
+OPEN_ACL = (AclRule(identity="*", action="*", prefix="", allow=True),)
+# The identity the actor tests ask as, made an admin beside the default ones: it manages the
+# code-defined tasks as the CLI would. Owner tests use other identities.
+TESTER = "tester"
+TEST_ROLES = {**default_roles(), "admin": ("cli", "app", TESTER)}
 
 
 @pytest.fixture
@@ -26,7 +35,9 @@ def keys(tmp_path: Path) -> KeysDirectory:
 @pytest.fixture
 def settings() -> BusSettings:
     """Short liveness so that dead peers are found within a second in tests."""
-    return BusSettings(heartbeat_interval_s=0.1, heartbeat_liveness=3, ask_timeout_s=3.0)
+    return BusSettings(
+        heartbeat_interval_s=0.1, heartbeat_liveness=3, ask_timeout_s=3.0, acl=OPEN_ACL
+    )
 
 
 async def start_broker(

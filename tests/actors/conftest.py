@@ -19,7 +19,7 @@ from actors import ActorSystem
 from bus import BusClient, KeysDirectory
 from config import BusSettings
 from config.actors import ActorSettings
-from tests.conftest import endpoint_for, start_client
+from tests.conftest import OPEN_ACL, endpoint_for, start_client
 
 SystemFactory = Callable[..., Awaitable[ActorSystem]]
 ClientFactory = Callable[..., Awaitable[BusClient]]
@@ -27,7 +27,7 @@ ClientFactory = Callable[..., Awaitable[BusClient]]
 
 @pytest.fixture
 def bus_settings() -> BusSettings:
-    return BusSettings(ask_timeout_s=5.0)
+    return BusSettings(ask_timeout_s=5.0, acl=OPEN_ACL)
 
 
 @pytest.fixture

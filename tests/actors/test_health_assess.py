@@ -115,6 +115,4 @@ def test_an_actor_that_reports_itself_critical_is_critical_with_its_reasons() ->
     broken = report(critical=["store cannot read its file: page 7 is damaged"], degraded=["x"])
     result = judge({"store": (NOW, broken)})
     assert result["status"] == "critical"
-    assert result["actors"]["store"]["reasons"] == [
-        "store cannot read its file: page 7 is damaged"
-    ]
+    assert result["actors"]["store"]["reasons"] == ["store cannot read its file: page 7 is damaged"]

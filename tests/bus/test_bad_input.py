@@ -19,7 +19,7 @@ import pytest
 from bus import Broker, BusClient, EnvelopeError, KeysDirectory, Subscription, wire
 from config import BusSettings
 from tests.bus.raw import VALID_ID, RawPeer, envelope, fields, nested, pack
-from tests.conftest import ClientFactory
+from tests.conftest import OPEN_ACL, ClientFactory
 
 MIB = 1024 * 1024
 RAW_TRANSPORTS = ("inproc", "tcp")
@@ -29,7 +29,9 @@ RawFactory = Callable[..., RawPeer]
 @pytest.fixture
 def settings() -> BusSettings:
     """A liveness window wide enough that a hand-driven peer is never dropped mid-test."""
-    return BusSettings(heartbeat_interval_s=0.5, heartbeat_liveness=10, ask_timeout_s=3.0)
+    return BusSettings(
+        heartbeat_interval_s=0.5, heartbeat_liveness=10, ask_timeout_s=3.0, acl=OPEN_ACL
+    )
 
 
 @pytest.fixture

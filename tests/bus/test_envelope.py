@@ -14,14 +14,13 @@ import pytest
 
 from bus import PROTOCOL_VERSION, BusError, Envelope, EnvelopeError, decode, new_message_id
 from bus.envelope import (
-    MAX_PAYLOAD_DEPTH,
     decode_trusted,
     encode_new,
-    nesting_depth,
     restamp,
     validated_fields,
 )
 from bus.ids import format_message_id
+from bus.nesting import MAX_PAYLOAD_DEPTH, nesting_depth
 from config import TaskbusError
 from config.bus import DEFAULT_MAX_MESSAGE_BYTES
 from tests.bus.raw import VALID_ID, envelope, fields, nested, pack

@@ -23,7 +23,7 @@ import zmq.asyncio
 from bus import Broker, BusClient, Consumer, Delivery, Envelope, KeysDirectory, wire
 from config import BusSettings
 from tests.bus.waits import barrier, eventually, next_matching, peers
-from tests.conftest import ClientFactory, endpoint_for
+from tests.conftest import OPEN_ACL, ClientFactory, endpoint_for
 
 REMOTE_PEER = Path(__file__).with_name("remote_peer.py")
 BURST = 50_000
@@ -303,7 +303,9 @@ async def test_clients_reregister_after_broker_restart(
 def burst_settings() -> BusSettings:
     """A burst keeps the loop busy: a wide liveness window keeps busy peers from being expired
     (which would lose or redeliver for another reason than the one under test)."""
-    return BusSettings(heartbeat_interval_s=0.1, heartbeat_liveness=50, ask_timeout_s=10.0)
+    return BusSettings(
+        heartbeat_interval_s=0.1, heartbeat_liveness=50, ask_timeout_s=10.0, acl=OPEN_ACL
+    )
 
 
 async def burst(publisher: BusClient) -> list[asyncio.Future[bytes]]:
@@ -387,6 +389,7 @@ async def test_full_pipe_drops_are_counted_by_the_broker_and_work_still_flows(
         heartbeat_liveness=burst_settings.heartbeat_liveness,
         ask_timeout_s=burst_settings.ask_timeout_s,
         send_hwm=2,
+        acl=OPEN_ACL,
     )
     async with contextlib.AsyncExitStack() as stack:
         broker = await stack.enter_async_context(standalone_broker(settings, keys, [], "slow-pipe"))

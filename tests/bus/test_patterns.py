@@ -26,7 +26,7 @@ from bus import (
 )
 from config import BusSettings
 from tests.bus.waits import barrier, eventually, peers
-from tests.conftest import TRANSPORTS, ClientFactory
+from tests.conftest import OPEN_ACL, TRANSPORTS, ClientFactory
 
 
 @pytest.fixture
@@ -34,7 +34,9 @@ def settings() -> BusSettings:
     """Fast heartbeats but a generous liveness window (3 s): these tests are about routing, and a
     busy shared machine must not get a live consumer declared dead (its work would be redelivered
     and counted twice). Liveness itself is tested in ``test_liveness.py``."""
-    return BusSettings(heartbeat_interval_s=0.1, heartbeat_liveness=30, ask_timeout_s=3.0)
+    return BusSettings(
+        heartbeat_interval_s=0.1, heartbeat_liveness=30, ask_timeout_s=3.0, acl=OPEN_ACL
+    )
 
 
 async def until_marker(subscription: Subscription, timeout: float = 5.0) -> list[Envelope]:

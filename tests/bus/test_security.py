@@ -268,7 +268,7 @@ async def test_remote_sender_is_the_key_not_the_claim(
     await mallory.send(wire.PUBLISH, pack([dispatch]))
     error = await mallory.expect_error()
     assert error["code"] == "denied"
-    assert "'mallory' may not publish to 'scheduler.task.dispatch'" in error["reason"]
+    assert "'mallory' may not publish 'scheduler.task.dispatch'" in error["reason"]
 
 
 async def test_inproc_sender_is_its_hello_name(net: Net, make_client: ClientFactory) -> None:
@@ -303,7 +303,7 @@ async def test_client_envelopes_are_stamped_with_the_hello_name(
 async def test_nobody_may_forge_the_broker_s_events(
     make_client: ClientFactory, transport: str
 ) -> None:
-    watcher = await make_client("watcher")
+    watcher = await make_client("cli")  # an admin: the bus's events are theirs to read
     bus_events = await watcher.subscribe("bus.peer.down")
     mallory = await make_client("mallory", transport)
     await mallory.publish("bus.peer.down", {"identity": "scheduler", "peer": "scheduler#1"})
@@ -317,56 +317,54 @@ async def test_nobody_may_forge_the_broker_s_events(
 # ---------------------------------------------------------------- access control
 
 
-async def test_only_the_scheduler_may_dispatch(
+async def test_only_the_scheduler_dispatches_and_only_executors_take_dispatches(
     make_client: ClientFactory, transport: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    watcher = await make_client("watcher")
-    tasks = await watcher.subscribe("scheduler.task.")
-    errors = await watcher.subscribe("bus.error")
+    """Under the default ACL a second admitted identity can neither produce nor take work on the
+    internal queues, by any command; the scheduler and an executor can."""
+    admin = await make_client("cli")
+    errors = await admin.subscribe("bus.error")
     mallory = await make_client("mallory", transport)
+    queue = "scheduler.task.dispatch.user"
 
-    await mallory.publish("scheduler.task.dispatch", {"task": "evil"})
-    await mallory.publish("scheduler.task.created", {"marker": True})
-
-    refusal = await mallory.errors.get(timeout=5)
-    assert isinstance(refusal, RemoteError)
-    assert refusal.code == "denied"
-    assert "'mallory' may not publish to 'scheduler.task.dispatch'" in refusal.reason
+    with pytest.raises(RemoteError) as enqueued:
+        await mallory.enqueue(queue, {"task": "evil"}, timeout=5)
+    assert enqueued.value.code == "denied"
+    assert "'mallory' may not enqueue 'scheduler.task.dispatch.user'" in enqueued.value.reason
     event = await errors.get(timeout=5)
     assert event.sender == "broker"
     assert {k: event.payload[k] for k in ("code", "identity", "command", "topic")} == {
         "code": "denied",
         "identity": "mallory",
-        "command": "P",
-        "topic": "scheduler.task.dispatch",
+        "command": "E",
+        "topic": queue,
     }
     assert any(r.getMessage().startswith("bus.reject code=denied ") for r in caplog.records)
-    # Published after the refused one, so it would have come second: the dispatch never arrived.
-    first = await tasks.get(timeout=5)
-    assert (first.topic, first.sender) == ("scheduler.task.created", "mallory")
+    for attempt in (
+        mallory.ask(queue, {"task": "evil"}, timeout=5),
+        mallory.enqueue("scheduler.task.result", {"success": True}, timeout=5),
+        mallory.consume(queue, credit=1),
+        mallory.consume("scheduler.task.result", credit=1),
+    ):
+        with pytest.raises(RemoteError) as refused:
+            await attempt
+        assert refused.value.code == "denied"
+    await mallory.publish(queue, {"task": "evil"})
+    assert (await mallory.errors.get(timeout=5)).code == "denied"
 
-    with pytest.raises(RemoteError) as asked:
-        await mallory.ask("scheduler.task.dispatch", {"task": "evil"}, timeout=5)
-    assert asked.value.code == "denied"
-    with pytest.raises(RemoteError) as enqueued:
-        await mallory.enqueue("scheduler.task.dispatch", {"task": "evil"}, timeout=5)
-    assert enqueued.value.code == "denied"
-
+    executor = await make_client("executor-user", transport)
+    work = await executor.consume(queue, credit=1)
     scheduler = await make_client("scheduler", transport)
-    await scheduler.publish("scheduler.task.dispatch", {"task": "fine"})
-    dispatched = await tasks.get(timeout=5)
-    assert (dispatched.topic, dispatched.sender, dispatched.payload) == (
-        "scheduler.task.dispatch",
-        "scheduler",
-        {"task": "fine"},
-    )
-    assert len(tasks) == 0
+    await scheduler.enqueue(queue, {"task": "fine"}, timeout=5)
+    delivery = await work.get(timeout=5)
+    assert (delivery.envelope.sender, delivery.envelope.payload) == ("scheduler", {"task": "fine"})
+    delivery.ack()
     assert scheduler.errors.get_nowait_all() == []
+    assert executor.errors.get_nowait_all() == []
 
 
 CUSTOM_ACL = (
-    AclRule(identity="eve", action="subscribe", prefix="secret.", allow=False),
-    AclRule(identity="eve", action="publish", prefix="secret.", allow=False),
+    AclRule(identity="eve", action="*", prefix="secret.", allow=False),
     AclRule(identity="*", action="*", prefix="", allow=True),
 )
 

@@ -140,6 +140,8 @@ BAD_PREFIXES = [
     ("prefix-double-dot", "scheduler..task"),
     ("prefix-star", "*"),
     ("prefix-too-long", "a" * 256),
+    ("prefix-placeholder-inside-a-word", "scheduler.task.x{identity}"),
+    ("prefix-placeholder-not-last", "scheduler.{identity}.status"),
 ]
 
 ACL_CASES: list[Any] = [
@@ -147,7 +149,8 @@ ACL_CASES: list[Any] = [
     pytest.param("identity", "", "bus.acl.identity", id="identity-empty"),
     pytest.param("identity", "a b", "bus.acl.identity", id="identity-space"),
     pytest.param("identity", "worker\n", "bus.acl.identity", id="identity-newline"),
-    pytest.param("identity", "**", "bus.acl.identity", id="identity-double-star"),
+    pytest.param("identity", "@Admin", "bus.acl.identity", id="identity-role-uppercase"),
+    pytest.param("identity", "@", "bus.acl.identity", id="identity-role-unnamed"),
     pytest.param("identity", "x" * 65, "bus.acl.identity", id="identity-too-long"),
     pytest.param("identity", 7, "bus.acl.identity", id="identity-int"),
     pytest.param("identity", None, "bus.acl.identity", id="identity-none"),
@@ -197,33 +200,123 @@ def test_acl_rule_is_frozen_and_keyword_only() -> None:
         AclRule("scheduler", "publish", "", True)  # type: ignore[call-arg]
 
 
-def test_rule_matching_accepts_wildcards() -> None:
-    rule = AclRule(identity="*", action="*", prefix="scheduler.", allow=True)
-    assert rule.matches("anyone", "subscribe", "scheduler.task")
-    assert not rule.matches("anyone", "publish", "schedulers")
-    named = AclRule(identity="worker", action="subscribe", prefix="", allow=False)
-    assert named.matches("worker", "subscribe", "anything")
-    assert not named.matches("worker", "publish", "anything")
-    assert not named.matches("worker2", "subscribe", "anything")
+def test_rule_matching_accepts_wildcards_globs_and_roles() -> None:
+    rules = (
+        AclRule(identity="@worker", action="ask", prefix="jobs.", allow=True),
+        AclRule(identity="probe-*", action="*", prefix="probe.", allow=True),
+        AclRule(identity="*", action="receive", prefix="inbox.{identity}", allow=True),
+        AclRule(identity="*", action="*", prefix="scheduler.", allow=True),
+    )
+    acl = Acl(rules, {"worker": ("worker", "@helpers"), "helpers": ("helper-*",)})
+    assert acl.allows("anyone", "subscribe", "scheduler.task")
+    assert not acl.allows("anyone", "publish", "schedulers")
+    assert acl.allows("worker", "ask", "jobs.build")
+    assert acl.allows("helper-7", "ask", "jobs.build")  # through a role inside the role
+    assert not acl.allows("worker", "publish", "jobs.build")
+    assert not acl.allows("worker2", "ask", "jobs.build")
+    assert acl.allows("probe-a", "consume", "probe.q")
+    assert not acl.allows("probe", "consume", "probe.q")
+    assert acl.allows("bob", "receive", "inbox.bob")
+    assert not acl.allows("bob", "receive", "inbox.bobby")  # exactly its own, not a prefix
+    assert not acl.allows("bob", "receive", "inbox.bob.x")
+    assert not acl.allows("bob", "receive", "inbox.alice")
+    assert acl.roles.of("helper-1") == ["helpers", "worker"]
 
 
 @pytest.mark.parametrize(
     ("identity", "action", "topic", "allowed"),
     [
-        ("scheduler", "publish", "scheduler.task.dispatch", True),
-        ("worker", "publish", "scheduler.task.dispatch", False),
-        ("worker", "publish", "scheduler.task.dispatched", False),
-        ("worker", "subscribe", "scheduler.task.dispatch", True),
+        # work: only schedulers dispatch and take results, only executors take dispatches
+        ("scheduler", "enqueue", "scheduler.task.dispatch.user", True),
+        ("scheduler-b", "enqueue", "scheduler.task.dispatch.user", True),
+        ("worker", "enqueue", "scheduler.task.dispatch.user", False),
+        ("worker", "consume", "scheduler.task.dispatch.user", False),
+        ("executor-user", "consume", "scheduler.task.dispatch.user", True),
+        ("executor-user", "enqueue", "scheduler.task.result", True),
+        ("worker", "enqueue", "scheduler.task.result", False),
+        ("worker", "consume", "scheduler.task.result", False),
+        ("scheduler", "consume", "scheduler.task.result", True),
+        # the store: asked by schedulers, in part by executors, served by the store
+        ("worker", "ask", "store.task.delete", False),
+        ("worker", "ask", "store.retention.run", False),
+        ("worker", "ask", "store.lease.acquire", False),
+        ("worker", "serve", "store.", False),
+        ("cli", "ask", "store.task.delete", False),
+        ("cli", "ask", "store.lease.acquire", False),
+        ("cli", "ask", "store.maintenance.integrity_check", True),
+        ("cli", "ask", "store.execution.history", True),
+        ("scheduler", "ask", "store.lease.acquire", True),
+        ("executor-user", "ask", "store.execution.finish_many", True),
+        ("executor-user", "ask", "store.lease.acquire", False),
+        ("executor-user", "ask", "store.task.put", False),
+        ("store", "serve", "store.", True),
+        # the broker's own topics
         ("scheduler", "publish", "bus.error", False),
-        ("worker", "publish", "bus.peer.up", False),
-        ("worker", "subscribe", "bus.error", True),
-        ("worker", "publish", "scheduler.task.created", True),
+        ("cli", "publish", "bus.peer.up", False),
+        ("worker", "subscribe", "bus.error", False),
+        ("cli", "subscribe", "bus.error", True),
+        ("cli", "ask", "bus.peers", True),
+        ("executor-user", "ask", "bus.stats", True),
+        ("worker", "ask", "bus.stats", False),
+        # nobody but the scheduler and health answers for them, or speaks for them
+        ("worker", "serve", "scheduler.task.create", False),
+        ("worker", "serve", "scheduler.health", False),
+        ("health", "serve", "scheduler.health", True),
+        ("scheduler", "serve", "scheduler.task.create", True),
+        ("worker", "publish", "scheduler.task.status.worker", False),
+        ("worker", "publish", "scheduler.health", False),
+        ("worker", "publish", "actors.liveness", False),
+        ("system", "publish", "actors.liveness", True),
+        ("executor-user", "publish", "scheduler.task.status.bob", True),
+        # the public API
+        ("worker", "ask", "scheduler.task.create", True),
+        ("worker", "ask", "scheduler.health", True),
+        ("worker", "ask", "scheduler.stats", False),
+        ("cli", "ask", "scheduler.stats", True),
+        ("worker", "subscribe", "scheduler.task.status", True),
+        ("worker", "receive", "scheduler.task.status.worker", True),
+        ("worker", "receive", "scheduler.task.status.alice", False),
+        ("worker", "receive", "scheduler.task.dead.alice", False),
+        ("worker", "receive", "scheduler.error", False),
+        ("cli", "receive", "scheduler.task.status.alice", True),
+        ("worker", "receive", "scheduler.health", True),
+        # everything else is the applications'
+        ("worker", "publish", "user.reminder", True),
+        ("worker", "serve", "greeter.", True),
     ],
 )
 def test_default_acl_decides_as_documented(
     identity: str, action: str, topic: str, allowed: bool
 ) -> None:
-    assert Acl(default_acl()).allows(identity, action, topic) is allowed
+    settings = BusSettings()
+    assert Acl(settings.acl, settings.roles).allows(identity, action, topic) is allowed
+
+
+@pytest.mark.parametrize(
+    ("roles", "key", "expected"),
+    [
+        ({"admin": ("@ops",)}, "bus.roles.admin", "a role defined in [bus.roles]"),
+        ({"a": ("@b",), "b": ("@a",)}, "bus.roles.a", "no role inside itself (@a -> @b -> @a)"),
+        ({"Admin": ("cli",)}, "bus.roles.Admin", "a role name"),
+        ({"admin": ("*",)}, "bus.roles.admin", "an array of identity names"),
+        ({"admin": "cli"}, "bus.roles.admin", "an array of identity names"),
+    ],
+)
+def test_bad_roles_are_config_errors_naming_the_role(
+    roles: dict[str, Any], key: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        BusSettings(roles=roles, acl=())
+    assert caught.value.key == key
+    assert expected in caught.value.expected
+
+
+def test_a_rule_naming_an_undefined_role_is_refused() -> None:
+    rule = AclRule(identity="@ops", action="*", prefix="", allow=True)
+    with pytest.raises(ConfigError) as caught:
+        BusSettings(acl=(rule,))
+    assert caught.value.key == "bus.acl[0].identity"
+    assert caught.value.expected.startswith("a role (admin, executor, health, internal")
 
 
 def test_no_matching_rule_denies() -> None:
