@@ -16,9 +16,11 @@ from actors.actor import Actor
 from actors.executing import ExecutorActor
 from actors.health import HealthActor
 from actors.scheduling import SchedulerActor
+from actors.scheduling.owners import SYSTEM_OWNER, Owners
 from actors.store.actor import StoreActor
 from actors.store.libsql_store import LibsqlStore
 from actors.store.records import TaskSpec
+from bus.acl import Roles
 from config.settings import Settings, thawed
 from tasks import TaskRegistry
 from tasks.effective import effective_schedule
@@ -44,7 +46,7 @@ def builtin_specs(settings: Settings, registry: TaskRegistry) -> list[TaskSpec]:
                 config=thawed(override.options) if override else {},
                 enabled=True if override is None or override.enabled is None else override.enabled,
                 run_policy=run,
-                owner="taskbus",
+                owner=SYSTEM_OWNER,
             )
         )
     return specs
@@ -68,7 +70,9 @@ class Assembly:
             "health": HealthActor,
             "store": lambda: StoreActor(LibsqlStore.from_settings(settings)),
             "scheduler": lambda: SchedulerActor(
-                settings.scheduler, builtin=builtin_specs(settings, self.registry)
+                settings.scheduler,
+                builtin=builtin_specs(settings, self.registry),
+                owners=Owners(Roles(settings.bus.roles)),
             ),
         }
         for category in settings.categories:

@@ -38,7 +38,8 @@ from actors.scheduling.protocol import (
     STATUS_TOPIC,
     Dispatch,
     RunResult,
-    report_unreadable,
+    owner_topic,
+    report_dropped,
 )
 from actors.store.errors import InvalidValue
 from bus import Consumer, Delivery, RemoteError
@@ -178,7 +179,7 @@ class ExecutorActor(Actor):
         try:
             dispatch = Dispatch.read(delivery.envelope.payload)
         except InvalidValue as exc:
-            await report_unreadable(self, self.queue, delivery, exc)
+            await report_dropped(self, self.queue, delivery, exc)
             delivery.nack(requeue=False)
             return
         try:
@@ -189,7 +190,7 @@ class ExecutorActor(Actor):
             # Never recorded by a scheduler (every fire is recorded before its dispatch), or
             # deleted by retention since: nothing could store its outcome. Dropped, and said.
             self.counters["unknown_execution"] += 1
-            await report_unreadable(self, self.queue, delivery, exc)
+            await report_dropped(self, self.queue, delivery, exc)
             delivery.ack()
             return
         if finished is not None:
@@ -406,7 +407,7 @@ class ExecutorActor(Actor):
 
     async def _status(self, dispatch: Dispatch, state: str, **fields: Any) -> None:
         await self.publish(
-            STATUS_TOPIC,
+            owner_topic(STATUS_TOPIC, dispatch.owner),
             {
                 "task_id": dispatch.task_id,
                 "execution_id": dispatch.execution_id,

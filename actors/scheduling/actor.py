@@ -28,6 +28,7 @@ from actors.fireloop import FireLoop
 from actors.scheduling import definitions
 from actors.scheduling.definitions import POLICY_FIELDS, CompiledTask
 from actors.scheduling.lease import Lease, LeaseLost, holder_name
+from actors.scheduling.owners import EXECUTOR_ROLE, Owners
 from actors.scheduling.protocol import (
     DEAD_TOPIC,
     RESULT_QUEUE,
@@ -35,7 +36,8 @@ from actors.scheduling.protocol import (
     Dispatch,
     RunResult,
     dispatch_queue,
-    report_unreadable,
+    owner_topic,
+    report_dropped,
     work_id,
 )
 from actors.store import payloads
@@ -87,12 +89,15 @@ class SchedulerActor(Actor):
         clock: Clock | None = None,
         holder: str | None = None,
         builtin: Sequence[TaskSpec] = (),
+        owners: Owners | None = None,
     ) -> None:
         """``builtin``: the code-defined tasks (with their configured schedule and options),
         put in the store at every takeover; their ``enabled`` flag is the store's once stored.
+        ``owners`` says who may manage which task (default: the default roles' admins).
         """
         super().__init__()
         self.settings = settings or SchedulerSettings()
+        self.owners = owners or Owners()
         self._builtin = tuple(builtin)
         self._clock = clock or SystemClock()
         self._holder = holder
@@ -215,7 +220,7 @@ class SchedulerActor(Actor):
         changes = definitions.read_changes(fields)
         fields.done()
         policies = {n: request.payload[n] for n in POLICY_FIELDS if n in request.payload}
-        stored = await self._stored(task_id)
+        stored = await self._owned(request, task_id, "update")
         if "task_class" in changes and definitions.category(task_id) != "user":
             raise RequestRefused(
                 "denied", f"{task_id!r} is defined in code: its task_class cannot change"
@@ -224,15 +229,15 @@ class SchedulerActor(Actor):
         return await self._put(spec, expected_version=expected or stored.version, stored=stored)
 
     async def _enable(self, request: Envelope, fields: Fields) -> Payload:
-        return await self._set_enabled(fields, enabled=True)
+        return await self._set_enabled(request, fields, enabled=True)
 
     async def _disable(self, request: Envelope, fields: Fields) -> Payload:
-        return await self._set_enabled(fields, enabled=False)
+        return await self._set_enabled(request, fields, enabled=False)
 
-    async def _set_enabled(self, fields: Fields, *, enabled: bool) -> Payload:
+    async def _set_enabled(self, request: Envelope, fields: Fields, *, enabled: bool) -> Payload:
         task_id = definitions.task_id(fields)
         fields.done()
-        stored = await self._stored(task_id)
+        stored = await self._owned(request, task_id, "enable" if enabled else "disable")
         spec = definitions.apply_changes(stored, {"enabled": enabled}, {}, self.settings)
         return await self._put(spec, expected_version=stored.version, stored=stored)
 
@@ -246,11 +251,12 @@ class SchedulerActor(Actor):
                 f"{task_id!r}: {category} tasks are defined in code; they can be disabled, "
                 "not deleted",
             )
+        stored = await self._owned(request, task_id, "delete")
         reply = await self._store("store.task.delete", {"task_id": task_id})
         self._forget(task_id)
         if not reply.payload["deleted"]:
             raise RequestRefused("not_found", f"task {task_id!r} not found")
-        await self._status_event(task_id, "deleted")
+        await self._status_event(stored.owner, task_id, "deleted")
         return {"deleted": task_id}
 
     async def _trigger(self, request: Envelope, fields: Fields) -> Payload:
@@ -261,6 +267,7 @@ class SchedulerActor(Actor):
         if task is None:
             stored = await self._stored(task_id)  # not_found, or known but disabled
             task = definitions.compile_task(stored, self.settings)
+        self.owners.check(request.sender, task.record.owner, task_id, "trigger")
         execution_id = await self._fire(task, self._clock.wall(), attempt=1, reason="trigger")
         return {"task_id": task_id, "execution_id": execution_id}
 
@@ -268,6 +275,7 @@ class SchedulerActor(Actor):
         """Forget the last run: the next fire is the first one after now, nothing is missed."""
         task_id = definitions.task_id(fields)
         fields.done()
+        await self._owned(request, task_id, "reset")
         reply = await self._store(
             "store.task.reset",
             {"task_id": task_id, "accounted_through": self._clock.wall().isoformat()},
@@ -279,6 +287,7 @@ class SchedulerActor(Actor):
     async def _status(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
         fields.done()
+        await self._owned(request, task_id, "read")
         reply = await self._store("store.task.status", {"task_id": task_id})
         next_fire = self.loop.engine.next_fire(task_id)
         retries = sorted(
@@ -296,14 +305,17 @@ class SchedulerActor(Actor):
     async def _get(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
         fields.done()
-        return {"task": plain(await self._stored(task_id))}
+        return {"task": plain(await self._owned(request, task_id, "read"))}
 
     async def _list(self, request: Envelope, fields: Fields) -> Payload:
         after = fields.optional("after", payloads.text, None)
         limit = fields.optional("limit", payloads.positive, 100)
         with_status = fields.optional("with_status", payloads.flag, False)
         fields.done()
-        reply = await self._store("store.task.list", {"after": after, "limit": limit})
+        page: dict[str, Any] = {"after": after, "limit": limit}
+        if not self.owners.is_admin(request.sender):
+            page["owner"] = request.sender  # everyone else sees their own tasks only
+        reply = await self._store("store.task.list", page)
         if not with_status:
             return dict(reply.payload)
         tasks = [dict(task) for task in reply.payload["tasks"]]
@@ -314,7 +326,7 @@ class SchedulerActor(Actor):
             next_fire = self.loop.engine.next_fire(task["task_id"])
             task["next_fire"] = None if next_fire is None else next_fire.isoformat()
             task["status"] = status.payload["status"]
-        return {"tasks": tasks, "next_cursor": reply.payload["next_cursor"]}
+        return {**reply.payload, "tasks": tasks}  # next_cursor, and any rows left unreadable
 
     async def _history(self, request: Envelope, fields: Fields) -> Payload:
         """A task's executions, latest first, in pages (the store's ``store.execution.history``)."""
@@ -322,7 +334,7 @@ class SchedulerActor(Actor):
         before = fields.optional("before", payloads.text, None)
         limit = fields.optional("limit", payloads.positive, 50)
         fields.done()
-        await self._stored(task_id)  # not_found for a task that does not exist
+        await self._owned(request, task_id, "read")
         reply = await self._store(
             "store.execution.history", {"task_id": task_id, "before": before, "limit": limit}
         )
@@ -334,7 +346,7 @@ class SchedulerActor(Actor):
         before = fields.optional("before", payloads.text, None)
         limit = fields.optional("limit", payloads.positive, 50)
         fields.done()
-        await self._stored(task_id)
+        await self._owned(request, task_id, "read")
         reply = await self._store(
             "store.missed.list", {"task_id": task_id, "before": before, "limit": limit}
         )
@@ -360,6 +372,12 @@ class SchedulerActor(Actor):
 
     # ------------------------------------------------------------ task changes
 
+    async def _owned(self, request: Envelope, task_id: str, action: str) -> TaskRecord:
+        """The stored task, if the requester may ``action`` it; ``not_found``, else ``denied``."""
+        stored = await self._stored(task_id)
+        self.owners.check(request.sender, stored.owner, task_id, action)
+        return stored
+
     async def _stored(self, task_id: str) -> TaskRecord:
         reply = await self._store("store.task.get", {"task_id": task_id})
         return definitions.record_from_plain(reply.payload["task"])
@@ -380,7 +398,9 @@ class SchedulerActor(Actor):
         record = definitions.record_from_plain(reply.payload["task"])
         result = await self._schedule(record)
         if not reply.payload["duplicate"]:
-            await self._status_event(record.task_id, "defined", version=record.version)
+            await self._status_event(
+                record.owner, record.task_id, "defined", version=record.version
+            )
         return result
 
     async def _schedule(self, record: TaskRecord) -> Payload:
@@ -445,7 +465,9 @@ class SchedulerActor(Actor):
                     task = definitions.compile_task(record, self.settings)
                 except InvalidValue as exc:  # e.g. a time zone this host does not know
                     self.log.error("task %s cannot be scheduled: %s", record.task_id, exc)
-                    await self._status_event(record.task_id, "invalid", reason=str(exc))
+                    await self._status_event(
+                        record.owner, record.task_id, "invalid", reason=str(exc)
+                    )
                     continue
                 self._tasks[record.task_id] = task
                 next_fire = self.loop.put(
@@ -488,23 +510,8 @@ class SchedulerActor(Actor):
             self.counters["recovered_dispatches"] += 1
             await self._dispatch(task, execution["execution_id"], scheduled, attempt)
             return
-        result = execution.get("result") or {}
-        completed = payloads.instant("completed_at", execution["completed_at"])
-        names = result.get("error_type") if isinstance(result, dict) else None
         self.counters["recovered_failures"] += 1
-        await self._after_failure(
-            task,
-            RunResult(
-                execution_id=execution["execution_id"],
-                task_id=task.task_id,
-                scheduled_at=scheduled,
-                attempt=attempt,
-                success=False,
-                completed_at=completed,
-                error_type=tuple(names) if isinstance(names, list) and names else ("Exception",),
-                error_message=execution.get("error_message") or "",
-            ),
-        )
+        await self._after_failure(task, _failure_of(execution))
 
     # ------------------------------------------------------------ firing
 
@@ -621,6 +628,7 @@ class SchedulerActor(Actor):
         await self._dispatch_all([(f.task, f.execution_id, f.instant, f.attempt) for f in owed])
         for fire in owed:
             await self._status_event(
+                fire.task.record.owner,
                 fire.task.task_id,
                 "queued",
                 execution_id=fire.execution_id,
@@ -769,6 +777,7 @@ class SchedulerActor(Actor):
             timeout_s=task.policies.timeout_s(self.settings),
             allow_overlap=task.policies.run.allow_overlap,
             config=task.record.config,
+            owner=task.record.owner,
         ).payload()
 
     async def _record_missed(self, task: CompiledTask, plan: MisfirePlan) -> None:
@@ -806,7 +815,7 @@ class SchedulerActor(Actor):
             )
         self.counters["missed"] += sum(int(r["count"]) for r in runs)
         self.log.info("task %s: %d fires not run (%s)", task.task_id, len(runs), runs[-1]["reason"])
-        await self._status_event(task.task_id, "missed", runs=runs[-10:])
+        await self._status_event(task.record.owner, task.task_id, "missed", runs=runs[-10:])
 
     # ------------------------------------------------------------ results and retries
 
@@ -815,12 +824,47 @@ class SchedulerActor(Actor):
         try:
             result = RunResult.read(delivery.envelope.payload)
         except InvalidValue as exc:
-            await report_unreadable(self, RESULT_QUEUE, delivery, exc)
+            await report_dropped(self, RESULT_QUEUE, delivery, exc)
             return  # acknowledged: a result that cannot be read would fail the same way again
+        sender = delivery.envelope.sender
+        if not self.owners.roles.has(EXECUTOR_ROLE, sender):
+            reason = f"{sender!r} is not an executor (bus.roles.executor): its result is dropped"
+            await report_dropped(self, RESULT_QUEUE, delivery, reason)
+            return
         self.counters["succeeded" if result.success else "failed"] += 1
         task = self._tasks.get(result.task_id)
-        if not result.success and task is not None:
-            await self._after_failure(task, result)
+        if result.success or task is None:
+            return
+        stored = await self._stored_failure(result)
+        if stored is None:
+            reason = (
+                f"no failed run {result.execution_id} of {result.task_id} at "
+                f"{result.scheduled_at.isoformat()}, attempt {result.attempt}, in the store"
+            )
+            await report_dropped(self, RESULT_QUEUE, delivery, reason)
+            return
+        await self._after_failure(task, stored)
+
+    async def _stored_failure(self, result: RunResult) -> RunResult | None:
+        """The failure as the store has it, if ``result`` names a run that was recorded (so
+        dispatched) for that task, instant and attempt, and ended failed; else None. A retry or
+        a dead letter is decided from what the store holds, never from what a result says."""
+        try:
+            reply = await self._store("store.execution.get", {"execution_id": result.execution_id})
+        except RemoteError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        execution = reply.payload["execution"]
+        failure = _failure_of(execution)
+        if (
+            execution["success"] is not False
+            or failure.task_id != result.task_id
+            or failure.scheduled_at != result.scheduled_at
+            or failure.attempt != result.attempt
+        ):
+            return None
+        return failure
 
     async def _after_failure(self, task: CompiledTask, result: RunResult) -> None:
         key = f"{task.task_id}@{result.scheduled_at.isoformat()}"
@@ -833,6 +877,7 @@ class SchedulerActor(Actor):
                 decision.retry_at(result.completed_at),
             )
             await self._status_event(
+                task.record.owner,
                 task.task_id,
                 "retry_scheduled",
                 scheduled_at=result.scheduled_at.isoformat(),
@@ -866,7 +911,7 @@ class SchedulerActor(Actor):
         self.log.warning(
             "task %s fire %s given up: %s", task.task_id, record["scheduled"], letter.reason
         )
-        await self.publish(DEAD_TOPIC, record)
+        await self.publish(owner_topic(DEAD_TOPIC, task.record.owner), record)
 
     def _retry_at(self, task: CompiledTask, instant: datetime, attempt: int, due: datetime) -> None:
         key = (task.task_id, instant, attempt)
@@ -908,8 +953,10 @@ class SchedulerActor(Actor):
             self.log.warning("%s failed (%s); trying again", topic, problem)
             await asyncio.sleep(RETRY_PAUSE_S)
 
-    async def _status_event(self, task_id: str, state: str, **fields: Any) -> None:
-        await self.publish(STATUS_TOPIC, {"task_id": task_id, "state": state, **fields})
+    async def _status_event(self, owner: str, task_id: str, state: str, **fields: Any) -> None:
+        """On the owner's status topic: the owner and the admins receive it."""
+        payload = {"task_id": task_id, "state": state, **fields}
+        await self.publish(owner_topic(STATUS_TOPIC, owner), payload)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Background work whose failure (a lost lease) kills the actor."""
@@ -925,6 +972,23 @@ class SchedulerActor(Actor):
                 self._fatal.set_exception(error)
 
         task.add_done_callback(done)
+
+
+def _failure_of(execution: Mapping[str, Any]) -> RunResult:
+    """A failed execution as the store sent it (``store.execution.*``), as a RunResult."""
+    result = execution.get("result") or {}
+    names = result.get("error_type") if isinstance(result, dict) else None
+    completed = execution.get("completed_at") or execution["started_at"]
+    return RunResult(
+        execution_id=execution["execution_id"],
+        task_id=execution["task_id"],
+        scheduled_at=payloads.instant("scheduled_at", execution["scheduled_at"]),
+        attempt=int(execution["retry_count"]) + 1,
+        success=False,
+        completed_at=payloads.instant("completed_at", completed),
+        error_type=tuple(names) if isinstance(names, list) and names else ("Exception",),
+        error_message=execution.get("error_message") or "",
+    )
 
 
 def _put_payload(spec: TaskSpec) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.actor import Actor
+from actors.scheduling.owners import events_owner
 from actors.store import payloads
 from actors.store.payloads import Fields
 from bus import Delivery
@@ -26,6 +27,12 @@ RESULT_QUEUE = "scheduler.task.result"
 STATUS_TOPIC = "scheduler.task.status"
 DEAD_TOPIC = "scheduler.task.dead"
 ERROR_TOPIC = "scheduler.error"
+
+
+def owner_topic(prefix: str, owner: str) -> str:
+    """A task's event topic, ``STATUS_TOPIC`` or ``DEAD_TOPIC`` followed by its owner: the ACL
+    lets the owner and the admins receive it (``scheduler.task.status.{identity}``)."""
+    return f"{prefix}.{events_owner(owner)}"
 
 
 def dispatch_queue(task_id: str) -> str:
@@ -50,6 +57,7 @@ class Dispatch:
     timeout_s: float
     allow_overlap: bool
     config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    owner: str = ""  # whose events its status events are (owner_topic)
 
     def payload(self) -> dict[str, Any]:
         return payloads.plain(self) | {"config": dict(self.config)}
@@ -67,6 +75,7 @@ class Dispatch:
             timeout_s=fields.required("timeout_s", payloads.seconds),
             allow_overlap=fields.required("allow_overlap", payloads.flag),
             config=fields.optional("config", payloads.mapping, {}),
+            owner=fields.optional("owner", payloads.any_text, ""),
         )
         fields.done()
         return dispatch
@@ -115,8 +124,10 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(payloads.text(name, item) for item in value)
 
 
-async def report_unreadable(actor: Actor, queue: str, delivery: Delivery, error: Exception) -> None:
-    """Log and publish (``scheduler.error``) work that cannot be read; the caller settles it."""
+async def report_dropped(actor: Actor, queue: str, delivery: Delivery, reason: object) -> None:
+    """Log and publish (``scheduler.error``) work that is dropped: it cannot be read, names an
+    execution the store does not know, or comes from an identity that may not send it. The
+    caller settles it."""
     sender = delivery.envelope.sender
-    actor.log.error("unreadable work on %s from %s: %s", queue, sender, error)
-    await actor.publish(ERROR_TOPIC, {"topic": queue, "sender": sender, "reason": str(error)})
+    actor.log.error("dropped work on %s from %s: %s", queue, sender, reason)
+    await actor.publish(ERROR_TOPIC, {"topic": queue, "sender": sender, "reason": str(reason)})

@@ -140,8 +140,10 @@ class StoreActor(Actor):
     async def _task_list(self, request: Envelope, fields: Fields) -> Payload:
         after = fields.optional("after", payloads.text, None)
         limit = fields.optional("limit", payloads.positive, 100)
+        owner = fields.optional("owner", payloads.any_text, None)
         fields.done()
-        return self._page("tasks", await self.store.list_tasks(after=after, limit=limit))
+        page = await self.store.list_tasks(after=after, limit=limit, owner=owner)
+        return self._page("tasks", page)
 
     async def _task_delete(self, request: Envelope, fields: Fields) -> Payload:
         task_id = fields.required("task_id", payloads.identifier)
@@ -311,7 +313,10 @@ class StoreActor(Actor):
         ttl_s = fields.required("ttl_s", payloads.seconds)
         fields.done()
         grant = await self.store.acquire_lease(name, holder, ttl_s=ttl_s, now=self._clock())
-        return {"granted": grant.granted, "lease": plain(grant.lease)}
+        lease = plain(grant.lease)
+        if not grant.granted:
+            lease.pop("token", None)  # a refused acquire learns who holds it, never its fence
+        return {"granted": grant.granted, "lease": lease}
 
     async def _lease_renew(self, request: Envelope, fields: Fields) -> Payload:
         name = fields.required("name", payloads.identifier)

@@ -320,9 +320,12 @@ class LibsqlStore(Store):
             lambda c: queries.get_task(c, task_id), what=f"task {task_id!r}"
         )
 
-    async def list_tasks(self, *, after: str | None = None, limit: int = 100) -> Page[TaskRecord]:
+    async def list_tasks(
+        self, *, after: str | None = None, limit: int = 100, owner: str | None = None
+    ) -> Page[TaskRecord]:
         return await self._running.read(
-            lambda c: queries.list_tasks(c, after, limit), what=_paged("the task list", after)
+            lambda c: queries.list_tasks(c, after, limit, owner),
+            what=_paged("the task list", after),
         )
 
     async def delete_task(self, task_id: str) -> bool:

@@ -161,15 +161,23 @@ def get_task(connection: Connection, task_id: str) -> TaskRecord:
     return task_from_row(row)
 
 
-def list_tasks(connection: Connection, after: str | None, limit: int) -> Page[TaskRecord]:
-    """Tasks in task id order, ``limit`` at a time; the cursor is the last task id."""
+def list_tasks(
+    connection: Connection, after: str | None, limit: int, owner: str | None = None
+) -> Page[TaskRecord]:
+    """Tasks in task id order (only ``owner``'s, if given), ``limit`` at a time; the cursor is
+    the last task id."""
     limit = check_limit(limit)
-    params: list[object]
-    if after is None:
-        tail, params = "ORDER BY task_id LIMIT ?", [limit + 1]
-    else:
-        cursor = values.text("cursor", after, max_chars=values.MAX_ID_CHARS)
-        tail, params = "WHERE task_id > ? ORDER BY task_id LIMIT ?", [cursor, limit + 1]
+    where: list[str] = []
+    params: list[object] = []
+    if after is not None:
+        where.append("task_id > ?")
+        params.append(values.text("cursor", after, max_chars=values.MAX_ID_CHARS))
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(values.text("owner", owner, max_chars=values.MAX_ID_CHARS, empty=True))
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    tail = f"{condition}ORDER BY task_id LIMIT ?"
+    params.append(limit + 1)
     found = salvage.page_rows(connection, "scheduled_tasks", TASK_COLUMNS, tail, params)
     return salvage.page(found, limit, task_from_row, _first, table="scheduled_tasks", key="task_id")
 

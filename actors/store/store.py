@@ -90,8 +90,10 @@ class Store(ABC):
         """NotFound if there is no such task."""
 
     @abstractmethod
-    async def list_tasks(self, *, after: str | None = None, limit: int = 100) -> Page[TaskRecord]:
-        """Tasks in task id order, from the cursor ``after``."""
+    async def list_tasks(
+        self, *, after: str | None = None, limit: int = 100, owner: str | None = None
+    ) -> Page[TaskRecord]:
+        """Tasks in task id order, from the cursor ``after``; only ``owner``'s if given."""
 
     @abstractmethod
     async def delete_task(self, task_id: str) -> bool:

@@ -15,10 +15,15 @@ import msgpack
 
 from actors.store._sql import INT_MAX
 from actors.store.errors import InvalidValue
+from bus.nesting import MAX_PAYLOAD_DEPTH, nesting_depth
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 4_000
+# A stored map travels back inside replies that wrap it (a task list puts a task's config three
+# levels deep) and every reply must fit the bus's nesting limit: stored values keep this margin.
+REPLY_WRAPPING_LEVELS = 8
+MAX_STORED_DEPTH = MAX_PAYLOAD_DEPTH - REPLY_WRAPPING_LEVELS
 
 
 def text(field: str, value: object, *, max_chars: int = MAX_TEXT_CHARS, empty: bool = False) -> str:
@@ -117,6 +122,14 @@ def encoded(
         return None, None
     if not isinstance(value, Mapping):
         raise InvalidValue(field, f"expected a map, got {type(value).__name__}")
+    depth = nesting_depth(dict(value), stop_after=MAX_STORED_DEPTH)
+    if depth > MAX_STORED_DEPTH:
+        raise InvalidValue(
+            field,
+            f"nests more than {MAX_STORED_DEPTH} levels of maps and arrays: a stored value "
+            f"leaves {REPLY_WRAPPING_LEVELS} of the bus's {MAX_PAYLOAD_DEPTH} to the replies "
+            "that carry it",
+        )
     try:
         data: bytes = msgpack.packb(dict(value), use_bin_type=True)
         decoded: dict[str, Any] = msgpack.unpackb(data, raw=False)  # keys must be strings

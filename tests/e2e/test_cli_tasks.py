@@ -287,7 +287,7 @@ def test_watch_count_and_json(cli: Run, env: dict[str, str]) -> None:
     result = cli("watch", "--topic", "scheduler.task.status", "--count", "2", "--json")
     events = [json.loads(line) for line in result.stdout.splitlines()[1:]]
     assert len(events) == 2
-    assert all(event["topic"] == "scheduler.task.status" for event in events)
+    assert all(event["topic"] == "scheduler.task.status.cli" for event in events)  # the owner's
     cli("task", "delete", "user.counted")
 
 

@@ -13,12 +13,15 @@ import pytest
 
 from actors import ActorState, ActorSystem
 from actors.scheduling import SchedulerActor
+from actors.scheduling.owners import Owners
 from actors.store import LibsqlStore, StoreActor
 from bus import KeysDirectory
+from bus.acl import Roles
 from config import BusSettings
 from config.actors import ActorSettings
 from config.sections import SchedulerSettings
 from tests.bus.waits import eventually
+from tests.conftest import OPEN_ACL, TEST_ROLES
 from tests.scheduler.rig import Caller, RecordingExecutor
 
 Scheduling = Callable[..., Awaitable[SchedulerActor]]
@@ -36,7 +39,7 @@ async def store_system(
     """Broker and store actor (fast restarts; ``actor_settings`` override ActorSettings)."""
     system = await ActorSystem.embedded(
         settings=ActorSettings(restart_backoff_s=0.01, shutdown_deadline_s=2.0, **actor_settings),
-        bus_settings=BusSettings(ask_timeout_s=5.0),
+        bus_settings=BusSettings(ask_timeout_s=5.0, acl=OPEN_ACL),
         keys=keys,
         name="scheduling",
     )
@@ -64,6 +67,7 @@ async def start_scheduler(system: ActorSystem, scheduler_settings: SchedulerSett
         instances: list[SchedulerActor] = []
 
         def factory() -> SchedulerActor:
+            options.setdefault("owners", Owners(Roles(TEST_ROLES)))
             instances.append(SchedulerActor(scheduler_settings, **options))
             return instances[-1]
 
@@ -87,7 +91,7 @@ async def caller(system: ActorSystem) -> AsyncIterator[Caller]:
 
 @pytest.fixture
 async def executor(system: ActorSystem) -> AsyncIterator[RecordingExecutor]:
-    client = await system.client("executor")
+    client = await system.client("executor-test")
     runner = RecordingExecutor(client, "scheduler.task.dispatch.user")
     await runner.start()
     yield runner

@@ -106,9 +106,12 @@ class Caller(Asking):
     async def event(
         self, topic: str, predicate: Callable[[Envelope], bool] = lambda e: True
     ) -> Envelope:
+        """The next event on ``topic`` or a topic under it (a task's events are on its
+        owner's: ``scheduler.task.status.<owner>``) for which ``predicate`` holds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while True:
             envelope = await self.events.get(timeout=max(0.01, deadline - loop.time()))
-            if envelope.topic == topic and predicate(envelope):
+            under = envelope.topic == topic or envelope.topic.startswith(f"{topic}.")
+            if under and predicate(envelope):
                 return envelope

@@ -43,7 +43,7 @@ async def test_fires_due_together_are_recorded_marked_and_dispatched_once_each(
             task_class="noop:Noop",
             schedule=f"at:{due.isoformat()}",
         )
-    executor_client = await system.client("executor")
+    executor_client = await system.client("executor-test")
     executor = RecordingExecutor(executor_client, "scheduler.task.dispatch.user")
     await executor.start()
     instances: list[SchedulerActor] = []

@@ -88,9 +88,9 @@ async def test_the_standby_takes_over_from_a_killed_leader_without_double_or_los
     processes.append(first)
     await asyncio.to_thread(wait_for_line, first, "connected to", 30)
 
-    tester = await _client(keys, endpoint, "tester")
-    runner = RecordingExecutor(
-        await _client(keys, endpoint, "executor"), "scheduler.task.dispatch.user"
+    tester = await _client(keys, endpoint, "cli")  # an admin, as the CLI is
+    runner = RecordingExecutor(  # an executor identity: the ACL lets only executors take work
+        await _client(keys, endpoint, "executor-user"), "scheduler.task.dispatch.user"
     )
     try:
         await eventually(lambda: _asks_ok(tester), "the first scheduler leads", 30)

@@ -19,10 +19,12 @@ import pytest
 from actors import ActorState, ActorSystem
 from actors.store import LibsqlStore, MasterKey, StoreActor, values
 from bus import BusClient
+from config import BusSettings
 from config.actors import ActorSettings
 from tests.actors.kit import spawn_instance
 from tests.asking import Asking
 from tests.bus.waits import eventually
+from tests.conftest import OPEN_ACL
 from tests.store.conftest import T0, at, file_hashes
 
 INJECTION = "x'); DROP TABLE t;--"
@@ -64,7 +66,9 @@ async def system() -> AsyncIterator[ActorSystem]:
     settings = ActorSettings(
         max_restarts=1, restart_backoff_s=0.01, shutdown_deadline_s=2.0, liveness_interval_s=1.0
     )
-    system = await ActorSystem.embedded(settings=settings, name="storetest")
+    system = await ActorSystem.embedded(
+        settings=settings, bus_settings=BusSettings(acl=OPEN_ACL), name="storetest"
+    )
     yield system
     await asyncio.wait_for(system.stop(deadline_s=2.0), 10)
 
@@ -477,6 +481,7 @@ async def test_the_lease_is_held_by_the_requester_and_expires_by_the_actor_s_clo
     denied = await other.ask("store.lease.acquire", {"name": "scheduler", "ttl_s": 30}, timeout=10)
     assert denied.payload["granted"] is False
     assert denied.payload["lease"]["holder"] == "tester"
+    assert "token" not in denied.payload["lease"]  # the fence stays with its holder
 
     served.clock.advance(30)
     taken = await other.ask("store.lease.acquire", {"name": "scheduler", "ttl_s": 30}, timeout=10)

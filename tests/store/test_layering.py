@@ -11,8 +11,9 @@ from tests.test_architecture import ROOT, _imports
 STORE = ROOT / "actors" / "store"
 # The modules that wire the store to the bus and the actor runtime.
 WIRING = {"actor.py", "__init__.py"}
-# What the database modules may import of taskbus: config, each other, and message ids.
-ALLOWED_BELOW = ("config", "actors.store", "bus.ids")
+# What the database modules may import of taskbus: config, each other, and the wire format's
+# pure helpers (message ids, the nesting limit).
+ALLOWED_BELOW = ("config", "actors.store", "bus.ids", "bus.nesting")
 OURS = ("config", "bus", "actors", "scheduler", "tasks", "tests", "benchmarks")
 
 

@@ -16,15 +16,18 @@ from actors import ActorState, ActorSystem
 from actors.executing import ExecutorActor
 from actors.executing.resources import Load
 from actors.scheduling import SchedulerActor
+from actors.scheduling.owners import Owners
 from actors.store import LibsqlStore, StoreActor
 from actors.store.records import TaskSpec
 from bus import BusClient, Envelope, KeysDirectory, Subscription
+from bus.acl import Roles
 from config import BusSettings
 from config.actors import ActorSettings
 from config.sections import CategorySettings, ResourceSettings, SchedulerSettings
 from tasks import TaskRegistry
 from tests.asking import Asking
 from tests.bus.waits import eventually
+from tests.conftest import OPEN_ACL, TEST_ROLES
 from tests.tasks import gates
 from tests.tasks.gates import Forever, Gated, IdleWork
 
@@ -95,7 +98,7 @@ async def start(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Start]:
     ) -> Rig:
         system = await ActorSystem.embedded(
             settings=ActorSettings(restart_backoff_s=0.01, shutdown_deadline_s=1.0),
-            bus_settings=BusSettings(ask_timeout_s=5.0),
+            bus_settings=BusSettings(ask_timeout_s=5.0, acl=OPEN_ACL),
             keys=keys,
             name="executing",
         )
@@ -105,7 +108,10 @@ async def start(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Start]:
         )
         await system.spawn(lambda: StoreActor(store))
         scheduler_settings = SchedulerSettings(lease_ttl_s=2.0, default_retry_count=0)
-        await system.spawn(lambda: SchedulerActor(scheduler_settings, builtin=builtin))
+        owners = Owners(Roles(TEST_ROLES))
+        await system.spawn(
+            lambda: SchedulerActor(scheduler_settings, builtin=builtin, owners=owners)
+        )
         await eventually(
             lambda: system.status()["scheduler"]["state"] == ActorState.RUNNING, "leads", 10
         )
