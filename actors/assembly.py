@@ -66,13 +66,17 @@ class Assembly:
 
     def factories(self) -> dict[str, ActorFactory]:
         settings = self.settings
+        roles = Roles(settings.bus.roles)
         found: dict[str, ActorFactory] = {
-            "health": HealthActor,
+            "health": lambda: HealthActor(
+                lease_ttl_s=settings.scheduler.lease_ttl_s,
+                is_scheduler=roles.member_of("scheduler"),
+            ),
             "store": lambda: StoreActor(LibsqlStore.from_settings(settings)),
             "scheduler": lambda: SchedulerActor(
                 settings.scheduler,
                 builtin=builtin_specs(settings, self.registry),
-                owners=Owners(Roles(settings.bus.roles)),
+                owners=Owners(roles),
             ),
         }
         for category in settings.categories:

@@ -10,7 +10,9 @@ from typing import Any
 from actors.actor import Actor, on_event, on_request
 from actors.system import LIVENESS_TOPIC, ActorState
 from bus import Envelope
+from bus.acl import Roles
 from bus.envelope import Payload
+from config.bus import default_roles
 
 HEALTH_TOPIC = "scheduler.health"
 HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
@@ -18,12 +20,39 @@ _RANK = {HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
 STALE_INTERVALS = 3  # liveness reports missed before an actor counts as gone
 
 
+LEADERSHIP = "scheduling"  # the entry of the report that says whether a scheduler leads
+
+
+def someone_leads(
+    reports: Mapping[str, tuple[float, Mapping[str, Any]]],
+    now: float,
+    is_scheduler: Callable[[str], bool],
+) -> bool | None:
+    """Pure: whether a scheduler leads (one reports ``running`` and is not silent); None when
+    no scheduler has reported at all (scheduling runs elsewhere, or not at all)."""
+    seen = False
+    for name, (received, report) in reports.items():
+        if not is_scheduler(name):
+            continue
+        seen = True
+        interval = float(report.get("interval_s", 5.0))
+        fresh = now - received <= STALE_INTERVALS * interval
+        if fresh and report.get("state") == ActorState.RUNNING:
+            return True
+    return False if seen else None
+
+
 def assess(
     reports: Mapping[str, tuple[float, Mapping[str, Any]]],
     now: float,
     stuck_after_s: float,
+    *,
+    leaderless_s: float | None = None,
+    lease_ttl_s: float = 10.0,
 ) -> dict[str, Any]:
-    """Pure: ``reports`` maps actor identity to (when received, its last liveness payload)."""
+    """Pure: ``reports`` maps actor identity to (when received, its last liveness payload);
+    ``leaderless_s``, how long no scheduler has led (None: one leads, or none is known). Past
+    the lease TTL that is critical: nothing fires."""
     actors: dict[str, dict[str, Any]] = {}
     for name, (received, report) in sorted(reports.items()):
         status, reasons = HEALTHY, []
@@ -53,6 +82,18 @@ def assess(
             "host": report.get("host"),
             "pid": report.get("pid"),
         }
+    if leaderless_s is not None and leaderless_s > lease_ttl_s:
+        actors[LEADERSHIP] = {
+            "status": CRITICAL,
+            "reasons": [
+                f"no scheduler has led for {leaderless_s:.0f}s (lease TTL {lease_ttl_s:g}s): "
+                "nothing fires"
+            ],
+            "state": None,
+            "restarts": 0,
+            "host": None,
+            "pid": None,
+        }
     worst = max((a["status"] for a in actors.values()), key=_RANK.__getitem__, default=HEALTHY)
     return {"status": worst, "actors": actors}
 
@@ -67,12 +108,20 @@ class HealthActor(Actor):
         publish_interval_s: float = 5.0,
         stuck_after_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        lease_ttl_s: float = 10.0,
+        is_scheduler: Callable[[str], bool] | None = None,
     ) -> None:
+        """``is_scheduler`` tells a scheduler's identity (default: the default
+        ``bus.roles.scheduler``); ``lease_ttl_s`` how long leading may lapse."""
         super().__init__()
         self._interval = publish_interval_s
         self._stuck_after_s = stuck_after_s
         self._clock = clock
+        self._lease_ttl_s = lease_ttl_s
+        self._is_scheduler = is_scheduler or Roles(default_roles()).member_of("scheduler")
         self._reports: dict[str, tuple[float, Mapping[str, Any]]] = {}
+        self._leaderless_since: float | None = None
         self._last_status = ""
 
     @on_event(LIVENESS_TOPIC)
@@ -89,7 +138,21 @@ class HealthActor(Actor):
         return self.report()
 
     def report(self) -> dict[str, Any]:
-        return assess(self._reports, self._clock(), self._stuck_after_s)
+        now = self._clock()
+        leads = someone_leads(self._reports, now, self._is_scheduler)
+        if leads is False:
+            if self._leaderless_since is None:
+                self._leaderless_since = now
+        else:
+            self._leaderless_since = None
+        since = self._leaderless_since
+        return assess(
+            self._reports,
+            now,
+            self._stuck_after_s,
+            leaderless_s=None if since is None else now - since,
+            lease_ttl_s=self._lease_ttl_s,
+        )
 
     async def run(self) -> None:
         while True:

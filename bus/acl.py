@@ -6,7 +6,8 @@ are sets of identity patterns, possibly of other roles (``config.bus.default_rol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 
 from config.bus import AclRule, identity_matches
 
@@ -43,6 +44,10 @@ class Roles:
                 self._cache.clear()
             self._cache[key] = found
         return found
+
+    def member_of(self, role: str) -> Callable[[str], bool]:
+        """``has`` for one role, as a predicate of identities."""
+        return functools.partial(self.has, role)
 
     def of(self, identity: str) -> list[str]:
         """Every role of ``identity``, by name."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors import ActorState, assess
+from actors import ActorState, HealthActor, assess
+from actors.health import someone_leads
 
 NOW = 1_000.0
 STUCK_AFTER_S = 60.0
@@ -116,3 +117,49 @@ def test_an_actor_that_reports_itself_critical_is_critical_with_its_reasons() ->
     result = judge({"store": (NOW, broken)})
     assert result["status"] == "critical"
     assert result["actors"]["store"]["reasons"] == ["store cannot read its file: page 7 is damaged"]
+
+
+def is_scheduler(identity: str) -> bool:
+    return identity.startswith("scheduler")
+
+
+def test_a_running_scheduler_heard_recently_leads() -> None:
+    standby = report(ActorState.STANDBY)
+    leading = {"scheduler-a": (NOW, standby), "scheduler-b": (NOW - 1, report())}
+    assert someone_leads(leading, NOW, is_scheduler) is True
+    assert someone_leads({"scheduler-a": (NOW, standby)}, NOW, is_scheduler) is False
+    silent = {"scheduler-b": (NOW - 16, report())}  # three 5 s intervals and more: gone
+    assert someone_leads(silent, NOW, is_scheduler) is False
+    assert someone_leads({"store": (NOW, report())}, NOW, is_scheduler) is None
+
+
+def test_no_scheduler_leading_past_the_lease_ttl_is_critical_with_the_reason() -> None:
+    reports = {"scheduler": (NOW, report(ActorState.STANDBY))}
+    assert judge(reports)["status"] == "healthy"  # a standby alone says nothing yet
+    within = assess(reports, NOW, STUCK_AFTER_S, leaderless_s=9.0, lease_ttl_s=10.0)
+    assert within["status"] == "healthy"
+    past = assess(reports, NOW, STUCK_AFTER_S, leaderless_s=31.0, lease_ttl_s=10.0)
+    assert past["status"] == "critical"
+    assert past["actors"]["scheduling"]["reasons"] == [
+        "no scheduler has led for 31s (lease TTL 10s): nothing fires"
+    ]
+    assert past["actors"]["scheduler"]["status"] == "healthy"  # the standby itself is fine
+
+
+async def test_the_health_actor_turns_critical_once_leading_lapses_past_the_ttl() -> None:
+    now = [NOW]
+    health = HealthActor(clock=lambda: now[0], lease_ttl_s=10.0, is_scheduler=is_scheduler)
+    health._reports["scheduler"] = (now[0], report(ActorState.RUNNING))
+    assert health.report()["status"] == "healthy"
+    health._reports["scheduler"] = (now[0], report(ActorState.STANDBY))  # it lost the lease
+    assert health.report()["status"] == "healthy"
+    now[0] += 4.0
+    health._reports["scheduler"] = (now[0], report(ActorState.STANDBY))
+    assert health.report()["status"] == "healthy"
+    now[0] += 7.0
+    health._reports["scheduler"] = (now[0], report(ActorState.STANDBY))
+    assert health.report()["actors"]["scheduling"]["reasons"] == [
+        "no scheduler has led for 11s (lease TTL 10s): nothing fires"
+    ]
+    health._reports["scheduler"] = (now[0], report(ActorState.RUNNING))  # it leads again
+    assert health.report()["status"] == "healthy"
