@@ -4,8 +4,9 @@ on a real encrypted database, a caller and a test executor for the ``user`` cate
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,10 @@ from bus.acl import Roles
 from config import BusSettings
 from config.actors import ActorSettings
 from config.sections import SchedulerSettings
+from scheduler import FakeClock
 from tests.bus.waits import eventually
 from tests.conftest import OPEN_ACL, TEST_ROLES
-from tests.scheduler.rig import Caller, RecordingExecutor
-
-Scheduling = Callable[..., Awaitable[SchedulerActor]]
+from tests.scheduler.rig import Caller, RecordingExecutor, Rig, Scheduling
 
 
 @pytest.fixture
@@ -97,3 +97,22 @@ async def executor(system: ActorSystem) -> AsyncIterator[RecordingExecutor]:
     yield runner
     await runner.stop()
     await client.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A day ago, on a whole minute (the executor stamps completions with the real clock, which
+    must not be before the fake one)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return FakeClock(now - timedelta(days=1))
+
+
+@pytest.fixture
+def rig(
+    start_scheduler: Scheduling,
+    caller: Caller,
+    executor: RecordingExecutor,
+    system: ActorSystem,
+    clock: FakeClock,
+) -> Rig:
+    return Rig(start_scheduler, caller, executor, system, clock)

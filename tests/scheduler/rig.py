@@ -5,15 +5,19 @@ store, queue the result, then acknowledge). Not collected."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from actors.scheduling import RESULT_QUEUE, Dispatch, RunResult
+import pytest
+
+from actors import ActorSystem
+from actors.scheduling import RESULT_QUEUE, Dispatch, RunResult, SchedulerActor
 from bus import BusClient, Consumer, Delivery, Envelope, Subscription
-from scheduler import error_names
+from scheduler import FakeClock, error_names
 from tests.asking import Asking
 
+Scheduling = Callable[..., Awaitable[SchedulerActor]]
 Outcome = Callable[[Dispatch], BaseException | None]  # None: the run succeeds
 
 
@@ -115,3 +119,39 @@ class Caller(Asking):
             under = envelope.topic == topic or envelope.topic.startswith(f"{topic}.")
             if under and predicate(envelope):
                 return envelope
+
+
+Stop = Callable[[ActorSystem, str], Awaitable[None]]
+
+
+@dataclass
+class Rig:
+    """The embedded system with a scheduler on a fake clock: the schedules' time passes only
+    when the test advances ``clock``."""
+
+    start_scheduler: Scheduling
+    caller: Caller
+    executor: RecordingExecutor
+    system: ActorSystem
+    clock: FakeClock
+
+    async def leads(self, name: str) -> SchedulerActor:
+        """A scheduler on the fake clock, once it leads."""
+        return await self.start_scheduler(name=name, clock=self.clock)
+
+
+async def stop_cleanly(system: ActorSystem, name: str) -> None:
+    """The scheduler stops and hands its lease over."""
+    supervised = system._actors[name]
+    assert supervised.cell is not None
+    await supervised.cell.stop(1.0)
+
+
+async def kill(system: ActorSystem, name: str) -> None:
+    """The scheduler vanishes mid-flight: no stop hook, the lease stays until it expires."""
+    supervised = system._actors[name]
+    assert supervised.cell is not None
+    await supervised.cell.close()
+
+
+STOPS = [pytest.param(stop_cleanly, id="clean stop"), pytest.param(kill, id="killed")]

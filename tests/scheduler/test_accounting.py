@@ -6,70 +6,13 @@ the schedules' time passes only when the test says so.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from actors import ActorSystem
-from actors.scheduling import SchedulerActor
-from scheduler import FakeClock
 from tests.bus.waits import eventually
-from tests.scheduler.conftest import Scheduling
-from tests.scheduler.rig import Caller, RecordingExecutor
-
-Stop = Callable[[ActorSystem, str], Awaitable[None]]
-
-
-@dataclass
-class Rig:
-    start_scheduler: Scheduling
-    caller: Caller
-    executor: RecordingExecutor
-    system: ActorSystem
-    clock: FakeClock
-
-    async def leads(self, name: str) -> SchedulerActor:
-        """A scheduler on the fake clock, once it leads."""
-        return await self.start_scheduler(name=name, clock=self.clock)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A day ago, on a whole minute (the executor stamps completions with the real clock, which
-    must not be before the fake one)."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    return FakeClock(now - timedelta(days=1))
-
-
-@pytest.fixture
-def rig(
-    start_scheduler: Scheduling,
-    caller: Caller,
-    executor: RecordingExecutor,
-    system: ActorSystem,
-    clock: FakeClock,
-) -> Rig:
-    return Rig(start_scheduler, caller, executor, system, clock)
-
-
-async def stop_cleanly(system: ActorSystem, name: str) -> None:
-    """The scheduler stops and hands its lease over."""
-    supervised = system._actors[name]
-    assert supervised.cell is not None
-    await supervised.cell.stop(1.0)
-
-
-async def kill(system: ActorSystem, name: str) -> None:
-    """The scheduler vanishes mid-flight: no stop hook, the lease stays until it expires."""
-    supervised = system._actors[name]
-    assert supervised.cell is not None
-    await supervised.cell.close()
-
-
-STOPS = [pytest.param(stop_cleanly, id="clean stop"), pytest.param(kill, id="killed")]
+from tests.scheduler.rig import STOPS, Caller, Rig, Stop, kill, stop_cleanly
 
 
 async def create(caller: Caller, task_id: str, schedule: str, **fields: Any) -> dict[str, Any]:

@@ -13,8 +13,7 @@ from actors import ActorState, ActorSystem
 from actors.store.records import TaskSpec
 from scheduler import ScheduleError
 from tests.bus.waits import eventually
-from tests.scheduler.conftest import Scheduling
-from tests.scheduler.rig import Caller, RecordingExecutor
+from tests.scheduler.rig import Caller, RecordingExecutor, Scheduling
 
 HOURLY: dict[str, Any] = {
     "task_id": "user.report",

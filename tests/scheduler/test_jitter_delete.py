@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from actors import ActorState, ActorSystem
 from scheduler import jittered
 from tests.bus.waits import eventually
-from tests.scheduler.conftest import Scheduling
-from tests.scheduler.rig import Caller, RecordingExecutor
+from tests.scheduler.rig import Caller, RecordingExecutor, Scheduling
 
 JITTER_S = 5.0
 

@@ -9,8 +9,7 @@ from typing import Any
 
 from actors import ActorSystem
 from actors.scheduling import RESULT_QUEUE, RunResult
-from tests.scheduler.conftest import Scheduling
-from tests.scheduler.rig import Caller, RecordingExecutor
+from tests.scheduler.rig import Caller, RecordingExecutor, Scheduling
 
 TASK: dict[str, Any] = {
     "task_id": "user.report",
