@@ -8,15 +8,6 @@ The tasks (``tests/e2e/crash_tasks.py``) return the pid of the process that ran 
 
 from __future__ import annotations
 
-import asyncio
-import math
-import os
-import signal
-import subprocess
-import threading
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,186 +15,29 @@ from typing import Any
 import pytest
 
 from actors.client import TaskbusClient
-from bus import KeysDirectory
 from config import load_settings
 from tests.bus.waits import eventually
 from tests.e2e.crash_tasks import RELEASE
-from tests.e2e.procs import free_port, start_taskbus, wait_for_line
+from tests.e2e.system import (
+    DEADLINE_S,
+    TASKS,
+    actor,
+    environment,
+    execution,
+    first_attempts,
+    history,
+    instant,
+    missed,
+    seconds_between,
+    sigkill,
+    terminate,
+    until,
+    up,
+)
 
-TASKS = "tests.e2e.crash_tasks"
-LEASE_TTL_S = 2.0
 GRACE_S = 1.0  # misfire grace of the interval tasks: later than this is a missed fire
 DOWN_S = 5.0  # how long no scheduler runs in the scheduler crash test
-READY_S = 60.0  # a child's start on a busy machine
-DEADLINE_S = 60.0  # any other condition
 pytestmark = pytest.mark.timeout(180)
-
-
-# ---------------------------------------------------------------- child processes
-
-
-@dataclass
-class Child:
-    """A ``taskbus`` child process; after its ready line a thread keeps reading its stderr, so
-    that it never blocks on a full pipe and its output can be quoted."""
-
-    process: subprocess.Popen[str]
-    name: str
-    lines: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(self.lines)
-
-    def read_on(self) -> None:
-        stream = self.process.stderr
-        assert stream is not None
-        self.reader = threading.Thread(target=lambda: self.lines.extend(stream), daemon=True)
-        self.reader.start()
-
-    def wait(self, timeout: float = 30) -> int:
-        code = self.process.wait(timeout=timeout)
-        if self.reader is not None:
-            self.reader.join(timeout=10)
-        return code
-
-
-CHILDREN: list[Child] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_child_left_behind() -> Iterator[None]:
-    yield
-    while CHILDREN:
-        child = CHILDREN.pop()
-        if child.process.poll() is None:
-            child.process.kill()
-        child.wait()
-        if child.process.stderr is not None:
-            child.process.stderr.close()
-        print(child.output())  # shown by pytest when the test failed
-
-
-def _start(env: dict[str, str], name: str, *args: str, ready: str) -> Child:
-    child = Child(start_taskbus(env, *args), name)
-    CHILDREN.append(child)
-    try:
-        child.lines.extend(wait_for_line(child.process, ready, READY_S))
-    except AssertionError as failure:
-        child.process.kill()
-        raise AssertionError(f"{name} exited {child.wait()}: {failure}") from None
-    child.read_on()
-    return child
-
-
-async def up(env: dict[str, str]) -> Child:
-    return await asyncio.to_thread(_start, env, "up", "up", ready="actors running:")
-
-
-async def actor(env: dict[str, str], spec: str) -> Child:
-    return await asyncio.to_thread(
-        _start, env, spec, "actor", spec, "--connect", env["TASKBUS_ENDPOINT"], ready="connected to"
-    )
-
-
-async def terminate(child: Child) -> None:
-    """SIGTERM; it must exit cleanly."""
-    child.process.send_signal(signal.SIGTERM)
-    code = await asyncio.to_thread(child.wait)
-    assert code == 0, child.output()
-
-
-async def sigkill(child: Child) -> None:
-    child.process.send_signal(signal.SIGKILL)
-    assert await asyncio.to_thread(child.wait) == -signal.SIGKILL
-
-
-# ---------------------------------------------------------------- the system
-
-
-def environment(home: Path, **extra: str) -> dict[str, str]:
-    keys = KeysDirectory(home / "keys")
-    for identity in ("scheduler", "executor-user", "executor-maintenance"):
-        keys.identity_keypair(identity, create=True)  # the actors that run as processes
-    return {
-        **os.environ,
-        "TASKBUS_HOME": str(home),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "TASKBUS_BUS__HEARTBEAT_INTERVAL_S": "0.2",
-        "TASKBUS_SCHEDULER__LEASE_TTL_S": str(LEASE_TTL_S),
-        "TASKBUS_SCHEDULER__TASK_MODULES": f'["{TASKS}"]',
-        # Runs start however busy the machine is (the executors' admission defers them above
-        # these): the tests run beside other work on two cores.
-        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
-        "TASKBUS_RESOURCES__MAX_MEMORY_PERCENT": "100",
-        **extra,
-    }
-
-
-async def until(
-    condition: Callable[[], Awaitable[bool]],
-    what: str,
-    state: Callable[[], Awaitable[object]] | None = None,
-) -> None:
-    """``eventually``, asking at most ten times a second (the system is not flooded); a failure
-    quotes ``state()``."""
-
-    async def paced() -> bool:
-        await asyncio.sleep(0.1)
-        return await condition()
-
-    try:
-        await eventually(paced, what, DEADLINE_S)
-    except AssertionError as failure:
-        if state is None:
-            raise
-        raise AssertionError(f"{failure}; state: {await state()!r}") from None
-
-
-async def history(taskbus: TaskbusClient, task_id: str) -> list[dict[str, Any]]:
-    """Read from the store (the ``cli`` identity is an admin, which may), so that it also works
-    while no scheduler leads."""
-    reply = await taskbus.ask("store.execution.history", {"task_id": task_id, "limit": 1000})
-    return list(reply["executions"])
-
-
-async def missed(taskbus: TaskbusClient, task_id: str) -> dict[datetime, str]:
-    """Every instant the scheduler recorded as not run, with its reason."""
-    reply = await taskbus.ask("store.missed.list", {"task_id": task_id, "limit": 1000})
-    assert reply["next_cursor"] is None
-    found: dict[datetime, str] = {}
-    for entry in reply["missed"]:
-        first, last = _instant(entry["first_at"]), _instant(entry["last_at"])
-        span = [first + timedelta(seconds=k) for k in range(int(entry["count"]))]
-        assert span[-1] == last, entry  # every 1s tasks only
-        for instant in span:
-            assert instant not in found, entry
-            found[instant] = entry["reason"]
-    return found
-
-
-async def execution(taskbus: TaskbusClient, execution_id: str) -> dict[str, Any]:
-    reply = await taskbus.ask("store.execution.get", {"execution_id": execution_id})
-    return dict(reply["execution"])
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def first_attempts(runs: list[dict[str, Any]]) -> Counter[datetime]:
-    return Counter(_instant(run["scheduled_at"]) for run in runs if run["retry_count"] == 0)
-
-
-def seconds_between(after: datetime, before: datetime) -> list[datetime]:
-    """The whole-second instants t with after < t < before: the fires of an ``every 1s`` task."""
-    first = math.floor(after.timestamp()) + 1
-    last = math.ceil(before.timestamp()) - 1
-    return [datetime.fromtimestamp(s, UTC) for s in range(first, last + 1)]
 
 
 # ---------------------------------------------------------------- 1. two categories
@@ -339,12 +173,12 @@ async def test_a_killed_scheduler_is_replaced_and_each_misfire_policy_holds(
             policy = {"mode": mode, "grace_s": GRACE_S, "catch_up_limit": 100}
             await taskbus.create(task_id, f"{TASKS}:Pid", "every 1s", misfire_policy=policy)
 
-        async def succeeded_after(instant: datetime, count: int) -> bool:
+        async def succeeded_after(after: datetime, count: int) -> bool:
             for task_id in modes:
                 done = [
                     r
                     for r in await history(taskbus, task_id)
-                    if r["success"] and _instant(r["scheduled_at"]) > instant
+                    if r["success"] and instant(r["scheduled_at"]) > after
                 ]
                 if len(done) < count:
                     return False
@@ -385,7 +219,7 @@ async def test_a_killed_scheduler_is_replaced_and_each_misfire_policy_holds(
         async def settled() -> bool:  # what was fired up to then, the catch-up included
             for task_id in modes:
                 for run in await history(taskbus, task_id):
-                    if _instant(run["scheduled_at"]) <= back and run["success"] is None:
+                    if instant(run["scheduled_at"]) <= back and run["success"] is None:
                         return False
             return True
 
@@ -423,7 +257,7 @@ async def test_a_killed_scheduler_is_replaced_and_each_misfire_policy_holds(
     assert len(targets) == 1, targets
     (reason,) = targets
     assert reason.startswith("coalesced into ")
-    into = _instant(reason.removeprefix("coalesced into "))
+    into = instant(reason.removeprefix("coalesced into "))
     assert once[into] == 1
     assert ran <= {into}
 
@@ -529,7 +363,7 @@ async def test_everything_stopped_and_started_again_keeps_tasks_and_history(
         async def going_on() -> bool:
             runs = await history(taskbus, "user.tick")
             settled = all(r["success"] for r in runs if r["execution_id"] in old)
-            new = [r for r in runs if r["success"] and _instant(r["scheduled_at"]) > restarted]
+            new = [r for r in runs if r["success"] and instant(r["scheduled_at"]) > restarted]
             return settled and len(new) >= 2
 
         await until(going_on, "the old runs finished and user.tick firing again")

@@ -12,7 +12,7 @@ import pytest
 from actors.client import TaskbusClient
 from bus import BusClient, KeysDirectory
 from config import load_settings
-from tests.e2e.test_crashes import actor, environment, sigkill, terminate, until, up
+from tests.e2e.system import actor, environment, sigkill, terminate, until, up
 
 pytestmark = pytest.mark.timeout(180)
 ROGUE = "scheduler-rogue"  # an identity in the scheduler role, holding the lease elsewhere
