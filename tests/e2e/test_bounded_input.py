@@ -17,7 +17,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from actors.client import TaskbusClient
+from actors.client import Refused, TaskbusClient
 from bus import EnvelopeError, KeysDirectory, wire
 from config import Settings, load_settings
 from tests.bus.raw import RawPeer, envelope, nested, pack
@@ -118,6 +118,33 @@ async def test_a_create_nested_1020_deep_sent_past_the_client_is_refused_by_the_
         peer.close()
         context.term()
     assert task_ids(env) == before
+
+
+async def test_a_config_that_fits_the_bus_but_not_the_replies_is_refused_and_nothing_is_stored(
+    env: dict[str, str], settings: Settings
+) -> None:
+    """25 levels pass the bus's limit of 32, but a reply that carries the stored config back
+    (a task list puts it three levels deep) might not: the store keeps 8 levels for the replies
+    and refuses it, precisely. 24 levels are stored and read back by every reply and the CLI."""
+    before = task_ids(env)
+    async with TaskbusClient.connect(settings) as client:
+        await client.stats(wait_s=30)
+        with pytest.raises(Refused) as caught:
+            await client.create("user.deep", REMINDER, "every 5m", config=nested(25))
+        assert caught.value.code == "invalid"
+        assert caught.value.reason == (
+            "config: nests more than 24 levels of maps and arrays: a stored value leaves 8 of "
+            "the bus's 32 to the replies that carry it"
+        )
+        assert task_ids(env) == before
+        try:
+            stored = await client.create("user.deep", REMINDER, "every 5m", config=nested(24))
+            assert stored["config"] == nested(24)
+            shown = json.loads(cli(env, "task", "show", "user.deep", "--json").stdout)
+            assert shown["task"]["config"] == nested(24)
+            assert "user.deep" in task_ids(env)
+        finally:
+            await client.delete("user.deep")
 
 
 def test_the_cli_refuses_a_deep_option_in_one_line_and_nothing_is_stored(
