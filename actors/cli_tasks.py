@@ -146,6 +146,14 @@ def _add_task_commands(commands: Commands) -> None:
     _json_flag(logs)
     logs.set_defaults(func=_logs)
 
+    missed = verbs.add_parser(
+        "missed", parents=[_CLIENT], help="the task's fires that did not run, with their reasons"
+    )
+    missed.add_argument("task_id")
+    missed.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    _json_flag(missed)
+    missed.set_defaults(func=_missed)
+
 
 def _add_store_commands(commands: Commands) -> None:
     store = commands.add_parser("store", help="maintain the encrypted store of a running taskbus")
@@ -441,6 +449,31 @@ def _logs(args: argparse.Namespace) -> int:
         ]
         headers = ["STARTED", "SCHEDULED", "ATTEMPT", "STATE", "DURATION", "RESULT / ERROR"]
         print(fmt.table(headers, rows))
+        return 0
+
+    return _call(args, work)
+
+
+def _missed(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        missed = await client.missed(args.task_id, limit=args.limit)
+        if args.json:
+            _print_json(missed)
+            return 0
+        if not missed:
+            await client.get(args.task_id)  # not_found for a task that never existed
+            print(f"{args.task_id} has missed no fire")
+            return 0
+        rows = [
+            [
+                _local(m["first_at"]),
+                _local(m["last_at"]),
+                str(m["count"]),
+                fmt.clip(m["reason"], 60),
+            ]
+            for m in missed
+        ]
+        print(fmt.table(["FIRST", "LAST", "FIRES", "REASON"], rows))
         return 0
 
     return _call(args, work)

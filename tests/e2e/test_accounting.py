@@ -8,6 +8,7 @@ middle of them.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import pytest
 from actors.client import TaskbusClient
 from config import load_settings
 from tests.bus.waits import eventually
+from tests.e2e.procs import taskbus as taskbus_cli
 from tests.e2e.system import (
     DEADLINE_S,
     TASKS,
@@ -184,7 +186,13 @@ async def test_a_one_shot_and_a_first_instant_due_while_no_scheduler_leads_are_a
 
         await until(accounted, "every due instant run or recorded as missed", state)
         found = await accounting(taskbus, steps)
+        shown = taskbus_cli(env, "task", "missed", "user.once_skip")
     await system.end()
+
+    assert shown.returncode == 0, shown.stderr
+    header, row = shown.stdout.splitlines()
+    assert header.split() == ["FIRST", "LAST", "FIRES", "REASON"]
+    assert re.search(r"\s1\s+skipped: missed while down \(grace 1s exceeded\)$", row), row
 
     for task_id, (runs, not_run) in found.items():
         ran = [t for t in runs if t <= through]

@@ -112,6 +112,8 @@ def test_create_then_see_it_run_in_list_show_and_logs(cli: Run) -> None:
     succeeded = [line for line in logs[1:] if " succeeded " in line]
     assert len(succeeded) >= 2
     assert all('"message": "time to reflect"' in line for line in succeeded)
+    assert cli("task", "missed", "user.reflect").stdout == "user.reflect has missed no fire\n"
+    assert _json(cli("task", "missed", "user.reflect", "--json")) == []
 
     listing = cli("task", "list").stdout.splitlines()
     assert listing[0].split()[:7] == [
@@ -372,6 +374,7 @@ def test_watch_count_and_json(cli: Run, env: dict[str, str]) -> None:
         ),
         (("task", "show", "user.never"), 1, ("not_found",)),
         (("task", "logs", "user.never"), 1, ("not_found",)),
+        (("task", "missed", "user.never"), 1, ("not_found",)),
         (("task", "trigger", "user.never"), 1, ("not_found",)),
         (("task", "show", "NotAnId"), 1, ("invalid", "task_id")),
         (("task", "update", "maintenance.log_cleanup"), 1, ("nothing to change",)),
