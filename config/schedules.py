@@ -4,10 +4,10 @@ A schedule is one of:
 
 - a cron expression of 5 fields, ``minute hour day-of-month month day-of-week`` (``0 3 * * *``),
   or of 6 fields with the **seconds first**, ``second minute hour day-of-month month day-of-week``
-  (``30 0 3 * * *`` is 03:00:30), the Quartz/Spring order. Fields are what croniter accepts
-  (``*``, values, ranges, ``/step``, lists, ``jan``..``dec``, ``sun``..``sat``, ``L``, ``nW``,
-  ``n#k``, ``?``) except croniter's hashed ``H`` and random ``R`` values, which would not fire at
-  reproducible instants; a 7th (year) field is refused too;
+  (``30 0 3 * * *`` is 03:00:30), the Quartz/Spring order. Fields as Vixie cron reads them
+  (``*``, values, ranges, ``/step``, lists, ``jan``..``dec``, ``sun``..``sat``) and ``L``, ``nL``,
+  ``nW``, ``n#k`` and ``?`` (docs/scheduling.md#cron-semantics); croniter's hashed ``H`` and random
+  ``R`` values, which would not fire at reproducible instants, and a 7th (year) field are refused;
 - an alias: ``@yearly`` = ``@annually``, ``@monthly``, ``@weekly``, ``@daily`` = ``@midnight``,
   ``@hourly``, expanded to the 5-field expression in ``ALIASES``;
 - ``interval:<seconds>`` (whole seconds, 1 to 366 days) or the readable ``every <n><unit>`` with
@@ -15,8 +15,10 @@ A schedule is one of:
 - ``at:<ISO 8601 date-time with a UTC offset>``, once (``at:2025-01-15T10:00:00Z``,
   ``at:2025-01-15T11:00:00+01:00``); a time without an offset is refused, not guessed.
 
-Cron is checked with croniter itself, not with a second grammar: an expression croniter refuses is
-refused, and the message names the field croniter stumbled on. No clock is read here.
+Cron means what Vixie/Debian cron means (``config.cron`` rewrites what croniter reads differently
+into croniter's terms), and is checked with croniter itself, not with a second grammar: an
+expression croniter refuses is refused, and the message names the field croniter stumbled on. No
+clock is read here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Literal
 
 from croniter import CroniterBadDateError, CroniterError, CroniterNotAlphaError, croniter
 
+from config.cron import DAY_OF_MONTH, DAY_OF_WEEK, cron_terms, normalise_fields
 from config.errors import ConfigError, ScheduleSyntaxError
 
 ALIASES = {
@@ -71,13 +74,16 @@ class ScheduleSpec:
     """A schedule's text, parsed and normalised; exactly the field of its ``kind`` is set.
 
     ``cron`` is whitespace-normalised with aliases expanded: 5 fields, or 6 with the seconds
-    first (pass ``second_at_beginning=True`` to croniter). ``at`` keeps the offset it was
+    first (pass ``second_at_beginning=True`` to croniter). ``cron_terms`` are the croniter
+    expressions, each evaluated with ``day_or=False``, whose union of fires is the cron
+    expression's under Vixie cron's rules (``config.cron``). ``at`` keeps the offset it was
     written with.
     """
 
     kind: ScheduleKind
     text: str
     cron: str | None = None
+    cron_terms: tuple[str, ...] = ()
     interval_s: int | None = None
     at: datetime | None = None
 
@@ -104,14 +110,16 @@ def parse_schedule_spec(text: str) -> ScheduleSpec:
     if text.startswith("@"):
         if text not in ALIASES:
             raise ScheduleSyntaxError(text, f"{text} is not one of {', '.join(ALIASES)}")
-        return ScheduleSpec(kind="cron", text=text, cron=ALIASES[text])
+        cron = ALIASES[text]
+        return ScheduleSpec(kind="cron", text=text, cron=cron, cron_terms=(cron,))
     if text.startswith("interval:"):
         return ScheduleSpec(kind="interval", text=text, interval_s=_interval_s(text))
     if text.startswith("every"):
         return ScheduleSpec(kind="interval", text=text, interval_s=_every_s(text))
     if text.startswith("at:"):
         return ScheduleSpec(kind="at", text=text, at=_at(text))
-    return ScheduleSpec(kind="cron", text=text, cron=_cron(text))
+    cron, terms = _cron(text)
+    return ScheduleSpec(kind="cron", text=text, cron=cron, cron_terms=terms)
 
 
 def check_schedule(key: str, value: object) -> None:
@@ -170,53 +178,71 @@ def _at(text: str) -> datetime:
     return instant
 
 
-def _cron(text: str) -> str:
-    fields = text.split()
-    if len(fields) not in (5, 6):
+def _cron(text: str) -> tuple[str, tuple[str, ...]]:
+    """The expression, whitespace-normalised, and its croniter terms (``config.cron``)."""
+    written = text.split()
+    if len(written) not in (5, 6):
         raise ScheduleSyntaxError(
-            text, f"cron has 5 fields, or 6 with seconds first; found {len(fields)}"
+            text, f"cron has 5 fields, or 6 with seconds first; found {len(written)}"
         )
-    for index, field_text in enumerate(fields):
-        # Letters (names, or croniter's H and R, which we refuse) get the field check up front;
-        # plain numeric fields only when croniter refuses the whole expression (below).
-        if any(char.isalpha() for char in field_text):
-            problem = _field_problem(fields, index)
+    fields = normalise_fields(written)
+    for index in range(len(fields)):
+        # Letters (names, L, W, or croniter's H and R, which we refuse) get the field check up
+        # front; plain numeric fields only when croniter refuses a term (below).
+        if any(char.isalpha() for char in written[index]):
+            problem = _field_problem(fields, index, written[index])
             if problem:
                 raise ScheduleSyntaxError(text, problem)
-    expression = " ".join(fields)
-    try:
-        probe = croniter(expression, _PROBE_START, second_at_beginning=len(fields) == 6)
-    except CroniterError as error:
-        # Only now, to say which field is wrong: one croniter per field is costly.
-        for index in range(len(fields)):
-            problem = _field_problem(fields, index)
-            if problem:
-                raise ScheduleSyntaxError(text, problem) from None
-        raise ScheduleSyntaxError(text, f"cron expression refused by croniter: {error}") from None
-    try:
-        probe.get_next(datetime)
-    except CroniterBadDateError:
-        day, month = fields[-3], fields[-2]
+    seconds = len(fields) == 6
+    terms = cron_terms(fields)
+    fires = False
+    for term in terms:
+        try:
+            probe = croniter(term, _PROBE_START, second_at_beginning=seconds, day_or=False)
+        except CroniterError as error:
+            # Only now, to say which field is wrong: one croniter per field is costly.
+            for index in range(len(fields)):
+                problem = _field_problem(fields, index, written[index])
+                if problem:
+                    raise ScheduleSyntaxError(text, problem) from None
+            raise ScheduleSyntaxError(
+                text, f"cron expression refused by croniter: {error}"
+            ) from None
+        try:
+            probe.get_next(datetime)
+            fires = True
+        except CroniterBadDateError:
+            pass
+    if not fires:
+        day, month = written[-3], written[-2]
         raise ScheduleSyntaxError(
             text, f"never fires: no date has day-of-month {day!r} in month {month!r}"
-        ) from None
-    return expression
+        )
+    return " ".join(written), terms
 
 
-def _field_problem(fields: list[str], index: int) -> str | None:
-    """What is wrong with one field, checked by croniter with every other field ``*``."""
+def _field_problem(fields: list[str], index: int, written: str) -> str | None:
+    """What is wrong with one (normalised) field, checked by croniter with every other field
+    ``*``; the message quotes the field as ``written``."""
     names = _FIELDS if len(fields) == 6 else _FIELDS[1:]
     name, takes = names[index]
     token = fields[index]
-    where = f"{name} {token!r} (field {index + 1} of {len(fields)})"
+    where = f"{name} {written!r} (field {index + 1} of {len(fields)})"
     if any(_HASHED.fullmatch(item) for item in token.split(",")):
         return f"{where}: hashed (H) and random (R) values are not supported"
-    probe = ["*"] * len(fields)
-    probe[index] = token
-    try:
-        croniter.expand(" ".join(probe), second_at_beginning=len(fields) == 6)
-    except CroniterError as error:
-        return f"{where}: {_reason(error)}; {name} takes {takes}"
+    position = index + 6 - len(fields)
+    if position == DAY_OF_MONTH and any("l" in item and item != "l" for item in token.split(",")):
+        return (
+            f"{where}: of the 'L' forms only 'L' (the last day of the month) is supported in "
+            "day-of-month, not 'LW', 'L-n' or 'L/n'"
+        )
+    if position != DAY_OF_WEEK and "#" in token:
+        return f"{where}: 'n#k' (the k-th weekday n of the month) only goes in day-of-week"
+    for term in cron_terms(["*"] * index + [token] + ["*"] * (len(fields) - index - 1)):
+        try:
+            croniter.expand(term, second_at_beginning=len(fields) == 6)
+        except CroniterError as error:
+            return f"{where}: {_reason(error)}; {name} takes {takes}"
     return None
 
 

@@ -6,7 +6,7 @@ keeps the next due fire in a heap. The scheduler actor (in ``actors``) drives it
 
 from scheduler.clock import Clock, FakeClock, Reading, SystemClock, Timer, sleep, wall_jump_s
 from scheduler.compiled import clear_schedule_cache, compile_schedule
-from scheduler.cron import CronSchedule
+from scheduler.cron import CronSchedule, changed_meaning
 from scheduler.dst import DEFAULT_DST_POLICY, DstPolicy
 from scheduler.engine import TaskPlan, TimingEngine
 from scheduler.errors import ScheduleError
@@ -50,6 +50,7 @@ __all__ = [
     "TaskPlan",
     "Timer",
     "TimingEngine",
+    "changed_meaning",
     "clear_schedule_cache",
     "compile_schedule",
     "error_names",

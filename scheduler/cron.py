@@ -1,6 +1,8 @@
 """Cron schedules evaluated in the task's time zone, with the DST rules of ``scheduler.dst``.
 
-croniter does the calendar arithmetic on naive *wall* times only; this module maps each wall time to
+croniter does the calendar arithmetic on naive *wall* times only, on the spec's ``cron_terms``
+(Vixie cron's meaning in croniter's terms, ``config.cron``): the wall times are the union of the
+terms' in ascending order. This module maps each wall time to
 UTC instants itself (``wall_instants``). croniter's own zone handling is not used because its
 fall-back rule differs from ours: given a zone-aware start it fires a daily 02:30 job twice on a
 fall-back day (once per occurrence), like APScheduler.
@@ -16,12 +18,13 @@ fold that ``after`` may be inside (whose second occurrences are still to come).
 from __future__ import annotations
 
 import copy
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from config.schedules import ScheduleSpec
 from scheduler._instants import utc
@@ -38,23 +41,36 @@ _START = datetime(2000, 1, 1)
 
 @dataclass(frozen=True, slots=True)
 class CronSchedule(Schedule):
-    """``spec.cron`` in ``zone``'s wall time; DST gaps and folds as ``dst_policy`` says."""
+    """``spec.cron`` in ``zone``'s wall time; DST gaps and folds as ``dst_policy`` says.
+
+    ``legacy`` evaluates the expression as taskbus did before it followed Vixie cron (croniter's
+    own reading, ``day_or=True``): only to tell a user whose stored schedule changed meaning."""
 
     spec: ScheduleSpec
     zone: ZoneInfo
     dst_policy: DstPolicy = DEFAULT_DST_POLICY
-    _template: croniter = field(init=False, repr=False, compare=False)
+    legacy: bool = False
+    _templates: tuple[croniter, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.spec.cron is None:
             raise ScheduleError(f"schedule {self.spec.text!r} is not a cron expression")
-        template = croniter(
-            self.spec.cron,
-            _START,
-            ret_type=datetime,
-            second_at_beginning=self.spec.cron_has_seconds,
+        terms = (
+            ((self.spec.cron, True),)
+            if self.legacy
+            else [(term, False) for term in self.spec.cron_terms]
         )
-        object.__setattr__(self, "_template", template)
+        templates = tuple(
+            croniter(
+                term,
+                _START,
+                ret_type=datetime,
+                second_at_beginning=self.spec.cron_has_seconds,
+                day_or=day_or,
+            )
+            for term, day_or in terms
+        )
+        object.__setattr__(self, "_templates", templates)
 
     def next_fire(self, after: datetime) -> datetime | None:
         after = utc("after", after)
@@ -82,15 +98,48 @@ class CronSchedule(Schedule):
         return (after + offset).replace(tzinfo=None) - max(_ZERO, offset - later)
 
     def _walls(self, start: datetime) -> Iterator[datetime]:
-        """The expression's naive wall times from ``start`` (inclusive, to the second) upwards."""
-        walls = copy.copy(self._template)  # shares the parsed fields, not the position
-        walls.set_current(start - timedelta(seconds=1), force=True)
-        while True:
-            try:
-                wall: datetime = walls.get_next(datetime)
-            except (CroniterBadDateError, OverflowError, ValueError):  # none before year 10000
-                return
-            yield wall
+        """The expression's naive wall times from ``start`` (inclusive, to the second) upwards:
+        its terms' merged, each wall time once."""
+        if len(self._templates) == 1:
+            yield from _term_walls(self._templates[0], start)
+            return
+        previous = None
+        for wall in heapq.merge(*(_term_walls(t, start) for t in self._templates)):
+            if wall != previous:
+                yield wall
+            previous = wall
+
+
+def _term_walls(template: croniter, start: datetime) -> Iterator[datetime]:
+    walls = copy.copy(template)  # shares the parsed fields, not the position
+    walls.set_current(start - timedelta(seconds=1), force=True)
+    while True:
+        try:
+            wall: datetime = walls.get_next(datetime)
+        except (CroniterBadDateError, OverflowError, ValueError):  # none before year 10000
+            return
+        yield wall
+
+
+def changed_meaning(
+    schedule: CronSchedule, after: datetime, count: int = 20
+) -> tuple[datetime | None, datetime | None] | None:
+    """Where the schedule's fires under croniter's own reading (``legacy``) and under Vixie
+    cron's part, among the next ``count`` after ``after``: the first pair that differs (``old``,
+    ``new``; None when one of them has no more fires), or None if they agree."""
+    try:
+        old_reading = CronSchedule(schedule.spec, schedule.zone, schedule.dst_policy, legacy=True)
+    except CroniterError:  # not an expression the old reading took: it cannot have been stored
+        return None
+    old_after = new_after = utc("after", after)
+    for _ in range(count):
+        old, new = old_reading.next_fire(old_after), schedule.next_fire(new_after)
+        if old != new:
+            return old, new
+        if new is None or old is None:
+            return None
+        old_after, new_after = old, new
+    return None
 
 
 _UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Zulu", "Zulu", "GMT", "Etc/GMT"})
