@@ -293,6 +293,7 @@ def _show(args: argparse.Namespace) -> int:
             ("task", task["task_id"]),
             ("class", task["task_class"]),
             ("schedule", f"{task['schedule']}  ({task['timezone']})"),
+            *([("note", status["schedule_note"])] if status.get("schedule_note") else []),
             ("enabled", "yes" if task["enabled"] else "no"),
             ("next run", _instant(status["next_fire"], now)),
             ("last run", _instant(task["last_run"], now)),

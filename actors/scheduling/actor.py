@@ -105,6 +105,9 @@ class SchedulerActor(Actor):
         self.loop = FireLoop(self._on_plans, clock=self._clock)
         self._tasks: dict[str, CompiledTask] = {}
         self._retries: dict[tuple[str, datetime, int], Timer] = {}
+        self._noted: set[tuple[str, int]] = (
+            set()
+        )  # (task, version) whose changed meaning was logged
         self._background: set[asyncio.Task[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self.counters: Counter[str] = Counter()
@@ -287,7 +290,7 @@ class SchedulerActor(Actor):
     async def _status(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
         fields.done()
-        await self._owned(request, task_id, "read")
+        record = await self._owned(request, task_id, "read")
         reply = await self._store("store.task.status", {"task_id": task_id})
         next_fire = self.loop.engine.next_fire(task_id)
         retries = sorted(
@@ -296,11 +299,29 @@ class SchedulerActor(Actor):
         return {
             "status": reply.payload["status"],
             "next_fire": None if next_fire is None else next_fire.isoformat(),
+            "schedule_note": self._meaning_note(record),
             "pending_retries": [
                 {"scheduled_at": when_.isoformat(), "attempt": attempt}
                 for when_, attempt in retries
             ],
         }
+
+    def _note_meaning(self, task: CompiledTask) -> None:
+        """Log, once per task and version, that its stored schedule changed meaning."""
+        key = (task.task_id, task.record.version)
+        if key in self._noted:
+            return
+        note = definitions.meaning_note(task, self._clock.wall())
+        if note is not None:
+            self._noted.add(key)
+            self.log.warning("%s: %s", task.task_id, note)
+
+    def _meaning_note(self, record: TaskRecord) -> str | None:
+        try:
+            task = definitions.compile_task(record, self.settings)
+        except InvalidValue:
+            return None  # a stored task that does not compile here says so on its own
+        return definitions.meaning_note(task, self._clock.wall())
 
     async def _get(self, request: Envelope, fields: Fields) -> Payload:
         task_id = definitions.task_id(fields)
@@ -406,6 +427,7 @@ class SchedulerActor(Actor):
     async def _schedule(self, record: TaskRecord) -> Payload:
         """Put a stored task in the engine (or take it out if disabled); reply with it."""
         task = definitions.compile_task(record, self.settings)
+        self._note_meaning(task)
         next_fire = None
         if record.enabled:
             self._tasks[record.task_id] = task
@@ -470,6 +492,7 @@ class SchedulerActor(Actor):
                     )
                     continue
                 self._tasks[record.task_id] = task
+                self._note_meaning(task)
                 next_fire = self.loop.put(
                     record.task_id,
                     task.schedule,

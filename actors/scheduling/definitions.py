@@ -17,9 +17,10 @@ from actors.store import payloads
 from actors.store.errors import InvalidValue
 from actors.store.payloads import Fields
 from actors.store.records import TaskRecord, TaskSpec
+from config.cron import CRON_RULES
 from config.errors import ConfigError
 from config.sections import SchedulerSettings, check_task_id
-from scheduler import Schedule, ScheduleError, compile_schedule
+from scheduler import CronSchedule, Schedule, ScheduleError, changed_meaning, compile_schedule
 from scheduler.policies import TaskPolicies, task_policies
 
 POLICY_FIELDS = ("misfire_policy", "retry_policy", "run_policy")
@@ -179,6 +180,27 @@ def spec_of(record: TaskRecord) -> TaskSpec:
         run_policy=record.run_policy,
         owner=record.owner,
     )
+
+
+def meaning_note(task: CompiledTask, now: datetime) -> str | None:
+    """Why the stored task's cron schedule now fires otherwise than when it was written, if it
+    was written under older cron rules (``cron_rules``) and its next fires differ; else None."""
+    record, schedule = task.record, task.schedule
+    if record.cron_rules >= CRON_RULES or not isinstance(schedule, CronSchedule):
+        return None
+    changed = changed_meaning(schedule, now)
+    if changed is None:
+        return None
+    old, new = (_when(instant) for instant in changed)
+    return (
+        f"schedule {record.schedule!r} now reads as Vixie cron does "
+        f"(docs/scheduling.md#cron-semantics): its first fire that differs is {new}, which was "
+        f"{old} when the schedule was stored; any update of the task clears this note"
+    )
+
+
+def _when(instant: datetime | None) -> str:
+    return "never" if instant is None else instant.isoformat(timespec="seconds")
 
 
 def record_from_plain(plain: Mapping[str, Any]) -> TaskRecord:

@@ -32,7 +32,8 @@ MAX_PAGE = 1_000
 
 TASK_COLUMNS = (
     "task_id, task_class, schedule, config, enabled, timezone, misfire_policy, retry_policy, "
-    "run_policy, owner, created_at, updated_at, last_run, next_run, version, accounted_through"
+    "run_policy, owner, created_at, updated_at, last_run, next_run, version, accounted_through, "
+    "cron_rules"
 )
 EXECUTION_COLUMNS = (
     "execution_id, task_id, scheduled_at, started_at, completed_at, success, duration_seconds, "
@@ -65,6 +66,7 @@ def task_from_row(row: Row) -> TaskRecord:
         next_run=values.maybe_from_us(row[13]),
         version=row[14],
         accounted_through=values.maybe_from_us(row[15]),
+        cron_rules=row[16],
     )
 
 

@@ -93,6 +93,10 @@ class TaskRecord:
     # Every instant of the schedule after this one is owed (run, coalesced or recorded as
     # missed); None only for a row no scheduler has written since version 4 of the schema.
     accounted_through: datetime | None
+    # The cron rules the schedule was written under: 2 (Vixie cron's, config.cron.CRON_RULES)
+    # for every definition written since version 5 of the schema; 1 (croniter's own reading) for
+    # one stored before and not written since, whose meaning may have changed.
+    cron_rules: int = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

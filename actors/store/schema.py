@@ -10,7 +10,9 @@ fire, made idempotent by ``idempotency_key`` (task id and scheduled instant); de
 scheduler lease with its fencing token. Version 3 adds a task's run policy, missed runs (fires that
 did not run, one row per fire or per range of them), and the index that finds the executions a
 scheduler must look at again after a takeover. Version 4 adds the instant through which each
-task's fires are accounted for, from which a scheduler taking over plans what is owed.
+task's fires are accounted for, from which a scheduler taking over plans what is owed. Version 5
+records which cron rules each schedule was written under (croniter's own reading before, Vixie
+cron's from then on), so that a schedule whose meaning changed can say so.
 """
 
 from __future__ import annotations
@@ -168,11 +170,23 @@ V4_ACCOUNTED_THROUGH = Migration(
     ),
 )
 
+V5_CRON_RULES = Migration(
+    5,
+    "the cron rules each task's schedule was written under",
+    (
+        # 2: Vixie/Debian cron (config.cron), for every schedule written from now on; the ones
+        # stored before were written under croniter's own reading (1) until they are rewritten.
+        "ALTER TABLE scheduled_tasks ADD COLUMN cron_rules INTEGER NOT NULL DEFAULT 2",
+        "UPDATE scheduled_tasks SET cron_rules = 1",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
     V3_RUN_POLICIES_AND_MISSED_RUNS,
     V4_ACCOUNTED_THROUGH,
+    V5_CRON_RULES,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -71,7 +71,8 @@ def put_task(
     changes nothing is a duplicate: nothing is written and the version stays.
     ``next_run`` None keeps the stored one; ``last_run`` is never changed here.
     ``accounted_through`` never moves backwards; None keeps the stored one, and a new task is
-    accounted for through ``now``.
+    accounted for through ``now``. A written definition's schedule is under today's cron rules
+    (``cron_rules`` 2).
     """
     config = values.packed("config", spec.config, limits.max_value_bytes)
     misfire = values.packed("misfire_policy", spec.misfire_policy, limits.max_value_bytes)
@@ -116,6 +117,7 @@ def put_task(
         "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
         "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
         "owner = excluded.owner, "
+        "cron_rules = 2, "  # written now: under today's cron rules (schema.V5_CRON_RULES)
         "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
         f"version = version + 1, accounted_through = {_later('accounted_through', '?16')} "
         f"RETURNING {TASK_COLUMNS}",

@@ -76,7 +76,7 @@ async def test_a_new_store_is_at_the_latest_version(
     make_store: StoreFactory, db_path: Path, key: MasterKey
 ) -> None:
     store = await make_store(master_key=key, clock=lambda: at(5))
-    assert [m.version for m in store.applied] == [1, 2, 3, 4] == [m.version for m in MIGRATIONS]
+    assert [m.version for m in store.applied] == [1, 2, 3, 4, 5] == [m.version for m in MIGRATIONS]
     await store.close()
     assert raw_rows(
         db_path, key, "SELECT version, description, applied_at FROM schema_version"
@@ -90,12 +90,13 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
 ) -> None:
     make_version_1(db_path, key)
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [2, 3, 4]
+    assert [m.version for m in store.applied] == [2, 3, 4, 5]
 
     task = await store.get_task("maintenance.vacuum")
     assert (task.timezone, task.owner, task.version, task.config) == ("UTC", "", 1, {})
     assert task.last_run == at(0)
     assert task.accounted_through == at(0)  # what is owed starts after its last fire
+    assert task.cron_rules == 1  # written under croniter's reading of cron, before version 5
     page = await store.history("maintenance.vacuum")
     assert [e.execution_id for e in page.items] == ["old-3", "old-2", "old-1"]
     old_2 = page.items[1]
@@ -126,6 +127,7 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
         (2,),
         (3,),
         (4,),
+        (5,),
     ]
 
 
@@ -269,10 +271,36 @@ async def test_version_4_accounts_each_task_from_its_last_fire_or_its_last_chang
     await version_3.close()
     fill_version_2(db_path, key)  # user.report fired at START; user.off never fired
     store = await make_store(master_key=key, clock=lambda: at(99))
-    assert [m.version for m in store.applied] == [4]
+    assert [m.version for m in store.applied] == [4, 5]
     report, off = await store.get_task("user.report"), await store.get_task("user.off")
     assert (report.last_run, report.accounted_through) == (at(0), at(0))
     assert (off.last_run, off.accounted_through) == (None, off.updated_at)
+    await store.close()
+
+
+async def test_version_5_marks_stored_schedules_as_written_under_the_old_cron_rules(
+    make_store: StoreFactory, db_path: Path, key: MasterKey
+) -> None:
+    """Rows stored before version 5 keep cron_rules 1 until their definition is written again;
+    every definition written since is under today's rules (2)."""
+    version_4 = await make_store(master_key=key, migrations=MIGRATIONS[:4], clock=lambda: at(1))
+    await version_4.close()
+    fill_version_2(db_path, key)
+    store = await make_store(master_key=key, clock=lambda: at(99))
+    assert [m.version for m in store.applied] == [5]
+    report = await store.get_task("user.report")
+    assert report.cron_rules == 1
+    new = TaskSpec(task_id="user.new", task_class="X", schedule="0 9 * * 1-1")
+    await store.put_task(new, now=at(100))
+    assert (await store.get_task("user.new")).cron_rules == 2
+    rewritten = TaskSpec(
+        task_id=report.task_id,
+        task_class=report.task_class,
+        schedule=report.schedule,
+        config={"changed": True},
+    )
+    await store.put_task(rewritten, now=at(100))
+    assert (await store.get_task("user.report")).cron_rules == 2
     await store.close()
 
 
