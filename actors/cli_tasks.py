@@ -428,53 +428,57 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    async def work(client: TaskbusClient) -> int:
-        executions = await client.history(args.task_id, limit=args.limit)
-        if args.json:
-            _print_json(executions)
-            return 0
-        if not executions:
-            await client.get(args.task_id)  # not_found for a task that never existed
-            print(f"{args.task_id} has not run yet")
-            return 0
-        rows = [
-            [
-                _local(run["started_at"]),
-                _local(run["scheduled_at"]),
-                str(run["retry_count"] + 1),
-                _state(run),
-                fmt.seconds(run["duration_seconds"]),
-                fmt.clip(run["error_message"] or _result(run["result"]), 60),
-            ]
-            for run in executions
-        ]
-        headers = ["STARTED", "SCHEDULED", "ATTEMPT", "STATE", "DURATION", "RESULT / ERROR"]
-        print(fmt.table(headers, rows))
-        return 0
-
-    return _call(args, work)
+    return _task_rows(
+        args,
+        lambda client: client.history(args.task_id, limit=args.limit),
+        "has not run yet",
+        ["STARTED", "SCHEDULED", "ATTEMPT", "STATE", "DURATION", "RESULT / ERROR"],
+        lambda run: [
+            _local(run["started_at"]),
+            _local(run["scheduled_at"]),
+            str(run["retry_count"] + 1),
+            _state(run),
+            fmt.seconds(run["duration_seconds"]),
+            fmt.clip(run["error_message"] or _result(run["result"]), 60),
+        ],
+    )
 
 
 def _missed(args: argparse.Namespace) -> int:
+    return _task_rows(
+        args,
+        lambda client: client.missed(args.task_id, limit=args.limit),
+        "has missed no fire",
+        ["FIRST", "LAST", "FIRES", "REASON"],
+        lambda missed: [
+            _local(missed["first_at"]),
+            _local(missed["last_at"]),
+            str(missed["count"]),
+            fmt.clip(missed["reason"], 60),
+        ],
+    )
+
+
+def _task_rows(
+    args: argparse.Namespace,
+    fetch: Callable[[TaskbusClient], Awaitable[list[dict[str, Any]]]],
+    none: str,
+    headers: list[str],
+    row: Callable[[dict[str, Any]], list[str]],
+) -> int:
+    """A page of one task's rows (``task logs``, ``task missed``): JSON with ``--json``, else
+    a table, or ``<task> <none>`` when there are none."""
+
     async def work(client: TaskbusClient) -> int:
-        missed = await client.missed(args.task_id, limit=args.limit)
+        rows = await fetch(client)
         if args.json:
-            _print_json(missed)
+            _print_json(rows)
             return 0
-        if not missed:
+        if not rows:
             await client.get(args.task_id)  # not_found for a task that never existed
-            print(f"{args.task_id} has missed no fire")
+            print(f"{args.task_id} {none}")
             return 0
-        rows = [
-            [
-                _local(m["first_at"]),
-                _local(m["last_at"]),
-                str(m["count"]),
-                fmt.clip(m["reason"], 60),
-            ]
-            for m in missed
-        ]
-        print(fmt.table(["FIRST", "LAST", "FIRES", "REASON"], rows))
+        print(fmt.table(headers, [row(found) for found in rows]))
         return 0
 
     return _call(args, work)
