@@ -105,9 +105,8 @@ class SchedulerActor(Actor):
         self.loop = FireLoop(self._on_plans, clock=self._clock)
         self._tasks: dict[str, CompiledTask] = {}
         self._retries: dict[tuple[str, datetime, int], Timer] = {}
-        self._noted: set[tuple[str, int]] = (
-            set()
-        )  # (task, version) whose changed meaning was logged
+        # (task, version) whose stored schedule's changed meaning was logged
+        self._noted: set[tuple[str, int]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self.counters: Counter[str] = Counter()

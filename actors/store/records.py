@@ -15,6 +15,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from actors.store import values
 from actors.store.errors import InvalidValue
+from config.cron import CRON_RULES
 
 T = TypeVar("T")
 ExecutionState = Literal["running", "succeeded", "failed"]
@@ -93,10 +94,10 @@ class TaskRecord:
     # Every instant of the schedule after this one is owed (run, coalesced or recorded as
     # missed); None only for a row no scheduler has written since version 4 of the schema.
     accounted_through: datetime | None
-    # The cron rules the schedule was written under: 2 (Vixie cron's, config.cron.CRON_RULES)
-    # for every definition written since version 5 of the schema; 1 (croniter's own reading) for
-    # one stored before and not written since, whose meaning may have changed.
-    cron_rules: int = 2
+    # The cron rules the schedule was written under: CRON_RULES (Vixie cron's) for every
+    # definition written since version 5 of the schema; 1 (croniter's own reading) for one
+    # stored before and not written since, whose meaning may have changed.
+    cron_rules: int = CRON_RULES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,6 +44,7 @@ from actors.store.records import (
     idempotency_key,
 )
 from bus.ids import format_message_id, new_message_id
+from config.cron import CRON_RULES
 from config.store import StoreSettings
 
 
@@ -72,7 +73,7 @@ def put_task(
     ``next_run`` None keeps the stored one; ``last_run`` is never changed here.
     ``accounted_through`` never moves backwards; None keeps the stored one, and a new task is
     accounted for through ``now``. A written definition's schedule is under today's cron rules
-    (``cron_rules`` 2).
+    (``cron_rules`` CRON_RULES).
     """
     config = values.packed("config", spec.config, limits.max_value_bytes)
     misfire = values.packed("misfire_policy", spec.misfire_policy, limits.max_value_bytes)
@@ -117,7 +118,7 @@ def put_task(
         "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
         "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
         "owner = excluded.owner, "
-        "cron_rules = 2, "  # written now: under today's cron rules (schema.V5_CRON_RULES)
+        f"cron_rules = {CRON_RULES}, "  # written now: under today's cron rules
         "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
         f"version = version + 1, accounted_through = {_later('accounted_through', '?16')} "
         f"RETURNING {TASK_COLUMNS}",
