@@ -16,19 +16,26 @@ from cronsim import CronSim, CronSimError
 
 from config.errors import ScheduleSyntaxError
 from config.schedules import parse_schedule_spec
-from scheduler import compile_schedule
+from scheduler import Schedule, compile_schedule
 from scheduler.dst import DEFAULT_DST_POLICY, wall_instants
 
 START = datetime(2026, 8, 7, tzinfo=UTC)  # a Friday
 
 
 def fires(expression: str, count: int = 4, after: datetime = START) -> list[str]:
-    schedule = compile_schedule(expression)
-    found = []
+    found = next_fires(compile_schedule(expression), after, count)
+    assert len(found) == count, found
+    return [f"{instant:%m-%d %a %H:%M}" for instant in found]
+
+
+def next_fires(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """The schedule's first ``count`` fires after ``after`` (fewer if it runs out)."""
+    found: list[datetime] = []
     for _ in range(count):
         instant = schedule.next_fire(after)
-        assert instant is not None
-        found.append(f"{instant:%m-%d %a %H:%M}")
+        if instant is None:
+            break
+        found.append(instant)
         after = instant
     return found
 
@@ -253,7 +260,7 @@ def test_random_expressions_agree_with_cronsim() -> None:
         after = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(
             seconds=rng.randrange(10 * 365 * 86_400)
         )
-        ours = _next(compile_schedule(expression, zone), after, NEXT)
+        ours = next_fires(compile_schedule(expression, zone), after, NEXT)
         theirs = expected_fires(expression, ZoneInfo(zone), after, NEXT)
         if ours != theirs:
             disagreements.append((expression, zone, after.isoformat(), ours, theirs))
@@ -261,14 +268,3 @@ def test_random_expressions_agree_with_cronsim() -> None:
     assert disagreements == [], f"{len(disagreements)} of {compared}: {disagreements[:3]}"
     assert all("never fires" in reason for _, reason in refusals), refusals
     assert len(refusals) < EXPRESSIONS // 50, refusals
-
-
-def _next(schedule: object, after: datetime, count: int) -> list[datetime]:
-    found = []
-    for _ in range(count):
-        instant = schedule.next_fire(after)  # type: ignore[attr-defined]
-        if instant is None:
-            break
-        found.append(instant)
-        after = instant
-    return found
