@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from config import topics
 from config.errors import ConfigError
 
 # What a peer does, as an ACL rule names it: send an event, ask, enqueue work; register a
@@ -101,81 +102,67 @@ def _rule(identity: str, action: str, prefix: str, allow: bool = True) -> AclRul
     return AclRule(identity=identity, action=action, prefix=prefix, allow=allow)
 
 
-# The store topics an admin may ask besides maintenance: reads, for inspection and recovery.
-ADMIN_STORE_READS = (
-    "store.task.get",
-    "store.task.list",
-    "store.task.status",
-    "store.execution.get",
-    "store.execution.history",
-    "store.execution.unsettled",
-    "store.stats",
-    "store.dead_letters",
-    "store.missed.list",
-)
-
-
 def default_acl() -> tuple[AclRule, ...]:
     """Least privilege (docs/security.md#64-default-rules): internal topics for the roles that use
     them, the public scheduler API for everyone, a task's events for its owner and the admins,
     and every other topic open to admitted identities."""
     return (
         # the broker's own topics: only the broker publishes; admins may read and ask them
-        _rule("*", "publish", "bus.", allow=False),
-        _rule("@admin", "*", "bus."),
-        _rule("@internal", "ask", "bus.stats"),
-        _rule("*", "*", "bus.", allow=False),
+        _rule("*", "publish", topics.BUS, allow=False),
+        _rule("@admin", "*", topics.BUS),
+        _rule("@internal", "ask", topics.BUS_STATS),
+        _rule("*", "*", topics.BUS, allow=False),
         # the store: served by the store, asked by schedulers and, for runs and maintenance,
         # executors; admins read and maintain it
-        _rule("@store", "serve", "store."),
-        _rule("@scheduler", "ask", "store."),
+        _rule("@store", "serve", topics.STORE),
+        _rule("@scheduler", "ask", topics.STORE),
         *(
             _rule("@executor", "ask", prefix)
             for prefix in (
-                "store.execution.",
-                "store.dead_letter.add",
-                "store.stats",
-                "store.maintenance.",
-                "store.retention.run",
+                topics.STORE_EXECUTIONS,
+                topics.STORE_DEAD_LETTER_ADD,
+                topics.STORE_STATS,
+                topics.STORE_MAINTENANCE,
+                topics.STORE_RETENTION_RUN,
             )
         ),
-        _rule("@admin", "ask", "store.maintenance."),
-        *(_rule("@admin", "ask", topic) for topic in ADMIN_STORE_READS),
-        _rule("*", "*", "store.", allow=False),
+        _rule("@admin", "ask", topics.STORE_MAINTENANCE),
+        *(_rule("@admin", "ask", topic) for topic in topics.STORE_ADMIN_READS),
+        _rule("*", "*", topics.STORE, allow=False),
         # work between the scheduler and the executors
-        _rule("@scheduler", "enqueue", "scheduler.task.dispatch."),
-        _rule("@executor", "consume", "scheduler.task.dispatch."),
-        _rule("@executor", "enqueue", "scheduler.task.result"),
-        _rule("@scheduler", "consume", "scheduler.task.result"),
-        _rule("*", "*", "scheduler.task.dispatch", allow=False),
-        _rule("*", "*", "scheduler.task.result", allow=False),
+        _rule("@scheduler", "enqueue", topics.DISPATCH_QUEUES),
+        _rule("@executor", "consume", topics.DISPATCH_QUEUES),
+        _rule("@executor", "enqueue", topics.RESULT_QUEUE),
+        _rule("@scheduler", "consume", topics.RESULT_QUEUE),
+        _rule("*", "*", topics.DISPATCH_QUEUES.rstrip("."), allow=False),
+        _rule("*", "*", topics.RESULT_QUEUE, allow=False),
         # who answers for the scheduler and health, and who speaks for them
-        _rule("@scheduler", "serve", "scheduler."),
-        _rule("@health", "serve", "scheduler.health"),
-        _rule("@scheduler", "publish", "scheduler.task."),
-        _rule("@executor", "publish", "scheduler.task."),
-        _rule("@executor", "publish", "scheduler.health.check"),
-        _rule("@health", "publish", "scheduler.health"),
-        _rule("@internal", "publish", "scheduler.error"),
-        _rule("@internal", "*", "actors."),
-        _rule("@admin", "*", "actors."),
-        _rule("*", "*", "actors.", allow=False),
-        _rule("@internal", "subscribe", "scheduler."),
-        _rule("@internal", "receive", "scheduler."),
+        _rule("@scheduler", "serve", topics.SCHEDULER),
+        _rule("@health", "serve", topics.HEALTH),
+        _rule("@scheduler", "publish", topics.TASK),
+        _rule("@executor", "publish", topics.TASK),
+        _rule("@executor", "publish", topics.HEALTH_CHECK_EVENTS),
+        _rule("@health", "publish", topics.HEALTH),
+        _rule("@internal", "publish", topics.ERROR_EVENTS),
+        _rule("@internal", "*", topics.ACTORS),
+        _rule("@admin", "*", topics.ACTORS),
+        _rule("*", "*", topics.ACTORS, allow=False),
+        _rule("@internal", "subscribe", topics.SCHEDULER),
+        _rule("@internal", "receive", topics.SCHEDULER),
         # the public API: admins everything, others their own tasks' events and health
-        _rule("@admin", "ask", "scheduler."),
-        _rule("@admin", "subscribe", "scheduler."),
-        _rule("@admin", "receive", "scheduler."),
-        _rule("*", "ask", "scheduler.task."),
-        _rule("*", "ask", "scheduler.health"),
-        _rule("*", "subscribe", "scheduler.task.status"),
-        _rule("*", "subscribe", "scheduler.task.dead"),
-        _rule("*", "subscribe", "scheduler.health"),
-        _rule("*", "subscribe", "scheduler.error"),  # may register; receives nothing (admins')
-        _rule("*", "receive", "scheduler.task.status.{identity}"),
-        _rule("*", "receive", "scheduler.task.dead.{identity}"),
-        _rule("*", "receive", "scheduler.health"),
-        _rule("*", "*", "scheduler.", allow=False),
+        _rule("@admin", "ask", topics.SCHEDULER),
+        _rule("@admin", "subscribe", topics.SCHEDULER),
+        _rule("@admin", "receive", topics.SCHEDULER),
+        _rule("*", "ask", topics.TASK),
+        _rule("*", "ask", topics.HEALTH),
+        _rule("*", "subscribe", topics.STATUS_EVENTS),
+        _rule("*", "subscribe", topics.DEAD_EVENTS),
+        _rule("*", "subscribe", topics.HEALTH),
+        _rule("*", "subscribe", topics.ERROR_EVENTS),  # may register; receives nothing (admins')
+        _rule("*", "receive", f"{topics.STATUS_EVENTS}.{IDENTITY_PLACEHOLDER}"),
+        _rule("*", "receive", f"{topics.DEAD_EVENTS}.{IDENTITY_PLACEHOLDER}"),
+        _rule("*", "receive", topics.HEALTH),
+        _rule("*", "*", topics.SCHEDULER, allow=False),
         # every other topic belongs to the applications on the bus
         _rule("*", "*", ""),
     )
