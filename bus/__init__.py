@@ -4,11 +4,21 @@ Knows nothing of scheduling; imports nothing of taskbus but ``config``.
 """
 
 from bus.broker import Broker
-from bus.client import ERROR_KEY, BusClient
+from bus.client import BusClient
 from bus.envelope import PROTOCOL_VERSION, Envelope, decode
-from bus.errors import AskTimeout, AuthError, BusClosed, BusError, EnvelopeError, RemoteError
+from bus.errors import (
+    AskTimeout,
+    AuthError,
+    BusClosed,
+    BusError,
+    EnvelopeError,
+    NoResponder,
+    Refused,
+    RemoteError,
+)
 from bus.ids import format_message_id, new_message_id
 from bus.keys import KeyPair, KeysDirectory, load_keypair, load_public_key, write_keypair
+from bus.session import ERROR_KEY
 from bus.subscription import Consumer, Delivery, Inbox, Subscription
 
 __all__ = [
@@ -27,6 +37,8 @@ __all__ = [
     "Inbox",
     "KeyPair",
     "KeysDirectory",
+    "NoResponder",
+    "Refused",
     "RemoteError",
     "Subscription",
     "decode",

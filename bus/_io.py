@@ -6,11 +6,14 @@ socket has one :class:`SocketPump`: on FD readiness it drains for a bounded time
 flush, and reschedules itself while input is pending; whoever sends on the socket calls
 :meth:`SocketPump.after_send`, which re-checks ``ZMQ_EVENTS``. One callback per batch of frames,
 no ``await`` per message, and no callback long enough to starve the host's event loop.
+
+:func:`send_quietly` sends a frame nobody will be told about if it cannot go.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -95,3 +98,9 @@ class SocketPump:
         if not self._closed:
             self._closed = True
             self._loop.remove_reader(self._fd)
+
+
+def send_quietly(socket: zmq.Socket[Any], frames: list[bytes]) -> None:
+    """Send if possible; a full or vanished connection has nobody left to tell."""
+    with contextlib.suppress(zmq.ZMQError):
+        socket.send_multipart(frames, zmq.NOBLOCK)

@@ -20,12 +20,12 @@ import zmq
 import zmq.asyncio
 
 from bus import wire
-from bus._io import SocketPump
+from bus._io import SocketPump, send_quietly
 from bus.auth import ZAP_DOMAIN, AllowListAuthenticator
 from bus.errors import AuthError, BusError
 from bus.keys import KeysDirectory
 from bus.peer import Peer
-from bus.routing import BrokerCore, send_quietly
+from bus.routing import BrokerCore
 from config.bus import BusSettings
 
 log = logging.getLogger("taskbus.bus.broker")
@@ -172,9 +172,9 @@ class Broker:
             command = frames[1].bytes if len(frames) > 1 else b""
             known = core.peer(index, routing_id)
             if known is not None:  # a registered peer is named, and its error published
-                core.reject(known, "malformed", reason, command=command)
+                core.rejections.reject(known, "malformed", reason, command=command)
             else:
-                core.reject_unregistered(
+                core.rejections.reject_unregistered(
                     sock, routing_id, "malformed", reason, ref=None, command=command
                 )
             return
@@ -184,7 +184,7 @@ class Broker:
             try:
                 authenticated = str(frames[1].get("User-Id"))
             except zmq.ZMQError:
-                core.reject_unregistered(
+                core.rejections.reject_unregistered(
                     sock, routing_id, "auth", "no authenticated identity", ref=None
                 )
                 return

@@ -11,13 +11,21 @@ class BusError(TaskbusError):
     code = "bus_error"
 
 
-class EnvelopeError(BusError, ValueError):
-    """Bytes that are not a valid envelope: says which field is wrong and how."""
+class Refused(BusError):
+    """A message or request was refused: ``code`` says why (``denied``, ...), ``reason`` in words.
+
+    The one shape of every refusal: bytes the bus will not decode (:class:`EnvelopeError`), and
+    what the broker or a remote peer answered with an error (:class:`RemoteError`).
+    """
 
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
         self.reason = reason
         super().__init__(f"{code}: {reason}")
+
+
+class EnvelopeError(Refused, ValueError):
+    """Bytes that are not a valid envelope: says which field is wrong and how."""
 
 
 class AuthError(BusError):
@@ -26,13 +34,29 @@ class AuthError(BusError):
     code = "auth"
 
 
-class RemoteError(BusError):
-    """The broker or a remote peer refused a message; ``code`` says why (``denied``, ...)."""
+class RemoteError(Refused):
+    """The broker or a remote peer refused a message; ``code`` says why (``denied``, ...).
 
-    def __init__(self, code: str, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"{code}: {reason}")
+    ``topic``, when given, is what was asked, and leads the message.
+    """
+
+    def __init__(self, code: str, reason: str, *, topic: str | None = None) -> None:
+        super().__init__(code, reason)
+        self.topic = topic
+        if topic is not None:
+            self.args = (f"{topic}: {code}: {reason}",)
+
+
+class NoResponder(RemoteError):
+    """Nothing on the bus serves the topic asked (``no_responder``): not started yet, or gone."""
+
+    code = "no_responder"
+
+
+def remote_error(code: str, reason: str, *, topic: str | None = None) -> RemoteError:
+    """The refusal a remote answered with, as its most precise class."""
+    kind = NoResponder if code == NoResponder.code else RemoteError
+    return kind(code, reason, topic=topic)
 
 
 class AskTimeout(BusError, TimeoutError):

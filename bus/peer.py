@@ -1,4 +1,4 @@
-"""The broker's view of one connected client, and the output it has batched for it."""
+"""The broker's view of one connected client, the work it holds, and the output batched for it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import zmq
 
 
 @dataclass(eq=False, slots=True)
-class InFlight:
-    """A work item delivered to a consumer and not yet acknowledged."""
+class HeldWork:
+    """A unit of work the broker holds until it is acknowledged or discarded: pending in its
+    queue, or in flight to a consumer (``attempt`` counts the deliveries)."""
 
     queue: str
     message_id: bytes
@@ -31,7 +32,7 @@ class Peer:
     subscriptions: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
     credit: dict[str, int] = field(default_factory=dict)
-    inflight: dict[bytes, InFlight] = field(default_factory=dict)
+    inflight: dict[bytes, HeldWork] = field(default_factory=dict)
     # Batched output: runs of (command, items), in the order they were queued.
     out: list[tuple[bytes, list[Any]]] = field(default_factory=list)
     dropped_events: int = 0

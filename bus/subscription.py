@@ -98,17 +98,28 @@ class Subscription(Inbox[Envelope]):
 
 @dataclass(slots=True)
 class Delivery:
-    """A unit of work from a queue. Acknowledge it once done; until then it may be redelivered."""
+    """A unit of work from a queue. Acknowledge it once done; until then it may be redelivered.
+
+    It is settled once: the first ``ack`` or ``nack`` counts and any later one does nothing (a
+    handler may settle its work itself, and the runtime's settling after it is then a no-op;
+    a second ack must never acknowledge a redelivered copy).
+    """
 
     envelope: Envelope
     attempt: int
     _settle: Callable[[bytes, bool | None], None]
+    settled: bool = False
 
     def ack(self) -> None:
-        self._settle(self.envelope.id, None)
+        self._done(None)
 
     def nack(self, requeue: bool = True) -> None:
-        self._settle(self.envelope.id, requeue)
+        self._done(requeue)
+
+    def _done(self, requeue: bool | None) -> None:
+        if not self.settled:
+            self.settled = True
+            self._settle(self.envelope.id, requeue)
 
 
 class Consumer(Inbox[Delivery]):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from bus.peer import InFlight, Peer
+from bus.peer import HeldWork, Peer
 from bus.wire import DELIVER
 
 
 @dataclass(eq=False, slots=True)
 class WorkQueue:
     name: str
-    pending: deque[InFlight] = field(default_factory=deque)
+    pending: deque[HeldWork] = field(default_factory=deque)
     held: set[bytes] = field(default_factory=set)  # ids pending or in flight: one copy each
     held_bytes: int = 0  # the envelopes of the held items
     consumers: list[Peer] = field(default_factory=list)
@@ -29,19 +29,19 @@ class WorkQueue:
         if peer in self.consumers:
             self.consumers.remove(peer)
 
-    def hold(self, item: InFlight) -> None:
+    def hold(self, item: HeldWork) -> None:
         """A new item, at the back."""
         self.held.add(item.message_id)
         self.held_bytes += len(item.data)
         self.pending.append(item)
 
-    def release(self, item: InFlight) -> None:
+    def release(self, item: HeldWork) -> None:
         """An item acknowledged or discarded: the queue no longer holds it."""
         if item.message_id in self.held:
             self.held.discard(item.message_id)
             self.held_bytes -= len(item.data)
 
-    def requeue(self, item: InFlight) -> None:
+    def requeue(self, item: HeldWork) -> None:
         """Back to the front: redelivered work goes before newer work."""
         self.pending.appendleft(item)
         self.redelivered += 1

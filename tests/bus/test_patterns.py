@@ -415,6 +415,30 @@ async def test_nack_with_requeue_redelivers_as_second_attempt(
     assert (queue["redelivered"], queue["pending"], queue["inflight"]) == (1, 0, 0)
 
 
+async def test_a_delivery_is_settled_once(
+    broker: Broker, make_client: ClientFactory, transport: str
+) -> None:
+    """A handler that nacks its work for a retry, followed by the runtime's ack, must not ack the
+    redelivered copy: only the first settling of a delivery counts."""
+    worker = await make_client("worker", transport)
+    consumer = await worker.consume("jobs.once", credit=1)
+    producer = await make_client("producer", transport)
+    message_id = await producer.enqueue("jobs.once", {"n": 1})
+    first = await consumer.get(timeout=5)
+    first.nack(requeue=True)
+    first.ack()  # too late: ignored
+    first.nack(requeue=False)  # ignored too: the item is not dropped
+    assert first.settled
+    second = await consumer.get(timeout=5)
+    assert (second.envelope.id, second.attempt) == (message_id, 2)
+    assert not second.settled
+    second.ack()
+    await barrier(worker)
+    queue = broker.stats()["queues"]["jobs.once"]
+    assert (queue["redelivered"], queue["pending"], queue["inflight"]) == (1, 0, 0)
+    assert broker.stats()["counters"].get("discarded", 0) == 0
+
+
 async def test_settling_work_after_stop_consuming_brings_no_new_work(
     broker: Broker, make_client: ClientFactory, transport: str
 ) -> None:
