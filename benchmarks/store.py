@@ -51,16 +51,16 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 if str(_HERE.parent) not in sys.path:
     sys.path.append(str(_HERE.parent))
 
-from actors.store import (  # noqa: E402
+from benchmarks._measure import BenchError, percentile, print_aligned  # noqa: E402
+from config.store import StoreSettings  # noqa: E402
+from store import (  # noqa: E402
     ExecutionOutcome,
     LibsqlStore,
     MasterKey,
     NewExecution,
-    queries,
+    retention,
 )
-from actors.store._sql import Connection  # noqa: E402
-from benchmarks._measure import BenchError, percentile, print_aligned  # noqa: E402
-from config.store import StoreSettings  # noqa: E402
+from store._sql import Connection  # noqa: E402
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T0_US = int(T0.timestamp()) * 1_000_000
@@ -153,7 +153,7 @@ async def write_rate(
         total = per_writer * plan.writers
         if stats.writes < total:
             raise BenchError(f"{name}: {stats.writes} writes committed, expected {total}")
-        stored = await store.worker.read(queries.count_executions)
+        stored = await store.worker.read(retention.count_executions)
         if stored != total:
             raise BenchError(f"{name}: {stored} executions in the file, expected {total}")
         return {

@@ -1,18 +1,31 @@
-"""The store: the scheduler's durable state in one encrypted libSQL file, and its actor.
+"""The store: the scheduler's durable state in one encrypted libSQL file (no bus).
 
-``Store`` is the interface, ``LibsqlStore`` the implementation (one database thread, group
-commit), ``StoreActor`` serves it on the bus as ``store.*``. The modules below the actor
-(``database``, ``schema``, ``records``, ``keys``, ``queries``, ``writes``, ``leases``) do no
-messaging and import nothing of taskbus but ``config`` (and ``bus.ids`` for execution ids).
+``Store`` is the interface, ``LibsqlStore`` the implementation; ``actors.storing.StoreActor``
+serves it on the bus as ``store.*``. Its modules do no messaging and import nothing of taskbus
+but ``config``, ``bus.ids`` (execution ids) and ``bus.nesting`` (the nesting limit):
+
+- ``store``: the interface, its invariants and errors; ``libsql_store``: the implementation;
+- ``worker``: the one database thread and group commit; ``condition``: what is known to be
+  wrong with the file; ``salvage``: reading what can still be read of a damaged page;
+- ``database``: the connection (open, key check, pragmas, group transactions, backup, rekey);
+  ``operations``: what a group commit runs (Operation, Outcome, BatchOperation);
+  ``rekey``: rekeying through a copy; ``schema``: tables and migrations; ``keys``: master key
+  and database key;
+- ``records``, ``values``: the records and the checks of every stored value; ``errors``;
+- the SQL, as plain functions of a connection, one module per table: ``scheduled_tasks``,
+  ``task_executions`` (its pages: ``history``; its statistics: ``stats``), ``dead_letters``,
+  ``missed_runs``, ``leases`` (the lease and the write ``Fence``); ``retention``: the chunked
+  deletes of retention;
+- private helpers: ``_sql`` (the typed DB-API), ``_paging`` (keyset cursors), ``_files``.
+
 Reference: docs/store.md.
 """
 
-from actors.store.actor import StoreActor
-from actors.store.errors import Conflict, InvalidValue, LeaseLost, NotFound, StoreError, WrongKey
-from actors.store.keys import MASTER_KEY_ENV, MASTER_KEY_FILE, DatabaseKey, MasterKey
-from actors.store.leases import LeaseGrant
-from actors.store.libsql_store import LibsqlStore, RekeyReport
-from actors.store.records import (
+from store.errors import Conflict, InvalidValue, LeaseLost, NotFound, StoreError, WrongKey
+from store.keys import MASTER_KEY_ENV, MASTER_KEY_FILE, DatabaseKey, MasterKey
+from store.leases import Fence, LeaseGrant
+from store.libsql_store import LibsqlStore, RekeyReport
+from store.records import (
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
@@ -30,8 +43,7 @@ from actors.store.records import (
     TaskSpec,
     TaskStatus,
 )
-from actors.store.store import Store
-from actors.store.writes import Fence
+from store.store import Store
 
 __all__ = [
     "MASTER_KEY_ENV",
@@ -60,7 +72,6 @@ __all__ = [
     "RunStats",
     "StatsReport",
     "Store",
-    "StoreActor",
     "StoreError",
     "TaskRecord",
     "TaskSpec",

@@ -2,46 +2,47 @@
 commits, rekeying, backups and integrity checks.
 
 Blocking and not thread-safe: the store calls it from its one database thread
-(``actors.store.worker``) and nowhere else.
+(``store.worker``) and nowhere else.
 
 What the engine says goes out as one of the store's errors: an SQL error (libsql raises
 ValueError) as StoreError; a damaged page or a stored value libSQL cannot decode (it panics on a
 text that is not UTF-8) as Damaged; a libsql panic, which derives from BaseException, as
-EngineFailure; a write the file refuses (disk full, read-only, failing) as WriteRefused.
+EngineFailure; a write the file refuses (disk full, read-only, failing) as WriteRefused. What a
+group commit runs, and how one operation's failure is translated: ``store.operations``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Generic, Self, TypeVar, cast
+from typing import Any, TypeVar
 
 import libsql
 
-from actors.store._files import copy_durably
-from actors.store._sql import Connection, rows, scalar
-from actors.store.errors import (
+from store._files import copy_durably
+from store._sql import Connection, rows, scalar
+from store.errors import (
     NOT_OURS,
     Damaged,
     EngineFailure,
     StoreError,
     WriteRefused,
     WrongKey,
+    engine_damage,
     engine_failure,
+    engine_refusal,
 )
-from actors.store.keys import DatabaseKey
-from actors.store.schema import MIGRATIONS, Migration, current_version, migrate
+from store.keys import DatabaseKey
+from store.operations import Operation, Outcome, run_batched, translated
+from store.schema import MIGRATIONS, Migration, current_version, migrate
 
 T = TypeVar("T")
-Operation = Callable[[Connection], T]
 
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 WRONG_KEY = "wrong key or not a taskbus database"
@@ -53,41 +54,6 @@ WRONG_KEY = "wrong key or not a taskbus database"
 # changes nothing of durability (a checkpoint fsyncs the log, then the file, in any mode); the
 # log file grows to that size, and each checkpoint holds the thread longer (~20 ms).
 WAL_AUTOCHECKPOINT_PAGES = 8_000
-
-# SQLite's messages for a file that is damaged, and for one that takes no writes (SQLITE_FULL,
-# SQLITE_IOERR, SQLITE_READONLY); SQLite rolls a transaction back itself after some of these.
-_DAMAGE = ("database disk image is malformed", "file is not a database")
-_REFUSALS = ("database or disk is full", "disk i/o error", "readonly database")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome(Generic[T]):
-    """What one operation of a group commit came to: a value, or the error it raised."""
-
-    value: T | None = None
-    error: BaseException | None = None
-
-
-class BatchOperation(Generic[T]):
-    """A write that can run in one go with the writes of its class queued right next to it.
-
-    Called alone (``operation(connection)``) it behaves like any operation: it returns its value
-    or raises, having written nothing. ``run_batch`` runs a run of consecutive operations of one
-    class, in queue order, with the same result as running them one after the other; it returns
-    one Outcome per operation. An operation found bad before any of its SQL ran (a value out of
-    its domain, a stale lease) gets its error in its Outcome and has written nothing; anything
-    that could leave part of an operation behind (an SQL error) must be raised instead, and the
-    group is then run again one operation at a time (``Database.commit_group``).
-    """
-
-    __slots__ = ()
-
-    def __call__(self, connection: Connection) -> T:
-        raise NotImplementedError
-
-    @classmethod
-    def run_batch(cls, connection: Connection, operations: Sequence[Self]) -> list[Outcome[T]]:
-        raise NotImplementedError
 
 
 class Database:
@@ -261,7 +227,7 @@ class Database:
 
     def read(self, operation: Operation[T]) -> T:
         """Run a read outside any transaction (it sees every committed write)."""
-        return _translated(operation, self.connection, self.path)
+        return translated(operation, self.connection, self.path)
 
     def commit_group(self, operations: Sequence[Operation[Any]]) -> list[Outcome[Any]]:
         """Run ``operations`` in one transaction and commit once.
@@ -280,7 +246,7 @@ class Database:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = _run_batched(operations, connection, self.path)
+                outcomes = run_batched(operations, connection, self.path)
             except Exception as exc:
                 failure = exc
             else:
@@ -288,7 +254,7 @@ class Database:
                 connection.execute("COMMIT")
                 self.commit_seconds += time.perf_counter() - started
                 return outcomes
-            if _refusal(failure) is not None:
+            if engine_refusal(failure) is not None:
                 raise failure
             connection.execute("ROLLBACK")
         except Exception as exc:
@@ -307,9 +273,9 @@ class Database:
             for operation in operations:
                 connection.execute("SAVEPOINT operation")
                 try:
-                    value = _translated(operation, connection, self.path)
+                    value = translated(operation, connection, self.path)
                 except Exception as exc:
-                    if _refusal(exc) is not None:
+                    if engine_refusal(exc) is not None:
                         raise  # the transaction is gone: the group fails as one
                     failed = exc  # if SQLite rolled the transaction back, this is why
                     connection.execute("ROLLBACK TO operation")
@@ -341,12 +307,12 @@ class Database:
     def _write_failure(self, exc: Exception) -> StoreError:
         """The error a whole group fails with: WriteRefused if the file takes no writes,
         Damaged if a page it needs is damaged, else "commit failed" with the engine's reason."""
-        refusal = _refusal(exc)
+        refusal = engine_refusal(exc)
         if refusal is not None:
             return WriteRefused(self.path, refusal)
         if isinstance(exc, Damaged | EngineFailure):
             return exc
-        damage = _damage(exc)
+        damage = engine_damage(exc)
         if damage is not None:
             return Damaged(self.path, "", damage)
         return StoreError(f"store {self.path}: commit failed, nothing written: {exc}")
@@ -430,82 +396,3 @@ class Database:
         result = scalar(self.connection, f"PRAGMA journal_mode = {mode.upper()}")
         if str(result).lower() != mode:
             raise StoreError(f"store {self.path}: cannot switch the journal to {mode} ({result})")
-
-
-def _run_batched(
-    operations: Sequence[Operation[Any]], connection: Connection, path: Path
-) -> list[Outcome[Any]]:
-    """Every operation's Outcome, in order; raises what an operation or a batch raised."""
-    outcomes: list[Outcome[Any]] = []
-    start, end = 0, len(operations)
-    while start < end:
-        operation = operations[start]
-        if not isinstance(operation, BatchOperation):
-            outcomes.append(Outcome(value=_translated(operation, connection, path)))
-            start += 1
-            continue
-        kind = type(operation)
-        stop = start + 1
-        while stop < end and type(operations[stop]) is kind:
-            stop += 1
-        batch = cast(Sequence[BatchOperation[Any]], operations[start:stop])
-        run = functools.partial(kind.run_batch, operations=batch)
-        results = _translated(run, connection, path)
-        if len(results) != len(batch):
-            raise StoreError(
-                f"{kind.__name__}.run_batch: {len(results)} outcomes, {len(batch)} writes"
-            )
-        outcomes.extend(results)
-        start = stop
-    return outcomes
-
-
-def _translated(operation: Operation[T], connection: Connection, path: Path) -> T:
-    """Run ``operation``; what the engine raises becomes a StoreError: an SQL error (libsql
-    raises ValueError) a StoreError, Damaged if it says the file is damaged; a panic (or another
-    BaseException but those in ``NOT_OURS``) an EngineFailure. Damaged and EngineFailure name
-    no request: the worker, which knows what the job was for, names it.
-    """
-    try:
-        return operation(connection)
-    except StoreError:
-        raise
-    except ValueError as exc:
-        damage = _damage(exc)
-        if damage is not None:
-            raise Damaged(path, "", damage) from exc
-        raise StoreError(f"database error: {exc}") from exc
-    except BaseException as exc:
-        failure = engine_failure(exc)
-        if failure is None:
-            raise
-        raise EngineFailure(f"store {path}: {failure}", failure) from exc
-
-
-def _engine_messages(exc: BaseException) -> list[str]:
-    """The messages of ``exc`` and of the errors it was raised from, innermost last."""
-    found: list[str] = []
-    current: BaseException | None = exc
-    while current is not None and len(found) < 8:
-        found.append(str(current))
-        current = current.__cause__
-    return found
-
-
-def _damage(exc: BaseException) -> str | None:
-    """The engine's message if ``exc`` says that the file is damaged."""
-    messages = reversed(_engine_messages(exc))
-    return next((m for m in messages if any(d in m.lower() for d in _DAMAGE)), None)
-
-
-def _refusal(exc: BaseException) -> str | None:
-    """The engine's message if ``exc`` says that the file takes no writes."""
-    if isinstance(exc, WriteRefused):
-        return exc.reason
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, OSError):
-            return str(current)
-        current = current.__cause__
-    messages = reversed(_engine_messages(exc))
-    return next((m for m in messages if any(r in m.lower() for r in _REFUSALS)), None)

@@ -1,10 +1,16 @@
 """The store's errors: one branch of TaskbusError, with lookup, conflict, damage and write-refusal
-sub-branches; and which failures of libSQL a job catches (``engine_failure``).
+sub-branches; and what libSQL's failures mean: which a job catches (``engine_failure``), which
+say that the file is damaged (``engine_damage``) or takes no writes (``engine_refusal``).
 """
 
 from __future__ import annotations
 
 from config.errors import TaskbusError
+
+# SQLite's messages for a file that is damaged, and for one that takes no writes (SQLITE_FULL,
+# SQLITE_IOERR, SQLITE_READONLY); SQLite rolls a transaction back itself after some of these.
+_DAMAGE = ("database disk image is malformed", "file is not a database")
+_REFUSALS = ("database or disk is full", "disk i/o error", "readonly database")
 
 
 class StoreError(TaskbusError):
@@ -93,3 +99,32 @@ def engine_failure(exc: BaseException) -> str | None:
             return f"libsql panicked: {exc} (a stored text is not UTF-8: its page is damaged)"
         return f"libsql panicked: {exc}"
     return f"libsql failed: {type(exc).__name__}: {exc}"
+
+
+def _engine_messages(exc: BaseException) -> list[str]:
+    """The messages of ``exc`` and of the errors it was raised from, innermost last."""
+    found: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(found) < 8:
+        found.append(str(current))
+        current = current.__cause__
+    return found
+
+
+def engine_damage(exc: BaseException) -> str | None:
+    """The engine's message if ``exc`` says that the file is damaged."""
+    messages = reversed(_engine_messages(exc))
+    return next((m for m in messages if any(d in m.lower() for d in _DAMAGE)), None)
+
+
+def engine_refusal(exc: BaseException) -> str | None:
+    """The engine's message if ``exc`` says that the file takes no writes."""
+    if isinstance(exc, WriteRefused):
+        return exc.reason
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError):
+            return str(current)
+        current = current.__cause__
+    messages = reversed(_engine_messages(exc))
+    return next((m for m in messages if any(r in m.lower() for r in _REFUSALS)), None)

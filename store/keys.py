@@ -25,8 +25,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from actors.store._files import sync_directory
-from actors.store.errors import StoreError
+from store._files import sync_directory
+from store.errors import StoreError
 
 MASTER_KEY_BYTES = 32
 MASTER_KEY_ENV = "TASKBUS_MASTER_KEY"

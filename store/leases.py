@@ -1,21 +1,32 @@
-"""The scheduler lease: who may schedule, until when, with a fencing token.
+"""``scheduler_lease``: who may schedule, until when, with a fencing token; and the fences.
 
 A lease is granted to one holder until ``expires_at``. Every new grant (to anyone, after the
 previous holder released it or let it expire) increases ``token`` by one, and tokens are never
-reused, so a store write stamped with a lease's token (``writes.Fence``) is refused once someone
+reused, so a store write stamped with a lease's token (a ``Fence``) is refused once someone
 else has been granted the lease since: a paused scheduler that wakes up cannot overwrite its
-successor's work. ``now`` is always an argument: expiry follows the clock the caller passes.
+successor's work. The writes that take a fence check it here (``check_fence``; a batch of
+records reads each lease's token once, ``lease_tokens``). ``now`` is always an argument: expiry
+follows the clock the caller passes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from actors.store import values
-from actors.store._sql import Connection, one
-from actors.store.errors import LeaseLost
-from actors.store.records import Lease
+from store import values
+from store._sql import Connection, one, scalar
+from store.errors import LeaseLost
+from store.records import Lease
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A write stamped with a lease: refused if the lease has been granted again since."""
+
+    lease: str
+    token: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +112,32 @@ def release(connection: Connection, name: str, holder: str, token: int, now: dat
         ).rowcount
         > 0
     )
+
+
+# ------------------------------------------------------------------ fences
+
+
+def check_fence(connection: Connection, fence: Fence) -> None:
+    """LeaseLost if ``fence``'s lease has been granted again since (or never was)."""
+    check_token(fence, _lease_token(connection, fence.lease))
+
+
+def lease_tokens(connection: Connection, fences: Iterable[Fence | None]) -> dict[str, int | None]:
+    """The current token of every lease ``fences`` name: one query per lease."""
+    tokens: dict[str, int | None] = {}
+    for fence in fences:
+        if fence is not None and fence.lease not in tokens:
+            tokens[fence.lease] = _lease_token(connection, fence.lease)
+    return tokens
+
+
+def check_token(fence: Fence, token: int | None) -> None:
+    """LeaseLost unless ``token`` (None: never granted) is still ``fence``'s."""
+    if token != fence.token:
+        current = "never granted" if token is None else f"now at token {token}"
+        raise LeaseLost(f"lease {fence.lease!r} token {fence.token} is stale ({current})")
+
+
+def _lease_token(connection: Connection, lease: str) -> int | None:
+    token = scalar(connection, "SELECT token FROM scheduler_lease WHERE name = ?", [lease])
+    return None if token is None else int(token)

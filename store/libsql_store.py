@@ -1,8 +1,11 @@
 """``LibsqlStore``: the Store in one encrypted libSQL file, written by one thread with group commit.
 
-Keys: ``actors.store.keys``; rotation and its recovery at start: ``actors.store.rekey``. What the
-store knows to be wrong with its file (damage met, writes refused): ``condition``; when the
-engine fails: ``actors.store.worker``.
+Each request's arguments are checked here, then it runs as one job of the database thread
+(``store.worker``), whose SQL is in the modules of the tables: ``scheduled_tasks``,
+``task_executions`` (its pages in ``history``, its statistics in ``stats``), ``dead_letters``,
+``missed_runs``, ``leases``, and ``retention``. Keys: ``store.keys``; rotation and its recovery
+at start: ``store.rekey``. What the store knows to be wrong with its file (damage met, writes
+refused): ``store.condition``; when the engine fails: ``store.worker``.
 """
 
 from __future__ import annotations
@@ -17,21 +20,35 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from actors.store import leases, queries, salvage, values, writes
-from actors.store._files import sync_directory
-from actors.store._sql import Row
-from actors.store.condition import StoreCondition
-from actors.store.database import Database, Outcome
-from actors.store.errors import Damaged, InvalidValue, StoreError
-from actors.store.keys import (
+from config.settings import Settings
+from config.store import StoreSettings
+from store import (
+    dead_letters,
+    history,
+    leases,
+    missed_runs,
+    retention,
+    salvage,
+    scheduled_tasks,
+    stats,
+    task_executions,
+    values,
+)
+from store._files import sync_directory
+from store._sql import Row
+from store.condition import StoreCondition
+from store.database import Database
+from store.errors import Damaged, InvalidValue, StoreError
+from store.keys import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE,
     MasterKey,
     replace_key_file,
     resolve_master_key,
 )
-from actors.store.leases import LeaseGrant
-from actors.store.records import (
+from store.leases import Fence, LeaseGrant
+from store.operations import Outcome
+from store.records import (
     MAX_EXECUTION_BATCH,
     MAX_MISSED_BATCH,
     DeadLetterRecord,
@@ -51,13 +68,10 @@ from actors.store.records import (
     TaskSpec,
     TaskStatus,
 )
-from actors.store.rekey import open_finishing_rotation, rekey_by_copy, remove_work_files
-from actors.store.schema import MIGRATIONS, Migration
-from actors.store.store import Store
-from actors.store.worker import StoreWorker
-from actors.store.writes import Fence
-from config.settings import Settings
-from config.store import StoreSettings
+from store.rekey import open_finishing_rotation, rekey_by_copy, remove_work_files
+from store.schema import MIGRATIONS, Migration
+from store.store import Store
+from store.worker import StoreWorker
 
 log = logging.getLogger("taskbus.store")
 T = TypeVar("T")
@@ -68,10 +82,10 @@ _SCAN_ROWS = 1_000  # rows the integrity check reads per job, so that other jobs
 # The tables the integrity check reads row by row, each with its columns and how a row becomes
 # a record (None: the columns alone, decoded).
 _CHECKED: tuple[tuple[str, str, Callable[[Row], object] | None], ...] = (
-    ("scheduled_tasks", queries.TASK_COLUMNS, queries.task_from_row),
-    ("task_executions", queries.EXECUTION_COLUMNS, queries.execution_from_row),
-    ("dead_letters", queries.DEAD_LETTER_COLUMNS, queries.dead_letter_from_row),
-    ("missed_runs", queries.MISSED_RUN_COLUMNS, queries.missed_run_from_row),
+    ("scheduled_tasks", scheduled_tasks.TASK_COLUMNS, scheduled_tasks.task_from_row),
+    ("task_executions", task_executions.EXECUTION_COLUMNS, task_executions.execution_from_row),
+    ("dead_letters", dead_letters.DEAD_LETTER_COLUMNS, dead_letters.dead_letter_from_row),
+    ("missed_runs", missed_runs.MISSED_RUN_COLUMNS, missed_runs.missed_run_from_row),
     ("scheduler_lease", "name, holder, expires_at, token", None),
     ("schema_version", "version, description, applied_at", None),
 )
@@ -168,20 +182,16 @@ class LibsqlStore(Store):
         return None if self._worker is None else self._worker.condition
 
     def critical(self) -> list[str]:
-        """Why the store cannot read (part of) its file, or cannot serve at all; empty when
-        nothing is known to be wrong. The rules: ``actors.store.condition``."""
+        """From ``condition`` (the rules: ``store.condition``)."""
         condition = self.condition
         return [] if condition is None else condition.critical()
 
     def degraded(self) -> list[str]:
-        """Why the store refuses writes ("store refuses writes: database or disk is full")."""
         condition = self.condition
         return [] if condition is None else condition.degraded()
 
     async def serving(self) -> StoreError:
-        """Wait while the store serves; returns why its database thread died (every request
-        fails at once from then on, until :meth:`start` opens the file again). Never returns
-        after a plain :meth:`close`."""
+        """Returns why the database thread died."""
         return await self._running.dead()
 
     # ------------------------------------------------------------ lifecycle
@@ -262,7 +272,7 @@ class LibsqlStore(Store):
     async def rekey(
         self, new_master: MasterKey | None = None, *, backup: Path | None = None
     ) -> RekeyReport:
-        """Re-encrypt the database under a new master key, after a backup (actors.store.rekey).
+        """Re-encrypt the database under a new master key, after a backup (store.rekey).
 
         With the key in ``master.key``, a new random key is made if none is given, and the file
         is replaced when the database is done; the old key is kept beside the backup
@@ -311,26 +321,26 @@ class LibsqlStore(Store):
         if expected_version is not None:
             values.count("expected_version", expected_version)
         return await self._running.write(
-            lambda c: writes.put_task(c, spec, now, expected_version, self.settings)
+            lambda c: scheduled_tasks.put_task(c, spec, now, expected_version, self.settings)
         )
 
     async def get_task(self, task_id: str) -> TaskRecord:
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(
-            lambda c: queries.get_task(c, task_id), what=f"task {task_id!r}"
+            lambda c: scheduled_tasks.get_task(c, task_id), what=f"task {task_id!r}"
         )
 
     async def list_tasks(
         self, *, after: str | None = None, limit: int = 100, owner: str | None = None
     ) -> Page[TaskRecord]:
         return await self._running.read(
-            lambda c: queries.list_tasks(c, after, limit, owner),
+            lambda c: scheduled_tasks.list_tasks(c, after, limit, owner),
             what=_paged("the task list", after),
         )
 
     async def delete_task(self, task_id: str) -> bool:
         task_id = values.identifier("task_id", task_id)
-        return await self._running.write(lambda c: writes.delete_task(c, task_id))
+        return await self._running.write(lambda c: scheduled_tasks.delete_task(c, task_id))
 
     async def mark_run(
         self, task_id: str, *, last_run: datetime | None, next_run: datetime | None, now: datetime
@@ -340,7 +350,7 @@ class LibsqlStore(Store):
         following = None if next_run is None else values.instant("next_run", next_run)
         now = values.instant("now", now)
         return await self._running.write(
-            lambda c: writes.mark_run(c, task_id, last, following, now)
+            lambda c: scheduled_tasks.mark_run(c, task_id, last, following, now)
         )
 
     async def reset_task(
@@ -353,12 +363,15 @@ class LibsqlStore(Store):
             if accounted_through is None
             else values.instant("accounted_through", accounted_through)
         )
-        return await self._running.write(lambda c: writes.reset_task(c, task_id, now, through))
+        return await self._running.write(
+            lambda c: scheduled_tasks.reset_task(c, task_id, now, through)
+        )
 
     async def task_status(self, task_id: str) -> TaskStatus:
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(
-            lambda c: queries.task_status(c, task_id), what=f"the status of task {task_id!r}"
+            lambda c: scheduled_tasks.task_status(c, task_id),
+            what=f"the status of task {task_id!r}",
         )
 
     # ------------------------------------------------------------ executions
@@ -366,14 +379,16 @@ class LibsqlStore(Store):
     async def record_execution(
         self, new: NewExecution, *, fence: Fence | None = None
     ) -> Recorded[ExecutionRecord]:
-        return await self._running.write(writes.RecordExecution(new, fence, self.settings))
+        return await self._running.write(task_executions.RecordExecution(new, fence, self.settings))
 
     async def finish_execution(
         self, execution_id: str, outcome: ExecutionOutcome, *, fence: Fence | None = None
     ) -> Recorded[ExecutionRecord]:
         execution_id = values.identifier("execution_id", execution_id)
         return await self._running.write(
-            lambda c: writes.finish_execution(c, execution_id, outcome, fence, self.settings)
+            lambda c: task_executions.finish_execution(
+                c, execution_id, outcome, fence, self.settings
+            )
         )
 
     async def record_fires(
@@ -388,7 +403,7 @@ class LibsqlStore(Store):
         marked = _entries("marks", marks, RunMark, 0, MAX_EXECUTION_BATCH)
         now = values.instant("now", now)
         return await self._running.write(
-            lambda c: writes.record_fires(
+            lambda c: task_executions.record_fires(
                 c, batch, fence=fence, marks=marked, now=now, limits=self.settings
             )
         )
@@ -405,21 +420,22 @@ class LibsqlStore(Store):
                 "executions", f"has {len(batch)} entries, at most {MAX_EXECUTION_BATCH}"
             )
         outcomes = await self._running.write(
-            lambda c: writes.finish_executions(c, batch, self.settings)
+            lambda c: task_executions.finish_executions(c, batch, self.settings)
         )
         return [_finished(outcome) for outcome in outcomes]
 
     async def execution_outcomes(self, execution_ids: Sequence[str]) -> dict[str, bool | None]:
         ids = [values.identifier("execution_ids", i) for i in execution_ids]
         return await self._running.read(
-            lambda c: queries.execution_outcomes(c, ids),
+            lambda c: task_executions.execution_outcomes(c, ids),
             what=f"the outcomes of {len(ids)} executions",
         )
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
         execution_id = values.identifier("execution_id", execution_id)
         return await self._running.read(
-            lambda c: queries.get_execution(c, execution_id), what=f"execution {execution_id!r}"
+            lambda c: task_executions.get_execution(c, execution_id),
+            what=f"execution {execution_id!r}",
         )
 
     async def history(
@@ -427,7 +443,7 @@ class LibsqlStore(Store):
     ) -> Page[ExecutionRecord]:
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(
-            lambda c: queries.history(c, task_id, before, limit),
+            lambda c: history.history(c, task_id, before, limit),
             what=_paged(f"the history of task {task_id!r}", before),
         )
 
@@ -435,7 +451,7 @@ class LibsqlStore(Store):
         self, *, since: datetime | None = None, after: str | None = None, limit: int = 100
     ) -> Page[ExecutionRecord]:
         return await self._running.read(
-            lambda c: queries.unsettled_executions(c, since, after, limit),
+            lambda c: history.unsettled_executions(c, since, after, limit),
             what=_paged("the unsettled executions", after),
         )
 
@@ -445,12 +461,14 @@ class LibsqlStore(Store):
         if task_id is not None:
             task_id = values.identifier("task_id", task_id)
         what = "the statistics" + ("" if task_id is None else f" of task {task_id!r}")
-        return await self._running.read(lambda c: queries.stats(c, since, task_id), what=what)
+        return await self._running.read(lambda c: stats.stats(c, since, task_id), what=what)
 
     # ------------------------------------------------------------ dead letters
 
     async def add_dead_letter(self, letter: NewDeadLetter) -> Recorded[DeadLetterRecord]:
-        return await self._running.write(lambda c: writes.add_dead_letter(c, letter, self.settings))
+        return await self._running.write(
+            lambda c: dead_letters.add_dead_letter(c, letter, self.settings)
+        )
 
     async def dead_letters(
         self, *, task_id: str | None = None, before: str | None = None, limit: int = 50
@@ -459,7 +477,8 @@ class LibsqlStore(Store):
             task_id = values.identifier("task_id", task_id)
         what = "the dead letters" + ("" if task_id is None else f" of task {task_id!r}")
         return await self._running.read(
-            lambda c: queries.dead_letters(c, task_id, before, limit), what=_paged(what, before)
+            lambda c: dead_letters.dead_letters(c, task_id, before, limit),
+            what=_paged(what, before),
         )
 
     # ------------------------------------------------------------ missed runs
@@ -476,7 +495,7 @@ class LibsqlStore(Store):
         batch = _entries("runs", runs, NewMissedRun, 1, MAX_MISSED_BATCH)
         now = values.instant("now", now)
         return await self._running.write(
-            lambda c: writes.record_missed(c, task_id, batch, now, fence)
+            lambda c: missed_runs.record_missed(c, task_id, batch, now, fence)
         )
 
     async def missed_runs(
@@ -484,7 +503,7 @@ class LibsqlStore(Store):
     ) -> Page[MissedRunRecord]:
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(
-            lambda c: queries.missed_runs(c, task_id, before, limit),
+            lambda c: missed_runs.missed_runs(c, task_id, before, limit),
             what=_paged(f"the missed runs of task {task_id!r}", before),
         )
 
@@ -505,19 +524,19 @@ class LibsqlStore(Store):
         keep = self.settings.max_executions if max_executions is None else max_executions
         keep = values.count("max_executions", keep)
         cutoff = values.instant("now", now) - timedelta(days=days)
-        expired = await self._chunks(partial(writes.delete_executions_before, cutoff=cutoff))
-        count = await self._running.read(queries.count_executions, what="the execution count")
+        expired = await self._chunks(partial(retention.delete_executions_before, cutoff=cutoff))
+        count = await self._running.read(retention.count_executions, what="the execution count")
         excess = count - keep
         over = 0
         while over < excess:
             step = min(excess - over, self.settings.retention_chunk_rows)
             deleted = await self._running.write(
-                partial(writes.delete_oldest_executions, count=step)
+                partial(retention.delete_oldest_executions, count=step)
             )
             over += deleted
             if deleted < step:
                 break
-        letters = await self._chunks(partial(writes.delete_dead_letters_before, cutoff=cutoff))
+        letters = await self._chunks(partial(retention.delete_dead_letters_before, cutoff=cutoff))
         freed = 0
         while step := await self._running.call(partial(_free, _VACUUM_PAGES)):
             freed += step

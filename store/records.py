@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from actors.store import values
-from actors.store.errors import InvalidValue
 from config.cron import CRON_RULES
+from store import values
+from store.errors import InvalidValue
 
 T = TypeVar("T")
 ExecutionState = Literal["running", "succeeded", "failed"]
@@ -260,7 +260,8 @@ class StatsReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewDeadLetter:
-    """A fire given up on (the scheduler's DeadLetter); ``(task_id, scheduled_at)`` is its key."""
+    """A fire given up on; ``(task_id, scheduled_at)`` is its key. The scheduler publishes it as
+    the ``scheduler.task.dead`` event too: one shape end to end."""
 
     task_id: str
     scheduled_at: datetime

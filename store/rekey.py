@@ -27,11 +27,11 @@ import logging
 import os
 from pathlib import Path
 
-from actors.store._files import copy_durably, sync_directory
-from actors.store.database import Database
-from actors.store.errors import StoreError, WrongKey
-from actors.store.keys import DatabaseKey, MasterKey, read_key_file
-from actors.store.schema import Migration
+from store._files import copy_durably, sync_directory
+from store.database import Database
+from store.errors import StoreError, WrongKey
+from store.keys import DatabaseKey, MasterKey, read_key_file
+from store.schema import Migration
 
 log = logging.getLogger("taskbus.store")
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from actors.store._sql import Connection, Params, Row, one, rows, scalar
-from actors.store.errors import Damaged, engine_failure
-from actors.store.records import Page
+from store._sql import Connection, Params, Row, one, rows, scalar
+from store.errors import Damaged, engine_failure
+from store.records import Page
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def page(
     key: str,
 ) -> Page[T]:
     """The page of the first ``limit`` of ``found`` (one more: there is more), each row made a
-    record by ``convert`` and given its cursor by ``cursor``, as queries build their pages.
+    record by ``convert`` and given its cursor by ``cursor``: every page read ends here.
 
     A row that cannot be read, or converted (a stored map that does not decode: ValueError), is
     left out and named, and the page is a PartialPage; its ``next_cursor`` continues after the

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.store._sql import Connection, scalar
-from actors.store.errors import StoreError
+from store._sql import Connection, scalar
+from store.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)

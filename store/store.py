@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
-from actors.store.errors import StoreError
-from actors.store.leases import LeaseGrant
-from actors.store.records import (
+from store.errors import StoreError
+from store.leases import Fence, LeaseGrant
+from store.records import (
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
@@ -47,7 +47,6 @@ from actors.store.records import (
     TaskSpec,
     TaskStatus,
 )
-from actors.store.writes import Fence
 
 
 class Store(ABC):
@@ -74,6 +73,34 @@ class Store(ABC):
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+    # ------------------------------------------------------------ health
+
+    @abstractmethod
+    def critical(self) -> list[str]:
+        """Why the store cannot read (part of) its file, or cannot serve at all: the first few
+        reasons one by one ("store cannot read <path>: the history of task 'x': <engine
+        error>"), the rest as a count; empty when nothing is known to be wrong, and while the
+        store is not running.
+
+        A read, write or maintenance call stopped by damage, or a page returned with rows left
+        out, marks what it read; a later read of the same thing that gets everything clears that
+        mark, and an integrity check replaces every mark with what it finds (docs/store.md, §12).
+        """
+
+    @abstractmethod
+    def degraded(self) -> list[str]:
+        """Why the store refuses writes ("store refuses writes: database or disk is full"), from
+        the group of writes the file refused until the next group committed; empty while it
+        takes writes, and while it is not running.
+        """
+
+    @abstractmethod
+    async def serving(self) -> StoreError:
+        """Wait while the store serves; return the error that stopped its engine, after which
+        every request fails at once until :meth:`start` opens the store again. Never returns
+        after a plain :meth:`close`; raises StoreError at once if the store is not running.
+        """
 
     # ------------------------------------------------------------ tasks
 

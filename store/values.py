@@ -13,9 +13,9 @@ from typing import Any
 
 import msgpack
 
-from actors.store._sql import INT_MAX
-from actors.store.errors import InvalidValue
 from bus.nesting import MAX_PAYLOAD_DEPTH, nesting_depth
+from store._sql import INT_MAX
+from store.errors import InvalidValue
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_ID_CHARS = 256

@@ -26,7 +26,7 @@ error says so. Only what ends a thread on purpose (``errors.NOT_OURS``: SystemEx
 KeyboardInterrupt) or a connection that cannot be reopened ends the thread: every job taken or
 queued then, and every later one, fails at once with the reason, and :meth:`dead` returns, so
 that the store's actor dies and its supervisor restarts it. What went wrong is kept in
-``condition`` (``actors.store.condition``), which the actor's health reports.
+``condition`` (``store.condition``), which the actor's health reports.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from actors.store.condition import StoreCondition
-from actors.store.database import Database, Operation, Outcome
-from actors.store.errors import (
+from store.condition import StoreCondition
+from store.database import Database
+from store.errors import (
     NOT_OURS,
     Damaged,
     EngineFailure,
@@ -53,7 +53,8 @@ from actors.store.errors import (
     WriteRefused,
     engine_failure,
 )
-from actors.store.salvage import PartialPage
+from store.operations import Operation, Outcome
+from store.salvage import PartialPage
 
 T = TypeVar("T")
 Kind = Literal["write", "read", "call"]

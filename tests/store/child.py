@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from actors.store import LibsqlStore, NewExecution
+from store import LibsqlStore, NewExecution
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from typing import Any
 import libsql
 import pytest
 
-from actors.store import LibsqlStore, MasterKey
+from store import LibsqlStore, MasterKey
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 StoreFactory = Callable[..., Awaitable[LibsqlStore]]

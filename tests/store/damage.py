@@ -18,7 +18,7 @@ from pathlib import Path
 
 import libsql
 
-from actors.store import MasterKey
+from store import MasterKey
 
 PAGE = 4096
 # Where in a page to try first: the middle of a page full of one long text, then around it.

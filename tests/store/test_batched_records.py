@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from actors.store import (
+from config.store import StoreSettings
+from store import (
     ExecutionOutcome,
     ExecutionRecord,
+    Fence,
     InvalidValue,
     LeaseLost,
     LibsqlStore,
@@ -25,12 +27,12 @@ from actors.store import (
     Recorded,
     StoreError,
     TaskSpec,
+    task_executions,
 )
-from actors.store import writes as writes_module
-from actors.store._sql import Connection
-from actors.store.database import Database, Outcome
-from actors.store.writes import Fence, RecordExecution
-from config.store import StoreSettings
+from store._sql import Connection
+from store.database import Database
+from store.operations import Outcome
+from store.task_executions import RecordExecution
 from tests.store.conftest import StoreFactory, at
 from tests.store.test_group_commit import fire, held, queued, runs
 
@@ -184,7 +186,7 @@ async def test_duplicates_of_earlier_batches_return_the_stored_record(
 
 async def test_a_batch_longer_than_one_insert_statement(make_store: StoreFactory) -> None:
     store = await make_store(settings=StoreSettings(max_batch=2_000))
-    per_statement = writes_module._ROWS_PER_INSERT
+    per_statement = task_executions._ROWS_PER_INSERT
     count = per_statement * 2 + 100
     # the repeats of fire 0 fall in the second and third statements
     order = [*range(count), 0, per_statement + 1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.store import MASTER_KEY_ENV, MasterKey
+from store import MASTER_KEY_ENV, MasterKey
 from tests.store.child import T0
 from tests.store.conftest import StoreFactory
 

@@ -22,7 +22,10 @@ from typing import Any, TypeVar
 import pytest
 
 from actors import ActorState, ActorSystem, HealthActor
-from actors.store import (
+from actors.storing import StoreActor
+from bus import BusClient, RemoteError
+from config.actors import ActorSettings
+from store import (
     ExecutionOutcome,
     LibsqlStore,
     MasterKey,
@@ -30,16 +33,13 @@ from actors.store import (
     NewExecution,
     NewMissedRun,
     NotFound,
-    StoreActor,
     StoreError,
     TaskSpec,
 )
-from actors.store._sql import scalar
-from actors.store.database import Database
-from actors.store.errors import Damaged, EngineFailure, WriteRefused
-from actors.store.salvage import PartialPage
-from bus import BusClient, RemoteError
-from config.actors import ActorSettings
+from store._sql import scalar
+from store.database import Database
+from store.errors import Damaged, EngineFailure, WriteRefused
+from store.salvage import PartialPage
 from tests.actors.kit import spawn_instance
 from tests.bus.waits import eventually
 from tests.store.conftest import at

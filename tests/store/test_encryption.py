@@ -14,7 +14,7 @@ from pathlib import Path
 import libsql
 import pytest
 
-from actors.store import (
+from store import (
     MASTER_KEY_ENV,
     ExecutionOutcome,
     MasterKey,

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actors.store import (
+from config.store import StoreSettings
+from store import (
     ExecutionOutcome,
     InvalidValue,
     LibsqlStore,
@@ -16,8 +17,7 @@ from actors.store import (
     NewExecution,
     NotFound,
 )
-from actors.store.records import MAX_RETRY_COUNT, idempotency_key
-from config.store import StoreSettings
+from store.records import MAX_RETRY_COUNT, idempotency_key
 from tests.store.conftest import StoreFactory, at
 
 T0_US = 1_714_564_800_000_000  # at(0) in microseconds

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from actors.store import (
+from config.store import StoreSettings
+from store import (
     Conflict,
     ExecutionOutcome,
     InvalidValue,
@@ -24,10 +25,9 @@ from actors.store import (
     StoreError,
     TaskSpec,
 )
-from actors.store._sql import Connection, scalar
-from actors.store.database import WAL_AUTOCHECKPOINT_PAGES, Database
-from actors.store.schema import LATEST_VERSION, MIGRATIONS, Migration
-from config.store import StoreSettings
+from store._sql import Connection, scalar
+from store.database import WAL_AUTOCHECKPOINT_PAGES, Database
+from store.schema import LATEST_VERSION, MIGRATIONS, Migration
 from tests.bus.waits import eventually
 from tests.store.conftest import StoreFactory, at
 

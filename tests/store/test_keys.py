@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.store import MASTER_KEY_ENV, LibsqlStore, MasterKey, StoreError
-from actors.store.keys import create_key_file, read_key_file, resolve_master_key
 from config import PathSettings, Settings
+from store import MASTER_KEY_ENV, LibsqlStore, MasterKey, StoreError
+from store.keys import create_key_file, read_key_file, resolve_master_key
 from tests.store.conftest import StoreFactory, file_hashes
 
 SECRET = bytes(range(32))

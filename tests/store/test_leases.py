@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.store import Fence, InvalidValue, LeaseLost, LibsqlStore, NewExecution
+from store import Fence, InvalidValue, LeaseLost, LibsqlStore, NewExecution
 from tests.store.conftest import at
 
 TTL = 30.0

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.store import (
+from store import (
     Fence,
     InvalidValue,
     LeaseLost,
@@ -18,7 +18,7 @@ from actors.store import (
     NewExecution,
     NewMissedRun,
 )
-from actors.store.records import MAX_MISSED_BATCH
+from store.records import MAX_MISSED_BATCH
 from tests.store.conftest import at
 
 

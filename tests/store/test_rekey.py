@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.store import LibsqlStore, MasterKey, NewExecution, StoreError, WrongKey
-from actors.store.keys import read_key_file, replace_key_file
+from store import LibsqlStore, MasterKey, NewExecution, StoreError, WrongKey
+from store.keys import read_key_file, replace_key_file
 from tests.store.conftest import StoreFactory, at
 
 

@@ -13,7 +13,7 @@ import libsql
 import msgpack
 import pytest
 
-from actors.store import (
+from store import (
     ExecutionOutcome,
     Fence,
     MasterKey,
@@ -21,9 +21,10 @@ from actors.store import (
     NewMissedRun,
     StoreError,
     TaskSpec,
-    queries,
 )
-from actors.store.schema import LATEST_VERSION, MIGRATIONS, Migration, check_migrations
+from store.history import unsettled_executions
+from store.missed_runs import missed_runs
+from store.schema import LATEST_VERSION, MIGRATIONS, Migration, check_migrations
 from tests.store.conftest import StoreFactory, at, raw_rows
 
 # Version 1 exactly as it shipped, written out here on purpose: a shipped migration never changes.
@@ -376,7 +377,7 @@ async def test_unsettled_executions_and_missed_runs_are_served_by_indexes(
         found = raw_rows(db_path, key, f"EXPLAIN QUERY PLAN {sql}", params)
         return " ".join(str(row[-1]) for row in found)
 
-    unsettled = plan(lambda c: queries.unsettled_executions(c, at(0), "0190", 100))
+    unsettled = plan(lambda c: unsettled_executions(c, at(0), "0190", 100))
     # successful runs are not in the partial index, so they are never scanned
     assert "SEARCH e USING INDEX task_executions_unsettled (execution_id>?)" in unsettled
     # a later attempt: a short range of the idempotency keys, not every run of the task
@@ -384,6 +385,6 @@ async def test_unsettled_executions_and_missed_runs_are_served_by_indexes(
     assert "task_executions_history" not in unsettled
     assert "USING COVERING INDEX sqlite_autoindex_dead_letters_1" in unsettled
     assert "TEMP B-TREE" not in unsettled
-    missed = plan(lambda c: queries.missed_runs(c, "a", "1:2", 50))
+    missed = plan(lambda c: missed_runs(c, "a", "1:2", 50))
     assert "USING INDEX sqlite_autoindex_missed_runs_1 (task_id=? AND first_at<?)" in missed
     assert "TEMP B-TREE" not in missed

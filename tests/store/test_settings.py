@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from actors.store import LibsqlStore
-from actors.store._sql import scalar
-from actors.store.errors import InvalidValue
-from actors.store.records import TaskSpec
 from config import ConfigError, load_settings
 from config.store import StoreSettings
+from store import LibsqlStore
+from store._sql import scalar
+from store.errors import InvalidValue
+from store.records import TaskSpec
 
 
 def test_the_defaults_are_durable_and_bounded() -> None:

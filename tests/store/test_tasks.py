@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from actors.store import (
+from config.store import StoreSettings
+from store import (
     Conflict,
     ExecutionOutcome,
     InvalidValue,
@@ -20,7 +21,6 @@ from actors.store import (
     StoreError,
     TaskSpec,
 )
-from config.store import StoreSettings
 from tests.store.conftest import StoreFactory, at
 
 INJECTION = "x'); DROP TABLE t;--"

@@ -1,0 +1,272 @@
+"""``scheduled_tasks``: one row per task definition, with its run state (``last_run``,
+``next_run``, ``accounted_through``); and the status of a task, with the counts of its runs.
+
+Plain functions of a connection, on the store's thread, every value bound as a parameter and
+``now`` always an argument. A write is one operation of a group commit: it runs inside the
+store's transaction (and, when a neighbour in the group fails, its own savepoint), so one that
+raises leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from config.cron import CRON_RULES
+from config.store import StoreSettings
+from store import salvage, values
+from store._paging import check_limit, key_cursor
+from store._sql import Connection, Row, one
+from store.errors import Conflict, NotFound
+from store.records import Page, Recorded, RunMark, TaskRecord, TaskSpec, TaskStatus
+
+TASK_COLUMNS = (
+    "task_id, task_class, schedule, config, enabled, timezone, misfire_policy, retry_policy, "
+    "run_policy, owner, created_at, updated_at, last_run, next_run, version, accounted_through, "
+    "cron_rules"
+)
+
+
+def task_from_row(row: Row) -> TaskRecord:
+    return TaskRecord(
+        task_id=row[0],
+        task_class=row[1],
+        schedule=row[2],
+        config=values.unpacked(row[3]) or {},
+        enabled=bool(row[4]),
+        timezone=row[5],
+        misfire_policy=values.unpacked(row[6]),
+        retry_policy=values.unpacked(row[7]),
+        run_policy=values.unpacked(row[8]),
+        owner=row[9],
+        created_at=values.from_us(row[10]),
+        updated_at=values.from_us(row[11]),
+        last_run=values.maybe_from_us(row[12]),
+        next_run=values.maybe_from_us(row[13]),
+        version=row[14],
+        accounted_through=values.maybe_from_us(row[15]),
+        cron_rules=row[16],
+    )
+
+
+# ------------------------------------------------------------------ reads
+
+
+def get_task(connection: Connection, task_id: str) -> TaskRecord:
+    row = one(
+        connection, f"SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE task_id = ?", [task_id]
+    )
+    if row is None:
+        raise NotFound(f"task {task_id!r} not found")
+    return task_from_row(row)
+
+
+def list_tasks(
+    connection: Connection, after: str | None, limit: int, owner: str | None = None
+) -> Page[TaskRecord]:
+    """Tasks in task id order (only ``owner``'s, if given), ``limit`` at a time; the cursor is
+    the last task id."""
+    limit = check_limit(limit)
+    where: list[str] = []
+    params: list[object] = []
+    if after is not None:
+        where.append("task_id > ?")
+        params.append(values.text("cursor", after, max_chars=values.MAX_ID_CHARS))
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(values.text("owner", owner, max_chars=values.MAX_ID_CHARS, empty=True))
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    tail = f"{condition}ORDER BY task_id LIMIT ?"
+    params.append(limit + 1)
+    found = salvage.page_rows(connection, "scheduled_tasks", TASK_COLUMNS, tail, params)
+    return salvage.page(
+        found, limit, task_from_row, key_cursor, table="scheduled_tasks", key="task_id"
+    )
+
+
+def task_status(connection: Connection, task_id: str) -> TaskStatus:
+    task = one(
+        connection,
+        "SELECT enabled, last_run, next_run FROM scheduled_tasks WHERE task_id = ?",
+        [task_id],
+    )
+    if task is None:
+        raise NotFound(f"task {task_id!r} not found")
+    counts = one(
+        connection,
+        "SELECT count(*), total(success = 1), total(success = 0), total(success IS NULL) "
+        "FROM task_executions WHERE task_id = ?",
+        [task_id],
+    )
+    assert counts is not None
+    error = one(
+        connection,
+        "SELECT error_message, coalesce(completed_at, started_at) FROM task_executions "
+        "WHERE task_id = ? AND success = 0 ORDER BY started_at DESC, execution_id DESC LIMIT 1",
+        [task_id],
+    )
+    return TaskStatus(
+        task_id=task_id,
+        enabled=bool(task[0]),
+        last_run=values.maybe_from_us(task[1]),
+        next_run=values.maybe_from_us(task[2]),
+        runs=int(counts[0]),
+        succeeded=int(counts[1]),
+        failed=int(counts[2]),
+        running=int(counts[3]),
+        last_error=None if error is None else error[0],
+        last_error_at=None if error is None else values.from_us(error[1]),
+    )
+
+
+# ------------------------------------------------------------------ writes
+
+
+def put_task(
+    connection: Connection,
+    spec: TaskSpec,
+    now: datetime,
+    expected_version: int | None,
+    limits: StoreSettings,
+) -> Recorded[TaskRecord]:
+    """Create or replace a task's definition; ``version`` grows by one on every change.
+
+    ``expected_version`` makes it a compare-and-set (0: the task must not exist yet). A put that
+    changes nothing is a duplicate: nothing is written and the version stays.
+    ``next_run`` None keeps the stored one; ``last_run`` is never changed here.
+    ``accounted_through`` never moves backwards; None keeps the stored one, and a new task is
+    accounted for through ``now``. A written definition's schedule is under today's cron rules
+    (``cron_rules`` CRON_RULES).
+    """
+    config = values.packed("config", spec.config, limits.max_value_bytes)
+    misfire = values.packed("misfire_policy", spec.misfire_policy, limits.max_value_bytes)
+    retry = values.packed("retry_policy", spec.retry_policy, limits.max_value_bytes)
+    run = values.packed("run_policy", spec.run_policy, limits.max_value_bytes)
+    stored = one(
+        connection,
+        "SELECT version, task_class, schedule, config, enabled, timezone, misfire_policy, "
+        "retry_policy, run_policy, owner, next_run FROM scheduled_tasks WHERE task_id = ?",
+        [spec.task_id],
+    )
+    version = 0 if stored is None else int(stored[0])
+    if expected_version is not None and expected_version != version:
+        state = "does not exist" if stored is None else f"is at version {version}"
+        raise Conflict(
+            f"task {spec.task_id!r} {state}, not at the expected version {expected_version}"
+        )
+    next_run = None if spec.next_run is None else values.to_us(spec.next_run)
+    accounted = None if spec.accounted_through is None else values.to_us(spec.accounted_through)
+    fields = (
+        spec.task_class,
+        spec.schedule,
+        config,
+        int(spec.enabled),
+        spec.timezone,
+        misfire,
+        retry,
+        run,
+        spec.owner,
+    )
+    if stored is not None and tuple(stored[1:10]) == fields and next_run in (None, stored[10]):
+        return Recorded(get_task(connection, spec.task_id), duplicate=True)
+    now_us = values.to_us(now)
+    row = one(
+        connection,
+        "INSERT INTO scheduled_tasks (task_class, schedule, config, enabled, timezone, "
+        "misfire_policy, retry_policy, run_policy, owner, next_run, task_id, created_at, "
+        "updated_at, version, accounted_through) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, coalesce(?, ?)) "
+        "ON CONFLICT (task_id) DO UPDATE SET task_class = excluded.task_class, "
+        "schedule = excluded.schedule, config = excluded.config, enabled = excluded.enabled, "
+        "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
+        "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
+        "owner = excluded.owner, "
+        f"cron_rules = {CRON_RULES}, "  # written now: under today's cron rules
+        "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
+        f"version = version + 1, accounted_through = {_later('accounted_through', '?16')} "
+        f"RETURNING {TASK_COLUMNS}",
+        [*fields, next_run, spec.task_id, now_us, now_us, accounted, now_us, accounted],
+    )
+    assert row is not None
+    return Recorded(task_from_row(row), duplicate=False)
+
+
+def delete_task(connection: Connection, task_id: str) -> bool:
+    """Remove a task's definition (its history stays until retention); False if there was none."""
+    return (
+        connection.execute("DELETE FROM scheduled_tasks WHERE task_id = ?", [task_id]).rowcount > 0
+    )
+
+
+def mark_run(
+    connection: Connection,
+    task_id: str,
+    last_run: datetime | None,
+    next_run: datetime | None,
+    now: datetime,
+) -> TaskRecord:
+    """Record a task's latest fire and its next one. ``last_run`` never moves backwards; this is
+    run state, not definition, so ``version`` does not change.
+    """
+    last = None if last_run is None else values.to_us(last_run)
+    changed = connection.execute(
+        _MARK_RUN_SQL,
+        [last, None if next_run is None else values.to_us(next_run), values.to_us(now), task_id],
+    ).rowcount
+    if not changed:
+        raise NotFound(f"task {task_id!r} not found")
+    return get_task(connection, task_id)
+
+
+def _later(column: str, instant: str) -> str:
+    """SQL for ``column`` moved forward to ``instant`` (an SQL expression; NULL keeps it)."""
+    return (
+        f"CASE WHEN {instant} IS NOT NULL AND ({column} IS NULL OR {instant} > {column}) "
+        f"THEN {instant} ELSE {column} END"
+    )
+
+
+_MARK_RUN_SQL = (
+    f"UPDATE scheduled_tasks SET last_run = {_later('last_run', '?1')}, next_run = ?2, "
+    f"updated_at = ?3, accounted_through = {_later('accounted_through', '?1')} "
+    "WHERE task_id = ?4"
+)
+
+
+def mark_runs(connection: Connection, marks: Sequence[RunMark], now: datetime) -> None:
+    """``mark_run`` of several tasks in one statement; a task that is gone is passed over."""
+    if not marks:
+        return
+    now_us = values.to_us(now)
+    connection.executemany(
+        _MARK_RUN_SQL,
+        [
+            (
+                None if mark.last_run is None else values.to_us(mark.last_run),
+                None if mark.next_run is None else values.to_us(mark.next_run),
+                now_us,
+                mark.task_id,
+            )
+            for mark in marks
+        ],
+    )
+
+
+def reset_task(
+    connection: Connection, task_id: str, now: datetime, accounted_through: datetime | None = None
+) -> TaskRecord:
+    """Forget a task's run state: ``last_run`` and ``next_run`` become NULL (the scheduler
+    computes the next fire afresh) and the task is accounted for through ``accounted_through``
+    (default ``now``): nothing before it is owed. Run state, not definition: ``version`` does
+    not change.
+    """
+    now_us = values.to_us(now)
+    accounted = now_us if accounted_through is None else values.to_us(accounted_through)
+    changed = connection.execute(
+        "UPDATE scheduled_tasks SET last_run = NULL, next_run = NULL, updated_at = ?, "
+        "accounted_through = ? WHERE task_id = ?",
+        [now_us, accounted, task_id],
+    ).rowcount
+    if not changed:
+        raise NotFound(f"task {task_id!r} not found")
+    return get_task(connection, task_id)

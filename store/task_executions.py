@@ -1,0 +1,348 @@
+"""``task_executions``: one row per attempt of a fire, keyed by its idempotency key
+(``records.idempotency_key``): recording attempts, finishing them, and reading one back by id or
+by key. Pages of them and their statistics: ``store.history``, ``store.stats``.
+
+Plain functions of a connection, on the store's thread, every value bound as a parameter. A
+write is one operation of a group commit: it runs inside the store's transaction (and, when a
+neighbour in the group fails, its own savepoint), so one that raises leaves nothing behind.
+
+``RecordExecution``, the hot path, is a BatchOperation: the records of one group that are queued
+next to each other go in as one multi-row INSERT (see ``Database.commit_group``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bus.ids import format_message_id, new_message_id
+from config.store import StoreSettings
+from store import values
+from store._sql import Connection, Row, one, rows
+from store.errors import InvalidValue, LeaseLost, NotFound
+from store.leases import Fence, check_fence, check_token, lease_tokens
+from store.operations import BatchOperation, Outcome
+from store.records import (
+    ExecutionOutcome,
+    ExecutionRecord,
+    NewExecution,
+    Recorded,
+    RunMark,
+)
+from store.scheduled_tasks import mark_runs
+
+EXECUTION_COLUMNS = (
+    "execution_id, task_id, scheduled_at, started_at, completed_at, success, duration_seconds, "
+    "result, error_message, retry_count, idempotency_key"
+)
+
+
+def execution_from_row(row: Row) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row[0],
+        task_id=row[1],
+        scheduled_at=values.from_us(row[2]),
+        started_at=values.from_us(row[3]),
+        completed_at=values.maybe_from_us(row[4]),
+        success=None if row[5] is None else bool(row[5]),
+        duration_seconds=row[6],
+        result=values.unpacked(row[7]),
+        error_message=row[8],
+        retry_count=row[9],
+        idempotency_key=row[10],
+    )
+
+
+# ------------------------------------------------------------------ reads
+
+
+def get_execution(connection: Connection, execution_id: str) -> ExecutionRecord:
+    row = one(
+        connection,
+        f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE execution_id = ?",
+        [execution_id],
+    )
+    if row is None:
+        raise NotFound(f"execution {execution_id!r} not found")
+    return execution_from_row(row)
+
+
+def execution_outcomes(
+    connection: Connection, execution_ids: Sequence[str]
+) -> dict[str, bool | None]:
+    """Whether each known execution succeeded (True), failed (False) or is unfinished (None);
+    an unknown id is left out.
+    """
+    found: dict[str, bool | None] = {}
+    unique = list(dict.fromkeys(execution_ids))
+    for first in range(0, len(unique), _IDS_PER_SELECT):
+        chunk = unique[first : first + _IDS_PER_SELECT]
+        marks = ", ".join(["?"] * len(chunk))
+        for execution_id, success in rows(
+            connection,
+            f"SELECT execution_id, success FROM task_executions WHERE execution_id IN ({marks})",
+            chunk,
+        ):
+            found[execution_id] = None if success is None else bool(success)
+    return found
+
+
+_IDS_PER_SELECT = 1_000
+_KEYS_PER_SELECT = 1_000  # keys per lookup of recorded attempts
+
+
+def executions_by_keys(connection: Connection, keys: Sequence[str]) -> dict[str, Row]:
+    """The stored executions of ``keys``, by idempotency key."""
+    unique = list(dict.fromkeys(keys))
+    found: dict[str, Row] = {}
+    for first in range(0, len(unique), _KEYS_PER_SELECT):
+        chunk = unique[first : first + _KEYS_PER_SELECT]
+        marks = ", ".join(["?"] * len(chunk))
+        for row in rows(
+            connection,
+            f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE idempotency_key IN ({marks})",
+            chunk,
+        ):
+            found[row[10]] = row
+    return found
+
+
+# ------------------------------------------------------------------ recording
+
+
+def record_execution(
+    connection: Connection, new: NewExecution, fence: Fence | None, limits: StoreSettings
+) -> Recorded[ExecutionRecord]:
+    """Insert one attempt of a fire, once: a second record of the same attempt (same task,
+    scheduled instant and retry count) writes nothing and returns the first, flagged as a
+    duplicate. The row's ``retry_count`` is the attempt's, unless an outcome given now has one.
+    """
+    (outcome,) = RecordExecution.run_batch(connection, [RecordExecution(new, fence, limits)])
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.value is not None
+    return outcome.value
+
+
+@dataclass(frozen=True, slots=True)
+class RecordExecution(BatchOperation[Recorded[ExecutionRecord]]):
+    """``record_execution`` as a write of a group commit: the records queued next to each other
+    are inserted by one multi-row statement, and their duplicates found by one query.
+    """
+
+    new: NewExecution
+    fence: Fence | None
+    limits: StoreSettings
+
+    def __call__(self, connection: Connection) -> Recorded[ExecutionRecord]:
+        return record_execution(connection, self.new, self.fence, self.limits)
+
+    @classmethod
+    def run_batch(
+        cls, connection: Connection, operations: Sequence[RecordExecution]
+    ) -> list[Outcome[Recorded[ExecutionRecord]]]:
+        """Each record as if recorded one after the other, in order: the first record of an
+        attempt inserts it, any later one (in this batch or before it) is a duplicate. A record
+        with a stale fence or a bad result fails alone, before anything of it is written.
+        """
+        outcomes: list[Outcome[Recorded[ExecutionRecord]]] = []
+        pending: list[tuple[int, ExecutionRecord]] = []  # (index in operations, its record)
+        new_rows: list[list[object]] = []
+        tokens = lease_tokens(connection, (operation.fence for operation in operations))
+        for index, operation in enumerate(operations):
+            fence = operation.fence
+            try:
+                if fence is not None:
+                    check_token(fence, tokens[fence.lease])
+                record, row = _execution_row(operation.new, operation.limits)
+            except (InvalidValue, LeaseLost) as exc:
+                outcomes.append(Outcome(error=exc))
+                continue
+            outcomes.append(_PENDING)
+            pending.append((index, record))
+            new_rows.append(row)
+        if not new_rows:
+            return outcomes
+        inserted = 0
+        for first in range(0, len(new_rows), _ROWS_PER_INSERT):
+            chunk = new_rows[first : first + _ROWS_PER_INSERT]
+            inserted += connection.execute(
+                _insert_executions_sql(len(chunk)), [value for row in chunk for value in row]
+            ).rowcount
+        if inserted == len(new_rows):  # the common case: every record is new
+            for index, record in pending:
+                outcomes[index] = Outcome(value=Recorded(record, duplicate=False))
+            return outcomes
+        # Some were duplicates, of a row stored before or of a record earlier in this batch.
+        stored = executions_by_keys(connection, [record.idempotency_key for _, record in pending])
+        for index, record in pending:
+            kept = stored[record.idempotency_key]
+            if kept[0] == record.execution_id:
+                outcomes[index] = Outcome(value=Recorded(record, duplicate=False))
+            else:
+                outcomes[index] = Outcome(value=Recorded(execution_from_row(kept), duplicate=True))
+        return outcomes
+
+
+def record_fires(
+    connection: Connection,
+    news: Sequence[NewExecution],
+    *,
+    fence: Fence | None,
+    marks: Sequence[RunMark],
+    now: datetime,
+    limits: StoreSettings,
+) -> list[Recorded[ExecutionRecord]]:
+    """Several fires at once, as one write: each record as ``record_execution`` (in order, a
+    duplicate returns the first record of its attempt), then each task's run state as
+    ``mark_run`` (a task that is gone is passed over). All of it or nothing: a stale fence or a
+    record that cannot be stored raises, and the caller's transaction drops what was done.
+    """
+    if fence is not None:
+        check_fence(connection, fence)
+    recorded: list[Recorded[ExecutionRecord]] = []
+    if news:
+        operations = [RecordExecution(new, fence, limits) for new in news]
+        for outcome in RecordExecution.run_batch(connection, operations):
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.value is not None
+            recorded.append(outcome.value)
+    mark_runs(connection, marks, now)
+    return recorded
+
+
+# Rows per INSERT statement (11 parameters each; SQLite binds at most 32,766).
+_ROWS_PER_INSERT = 500
+_PENDING: Outcome[Recorded[ExecutionRecord]] = Outcome()  # a placeholder, replaced before return
+
+
+@functools.cache
+def _insert_executions_sql(count: int) -> str:
+    rows_ = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return (
+        f"INSERT INTO task_executions ({EXECUTION_COLUMNS}) VALUES {rows_} "
+        "ON CONFLICT (idempotency_key) DO NOTHING"
+    )
+
+
+def _execution_row(
+    new: NewExecution, limits: StoreSettings
+) -> tuple[ExecutionRecord, list[object]]:
+    """The record of a new attempt, and its row's values in EXECUTION_COLUMNS order; raises
+    InvalidValue for a result that cannot be stored.
+    """
+    execution_id = format_message_id(new_message_id())
+    outcome = new.outcome
+    retries = new.retry_count
+    result = decoded = completed = success = duration = error = None
+    if outcome is not None:
+        result, decoded = values.encoded("result", outcome.result, limits.max_value_bytes)
+        completed, success = outcome.completed_at, outcome.success
+        duration = outcome.duration_seconds
+        if duration is None:
+            duration = (completed - new.started_at).total_seconds()
+        if outcome.error_message is not None:
+            error = values.truncated(outcome.error_message, limits.max_error_chars)
+        if outcome.retry_count is not None:
+            retries = outcome.retry_count
+    record = ExecutionRecord(
+        execution_id=execution_id,
+        task_id=new.task_id,
+        scheduled_at=new.scheduled_at,
+        started_at=new.started_at,
+        completed_at=completed,
+        success=success,
+        duration_seconds=duration,
+        result=decoded,
+        error_message=error,
+        retry_count=retries,
+        idempotency_key=new.idempotency_key,
+    )
+    row: list[object] = [
+        execution_id,
+        new.task_id,
+        values.to_us(new.scheduled_at),
+        values.to_us(new.started_at),
+        None if completed is None else values.to_us(completed),
+        None if success is None else int(success),
+        duration,
+        result,
+        error,
+        retries,
+        record.idempotency_key,
+    ]
+    return record, row
+
+
+# ------------------------------------------------------------------ finishing
+
+
+def finish_execution(
+    connection: Connection,
+    execution_id: str,
+    outcome: ExecutionOutcome,
+    fence: Fence | None,
+    limits: StoreSettings,
+) -> Recorded[ExecutionRecord]:
+    """Record how a run ended; finishing a finished run writes nothing (a duplicate).
+
+    ``duration_seconds`` defaults to the time from the run's start to ``completed_at``;
+    ``retry_count`` None keeps the one the run was recorded with.
+    """
+    if fence is not None:
+        check_fence(connection, fence)
+    completed, success, duration, result, error, retries = _ending(
+        outcome, outcome.duration_seconds, limits
+    )
+    row = one(
+        connection,
+        "UPDATE task_executions SET completed_at = ?1, success = ?2, "
+        "duration_seconds = coalesce(?3, (?1 - started_at) / 1e6), result = ?4, "
+        "error_message = ?5, retry_count = coalesce(?6, retry_count) "
+        "WHERE execution_id = ?7 AND success IS NULL AND started_at <= ?1 "
+        f"RETURNING {EXECUTION_COLUMNS}",
+        [completed, success, duration, result, error, retries, execution_id],
+    )
+    if row is not None:
+        return Recorded(execution_from_row(row), duplicate=False)
+    record = get_execution(connection, execution_id)
+    if record.success is not None:
+        return Recorded(record, duplicate=True)
+    raise InvalidValue("completed_at", "is before the run's started_at")
+
+
+def finish_executions(
+    connection: Connection,
+    finishes: Sequence[tuple[str, ExecutionOutcome]],
+    limits: StoreSettings,
+) -> list[Outcome[Recorded[ExecutionRecord]]]:
+    """``finish_execution`` of each (execution id, outcome), in order, unfenced; each one's
+    error (NotFound, InvalidValue) is its own Outcome, and it wrote nothing.
+    """
+    outcomes: list[Outcome[Recorded[ExecutionRecord]]] = []
+    for execution_id, outcome in finishes:
+        try:
+            recorded = finish_execution(connection, execution_id, outcome, None, limits)
+        except (InvalidValue, NotFound) as exc:
+            outcomes.append(Outcome(error=exc))
+        else:
+            outcomes.append(Outcome(value=recorded))
+    return outcomes
+
+
+def _ending(
+    outcome: ExecutionOutcome, duration: float | None, limits: StoreSettings
+) -> list[object]:
+    """completed_at, success, duration_seconds, result, error_message, retry_count."""
+    error = outcome.error_message
+    return [
+        values.to_us(outcome.completed_at),
+        int(outcome.success),
+        duration,
+        values.packed("result", outcome.result, limits.max_value_bytes),
+        None if error is None else values.truncated(error, limits.max_error_chars),
+        outcome.retry_count,
+    ]
