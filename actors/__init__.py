@@ -1,17 +1,15 @@
-"""Actors: the runtime that wires scheduling logic to the bus, and the ``taskbus`` command."""
+"""Actors: the runtime (actor, cell, system, supervision, health) and the service actors that wire
+scheduling logic, tasks and the store to the bus (``storing``, ``scheduling``, ``executing``)."""
 
-from actors.actor import Actor, RequestRefused, Route, on_event, on_request, on_work
-from actors.health import HEALTH_TOPIC, HealthActor, assess
-from actors.system import LIVENESS_TOPIC, ActorState, ActorSystem, ShutdownReport
+from actors.actor import Actor, Route, on_event, on_request, on_work
+from actors.health import HealthActor, assess
+from actors.system import ActorState, ActorSystem, ShutdownReport
 
 __all__ = [
-    "HEALTH_TOPIC",
-    "LIVENESS_TOPIC",
     "Actor",
     "ActorState",
     "ActorSystem",
     "HealthActor",
-    "RequestRefused",
     "Route",
     "ShutdownReport",
     "assess",

@@ -4,33 +4,44 @@ An actor declares what it handles with decorators instead of wiring subscription
 
     class Echo(Actor):
         name = "echo"
+        namespace = "echo."  # its topics: one no route takes is refused ``unknown_topic``
 
-        @on_request("echo.")
-        async def echo(self, request: Envelope) -> Payload:
-            return {"echo": request.payload}
+        @on_request("echo.say", read=read_say)  # one exact topic, its payload read by read_say
+        async def say(self, request: Envelope, say: Say) -> Payload:
+            return {"echo": say.text}
+
+        @on_request("echo.any.")  # a family: every topic under echo.any.
+        async def anything(self, request: Envelope) -> Payload:
+            return {"topic": request.topic}
 
         @on_work("jobs.echo", credit=10)
         async def job(self, delivery: Delivery) -> None:
             ...
 
-The runtime (:mod:`actors.cell`) subscribes, serves and consumes accordingly, feeds one bounded
-mailbox, replies with what a request handler returns, and acknowledges work once its handler
-returns. A handler that raises is logged and answered with an error; the actor keeps serving.
+A request topic is exact unless it ends with ``.`` (then it is a small declared family); a class
+shows every topic it serves and what each takes. ``read`` turns the payload into the handler's
+argument before the handler runs: a ``ValueError`` it raises (or a ``Refused``) refuses the
+request as ``invalid`` with its message. The runtime (:mod:`actors.cell`) subscribes, serves and
+consumes accordingly, feeds one bounded mailbox, replies with what a request handler returns, and
+acknowledges work once its handler returns. A handler that raises is logged and answered with an
+error (``refusal`` may turn the actor's own failures into precise refusals); the actor keeps
+serving.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
-from bus import BusClient, BusError, Envelope
+from bus import BusClient, BusError, Envelope, Refused
 from bus.envelope import Payload
 from bus.topics import check_prefix, check_topic
 
 RouteKind = Literal["event", "request", "work"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Reader = Callable[[Mapping[str, Any]], Any]
 
 _ROUTE_ATTR = "__taskbus_route__"
 
@@ -38,23 +49,27 @@ _ROUTE_ATTR = "__taskbus_route__"
 @dataclass(frozen=True, slots=True)
 class Route:
     kind: RouteKind
-    pattern: str  # a topic prefix for events and requests, a queue name for work
-    method: str
+    pattern: str  # a topic prefix for events; a topic or family (ending in ".") for requests;
+    method: str  # a queue name for work
     credit: int = 0
+    read: Reader | None = None  # a request's payload into the handler's argument
+    lasting: bool = False  # work: each item in a task of its own, see on_work
+
+    @property
+    def family(self) -> bool:
+        """A request route that takes every topic starting with ``pattern``."""
+        return self.pattern.endswith(".") or self.pattern == ""
 
 
-class RequestRefused(BusError):
-    """Raise from a request handler to answer with a specific error ``code``."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"{code}: {reason}")
-
-
-def _route(kind: RouteKind, pattern: str, credit: int = 0) -> Callable[[F], F]:
+def _route(
+    kind: RouteKind,
+    pattern: str,
+    credit: int = 0,
+    read: Reader | None = None,
+    lasting: bool = False,
+) -> Callable[[F], F]:
     def mark(method: F) -> F:
-        setattr(method, _ROUTE_ATTR, (kind, pattern, credit))
+        setattr(method, _ROUTE_ATTR, (kind, pattern, credit, read, lasting))
         return method
 
     return mark
@@ -66,18 +81,32 @@ def on_event(prefix: str) -> Callable[[F], F]:
     return _route("event", prefix)
 
 
-def on_request(prefix: str) -> Callable[[F], F]:
-    """Answer asks whose topic starts with ``prefix``; the handler's return value is the reply."""
-    check_prefix(prefix)
-    return _route("request", prefix)
+def on_request(topic: str, *, read: Reader | None = None) -> Callable[[F], F]:
+    """Answer asks on ``topic`` (every topic under it if it ends with ``.``); the handler's
+    return value is the reply. With ``read``, the handler is called as ``handler(request,
+    read(request.payload))``."""
+    check_prefix(topic)
+    return _route("request", topic, read=read)
 
 
-def on_work(queue: str, credit: int = 10) -> Callable[[F], F]:
-    """Consume ``queue``; the item is acknowledged when the handler returns."""
-    check_topic(queue)
+def on_work(
+    queue: str, credit: int = 10, *, family: bool = False, lasting: bool = False
+) -> Callable[[F], F]:
+    """Consume ``queue``; the item is acknowledged when the handler returns, unless the handler
+    acknowledged or refused it itself. ``family``: ``queue`` is a prefix (ending in ``.``) and
+    each instance names its queue in it (``work_route``). ``lasting``: each item is handled in a
+    task of its own (as many at once as the credit, apart from the ``concurrency`` workers),
+    never reported stuck however long it takes: a handler that lasts as long as the work it
+    runs."""
+    if family:
+        check_prefix(queue)
+        if not queue.endswith("."):
+            raise ValueError(f"a family of queues ends with '.', not {queue!r}")
+    else:
+        check_topic(queue)
     if credit < 1:
         raise ValueError(f"credit for {queue!r} must be at least 1, got {credit}")
-    return _route("work", queue, credit)
+    return _route("work", queue, credit, lasting=lasting)
 
 
 class Actor:
@@ -88,6 +117,7 @@ class Actor:
     """
 
     name: ClassVar[str] = ""
+    namespace: ClassVar[str] = ""  # its request topics: one no route takes is ``unknown_topic``
     concurrency: ClassVar[int] = 1
     max_work_attempts: ClassVar[int] = 3
     routes: ClassVar[tuple[Route, ...]] = ()
@@ -99,8 +129,8 @@ class Actor:
             for attr, value in vars(klass).items():
                 marker = getattr(value, _ROUTE_ATTR, None)
                 if marker is not None:
-                    kind, pattern, credit = marker
-                    found[attr] = Route(kind, pattern, attr, credit)
+                    kind, pattern, credit, read, lasting = marker
+                    found[attr] = Route(kind, pattern, attr, credit, read, lasting)
         cls.routes = tuple(found.values())
         if cls.concurrency < 1:
             raise ValueError(f"{cls.__name__}.concurrency must be at least 1")
@@ -133,6 +163,18 @@ class Actor:
 
     async def on_stop(self) -> None:
         """Called after the last handler finished (or was cancelled) during shutdown."""
+
+    def refusal(self, error: Exception) -> Refused | None:
+        """The refusal a request handler's ``error`` is answered with (None: a handler failure,
+        logged with its traceback and answered ``handler_error``). One place per actor that turns
+        its own failures (a store's NotFound, say) into precise codes."""
+        return None
+
+    def work_route(self, route: Route) -> Route:
+        """A work route as this instance consumes it: as declared by default. An actor whose
+        queue is known only once constructed (an executor's: its category's) declares the
+        family and returns ``dataclasses.replace(route, pattern=queue, credit=...)``."""
+        return route
 
     async def run(self) -> None:
         """An optional background loop. If it raises, the actor has died and is restarted."""

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.actor import Actor, RequestRefused, Route
-from bus import BusClient, Delivery, Inbox
+from actors.actor import Actor, Route
+from bus import BusClient, Delivery, Envelope, Inbox, Refused
 from bus.errors import EnvelopeError
+from bus.topics import check_topic
 from config.actors import ActorSettings
 
 log = logging.getLogger("taskbus.actors")
@@ -64,11 +65,14 @@ class ActorCell:
         self._next = 0
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
+        self._pumps: list[asyncio.Task[None]] = []
+        self._lasting: dict[asyncio.Task[None], InFlight] = {}
         self._runner: asyncio.Task[None] | None = None
         self.inflight: dict[int, InFlight] = {}
         self.stats = CellStats()
         self.died: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self._accepting = False
+        self._requests = RequestRoutes(type(actor))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -87,16 +91,24 @@ class ActorCell:
         await self.actor.until_ready()
         assert self.client is not None
         size = self._settings.mailbox_size
-        for route in self.actor.routes:
+        for declared in self.actor.routes:
+            route = _bound(self.actor, declared) if declared.kind == "work" else declared
             inbox: Inbox[Any]
             if route.kind == "event":
                 inbox = await self.client.subscribe(route.pattern, maxsize=size)
-            elif route.kind == "request":
-                inbox = await self.client.serve(route.pattern, maxsize=size)
-            else:
+            elif route.kind == "work":
                 inbox = await self.client.consume(route.pattern, credit=route.credit)
-            inbox.notify(self._wake.set)
+            else:
+                continue  # all requests share one inbox, below
+            if route.lasting:
+                self._pumps.append(asyncio.create_task(self._pump(route, inbox)))
+            else:
+                inbox.notify(self._wake.set)
             self._inboxes.append((route, inbox))
+        if self._requests.served:
+            inbox = await self.client.serve(*self._requests.served, maxsize=size)
+            inbox.notify(self._wake.set)
+            self._inboxes.append((REQUESTS, inbox))
         self._accepting = True
         self._workers = [
             asyncio.create_task(self._work(slot), name=f"{self.identity}-worker-{slot}")
@@ -113,6 +125,8 @@ class ActorCell:
         deadline = self._clock() + deadline_s
         if self._runner is not None:
             self._runner.cancel()
+        for pump in self._pumps:
+            pump.cancel()
         client = self.client
         for route, inbox in self._inboxes:
             inbox.close()
@@ -120,15 +134,16 @@ class ActorCell:
                 with contextlib.suppress(Exception):
                     await client.stop_consuming(inbox)  # type: ignore[arg-type]
             for item in inbox.get_nowait_all():
-                self._refuse(route, item, "shutting_down", "the actor is stopping")
+                self._refuse(route, item, "shutting_down", "the actor is stopping", unseen=True)
         self._wake.set()
-        if self._workers:
+        handlers = [*self._workers, *self._lasting]
+        if handlers:
             remaining = max(0.0, deadline - self._clock())
-            _, pending = await asyncio.wait(self._workers, timeout=remaining)
+            _, pending = await asyncio.wait(handlers, timeout=remaining)
             now = self._clock()
             cancelled = [
                 self.inflight[id(t)].describe(now) for t in pending if id(t) in self.inflight
-            ]
+            ] + [self._lasting[t].describe(now) for t in pending if t in self._lasting]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -141,7 +156,11 @@ class ActorCell:
     async def close(self) -> None:
         """Disconnect at once (after a crash): unacknowledged work is redelivered by the broker."""
         self._accepting = False
-        tasks = [t for t in (*self._workers, self._runner) if t is not None and not t.done()]
+        tasks = [
+            t
+            for t in (*self._workers, *self._pumps, *self._lasting, self._runner)
+            if t is not None and not t.done()
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -172,11 +191,26 @@ class ActorCell:
                 continue
             route, item = picked
             topic = item.envelope.topic if isinstance(item, Delivery) else item.topic
+            if route is REQUESTS:
+                found = self._requests.route(topic)
+                if found is None:
+                    self._refuse(route, item, "unknown_topic", self._requests.unknown(topic))
+                    continue
+                route = found
             self.inflight[me] = InFlight(route, topic, self._clock())
             try:
                 await self._dispatch(route, item)
             finally:
                 del self.inflight[me]
+
+    async def _pump(self, route: Route, inbox: Inbox[Any]) -> None:
+        """A lasting work route: each item handled in a task of its own (the credit bounds how
+        many), not counted in ``inflight``, so never reported stuck."""
+        while self._accepting:
+            item: Delivery = await inbox.get()
+            task = asyncio.create_task(self._dispatch(route, item))
+            self._lasting[task] = InFlight(route, item.envelope.topic, self._clock())
+            task.add_done_callback(self._lasting.pop)
 
     def _take(self) -> tuple[Route, Any] | None:
         """Round-robin over the inboxes, so one busy topic cannot starve the others."""
@@ -184,6 +218,8 @@ class ActorCell:
         for step in range(count):
             index = (self._next + step) % count
             route, inbox = self._inboxes[index]
+            if route.lasting:
+                continue  # its pump takes its items
             item = inbox.pop()
             if item is not None:
                 self._next = (index + 1) % count
@@ -195,18 +231,23 @@ class ActorCell:
         assert client is not None
         handler = getattr(self.actor, route.method)
         try:
-            result = await handler(item)
+            if route.read is None:
+                result = await handler(item)
+            else:
+                result = await handler(item, _read(route, item))
         except asyncio.CancelledError:
             raise
-        except RequestRefused as exc:  # an answer, not a failure: one line, no traceback
-            self.stats.errors += 1
-            self.stats.last_error = f"{route.method}: {exc}"
-            log.info("actor %s %s refused: %s", self.identity, _what(route, item), exc)
-            self._refuse(route, item, exc.code, exc.reason)  # work is settled too, never leaked
-            return
         except Exception as exc:
-            self._record(route, exc)
-            self._refuse(route, item, "handler_error", f"{type(exc).__name__}: {exc}")
+            refusal = exc if isinstance(exc, Refused) else self.actor.refusal(exc)
+            if refusal is None:
+                self._record(route, exc)
+                self._refuse(route, item, "handler_error", f"{type(exc).__name__}: {exc}")
+                return
+            # an answer, not a failure: one line, no traceback
+            self.stats.errors += 1
+            self.stats.last_error = f"{route.method}: {refusal}"
+            log.info("actor %s %s refused: %s", self.identity, _what(route, item), refusal)
+            self._refuse(route, item, refusal.code, refusal.reason)  # work is settled, never leaked
             return
         self.stats.handled += 1
         if route.kind == "request":
@@ -223,7 +264,11 @@ class ActorCell:
         self.stats.last_error = f"{route.method}: {type(exc).__name__}: {exc}"
         log.error("actor %s handler %s failed", self.identity, route.method, exc_info=exc)
 
-    def _refuse(self, route: Route, item: Any, code: str, reason: str) -> None:
+    def _refuse(
+        self, route: Route, item: Any, code: str, reason: str, *, unseen: bool = False
+    ) -> None:
+        """Answer a request with ``code``; hand work back (``unseen``: no handler ran it, so it
+        is always requeued; else only while it has attempts left)."""
         client = self.client
         if client is None:
             return
@@ -231,8 +276,7 @@ class ActorCell:
             client.reply_error(item, code, reason)
         elif route.kind == "work":
             delivery: Delivery = item
-            retry = code == "shutting_down" or delivery.attempt < self.actor.max_work_attempts
-            delivery.nack(requeue=retry)
+            delivery.nack(requeue=unseen or delivery.attempt < self.actor.max_work_attempts)
 
     # ------------------------------------------------------------ liveness
 
@@ -250,6 +294,57 @@ class ActorCell:
             "degraded": self.actor.degraded(),
             "critical": self.actor.critical(),
         }
+
+
+def _bound(actor: Actor, declared: Route) -> Route:
+    """A work route as ``actor`` consumes it: a family's queue named by the instance."""
+    route = actor.work_route(declared)
+    check_topic(route.pattern)
+    if not route.pattern.startswith(declared.pattern):
+        raise ValueError(f"{route.pattern!r} is not a queue of {declared.pattern!r}")
+    return route
+
+
+def _read(route: Route, request: Envelope) -> Any:
+    """The route's reading of the request's payload; a ValueError refuses it as ``invalid``."""
+    assert route.read is not None
+    try:
+        return route.read(request.payload)
+    except Refused:
+        raise
+    except ValueError as exc:
+        raise Refused("invalid", str(exc)) from exc
+
+
+REQUESTS = Route("request", "", "")  # the inbox every request route of an actor shares
+
+
+class RequestRoutes:
+    """Which route takes a request topic: an exact topic first, else the longest family."""
+
+    def __init__(self, cls: type[Actor]) -> None:
+        routes = [route for route in cls.routes if route.kind == "request"]
+        self._exact = {route.pattern: route for route in routes if not route.family}
+        self._families = sorted(
+            (route for route in routes if route.family), key=lambda r: -len(r.pattern)
+        )
+        self._name = cls.name or cls.__name__.lower()
+        patterns = {route.pattern for route in routes}
+        if routes and cls.namespace:
+            patterns.add(cls.namespace)
+        # what the bus is asked to deliver: each pattern not already under another one
+        self.served = tuple(
+            sorted(p for p in patterns if not any(p != q and p.startswith(q) for q in patterns))
+        )
+
+    def route(self, topic: str) -> Route | None:
+        found = self._exact.get(topic)
+        if found is not None:
+            return found
+        return next((r for r in self._families if topic.startswith(r.pattern)), None)
+
+    def unknown(self, topic: str) -> str:
+        return f"the {self._name} does not answer {topic!r}"
 
 
 def _what(route: Route, item: Any) -> str:

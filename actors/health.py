@@ -8,13 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from actors.actor import Actor, on_event, on_request
-from actors.system import LIVENESS_TOPIC, ActorState
+from actors.system import ActorState
 from bus import Envelope
 from bus.acl import Roles
 from bus.envelope import Payload
+from config import topics
 from config.bus import default_roles
 
-HEALTH_TOPIC = "scheduler.health"
 HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
 _RANK = {HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
 STALE_INTERVALS = 3  # liveness reports missed before an actor counts as gone
@@ -124,7 +124,7 @@ class HealthActor(Actor):
         self._leaderless_since: float | None = None
         self._last_status = ""
 
-    @on_event(LIVENESS_TOPIC)
+    @on_event(topics.LIVENESS)
     async def liveness(self, event: Envelope) -> None:
         name = event.payload.get("identity")  # unique on the bus, unlike class names
         if isinstance(name, str):
@@ -133,7 +133,7 @@ class HealthActor(Actor):
             if report["status"] != self._last_status:
                 await self._announce(report)
 
-    @on_request(HEALTH_TOPIC)
+    @on_request(topics.HEALTH)
     async def health(self, request: Envelope) -> Payload:
         return self.report()
 
@@ -161,4 +161,4 @@ class HealthActor(Actor):
 
     async def _announce(self, report: dict[str, Any]) -> None:
         self._last_status = report["status"]
-        await self.publish(HEALTH_TOPIC, report)
+        await self.publish(topics.HEALTH, report)

@@ -22,12 +22,11 @@ from actors.actor import Actor
 from actors.cell import ActorCell, ClientFactory
 from actors.supervision import RestartIntensity
 from bus import Broker, BusClient, BusError, KeysDirectory
+from config import topics
 from config.actors import ActorSettings
 from config.bus import BusSettings
 
 log = logging.getLogger("taskbus.actors")
-
-LIVENESS_TOPIC = "actors.liveness"
 
 
 class ActorState(StrEnum):
@@ -289,7 +288,9 @@ class ActorSystem:
     def _publish_liveness(self, supervised: Supervised) -> None:
         client = self._client
         if client is not None and not self._stopping:
-            task = asyncio.ensure_future(client.publish(LIVENESS_TOPIC, self._liveness(supervised)))
+            task = asyncio.ensure_future(
+                client.publish(topics.LIVENESS, self._liveness(supervised))
+            )
             task.add_done_callback(_ignore_result)
 
     async def _report_liveness(self) -> None:

@@ -1,15 +1,18 @@
-"""The timing engine's asyncio driver: fires in order, wakes on changes, never polls."""
+"""The timing engine's asyncio driver: fires in order, wakes on changes, never polls, and notices
+a wall-clock jump (on a fake clock: a jump is the wall clock moving alone)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from actors.fireloop import FireLoop
-from scheduler import MisfirePolicy, TaskPlan, TimingEngine, compile_schedule
+from scheduler import FakeClock, MisfirePolicy, TaskPlan, TimingEngine, compile_schedule
+from tests.bus.waits import eventually
 
 POLICY = MisfirePolicy(mode="run_once", grace_s=60.0)
 
@@ -22,11 +25,13 @@ def _at(delay_s: float) -> tuple[datetime, str]:
 class Recorder:
     def __init__(self) -> None:
         self.fired: list[tuple[str, datetime]] = []
+        self.missed: list[tuple[str, datetime, str]] = []
         self.changed = asyncio.Event()
 
     async def __call__(self, plans: list[TaskPlan], now: datetime) -> None:
         for plan in plans:
             self.fired.extend((plan.task_id, run.instant) for run in plan.plan.runs)
+            self.missed.extend((plan.task_id, m.instant, m.reason) for m in plan.plan.missed)
         self.changed.set()
 
     async def wait_for(self, count: int) -> None:
@@ -92,3 +97,66 @@ async def test_an_interval_task_keeps_firing_at_its_instants(
     first, second = record.fired[0][1], record.fired[1][1]
     assert second - first == timedelta(seconds=1)
     assert first.microsecond == 0  # anchored to whole seconds of the epoch
+
+
+T0 = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+
+
+async def _asleep(loop: FireLoop, clock: FakeClock, wakes: int) -> None:
+    """Until the loop has woken ``wakes`` times and sleeps again (its timer set on ``clock``)."""
+    await eventually(
+        lambda: loop.wakes >= wakes and clock.next_timer_s is not None, "the loop sleeps", 5
+    )
+
+
+async def test_a_forward_jump_is_noticed_and_the_fires_it_passed_follow_the_misfire_policy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The wall clock leaps from 00:30 to 06:10 while the loop sleeps: at its next wake (at most
+    ``max_sleep_s`` later) it logs the jump and plans 01:00-06:00 through run_once: 06:00 runs,
+    the five before it are coalesced into it."""
+    clock, record = FakeClock(T0), Recorder()
+    loop = FireLoop(record, clock=clock, engine=TimingEngine(max_sleep_s=60.0))
+    loop.put("hourly", compile_schedule("@hourly"), POLICY)
+    loop.start()
+    try:
+        await _asleep(loop, clock, 0)
+        clock.jump(5 * 3600 + 40 * 60 - 60)
+        with caplog.at_level(logging.WARNING, logger="taskbus.fireloop"):
+            clock.advance(60)  # the loop's capped sleep ends
+            await record.wait_for(1)
+        six = datetime(2026, 3, 1, 6, tzinfo=UTC)
+        assert record.fired == [("hourly", six)]
+        assert [m[1].hour for m in record.missed] == [1, 2, 3, 4, 5]
+        assert {m[2] for m in record.missed} == {f"coalesced into {six.isoformat()}"}
+        assert loop.jumps == 1
+        assert [r.getMessage() for r in caplog.records] == [
+            "wall clock jumped +20340.000s; fires re-planned from 2026-03-01T06:10:00+00:00"
+        ]
+    finally:
+        await loop.stop()
+
+
+async def test_a_backward_jump_is_noticed_and_fires_nothing_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, record = FakeClock(T0), Recorder()
+    loop = FireLoop(record, clock=clock, engine=TimingEngine(max_sleep_s=60.0))
+    loop.put("hourly", compile_schedule("@hourly"), POLICY)
+    loop.start()
+    try:
+        await _asleep(loop, clock, 0)
+        clock.advance(30 * 60)  # 01:00 fires
+        await record.wait_for(1)
+        await _asleep(loop, clock, 1)
+        clock.jump(-45 * 60)  # back to 00:15
+        with caplog.at_level(logging.WARNING, logger="taskbus.fireloop"):
+            clock.advance(60)  # the next wake sees it
+            await _asleep(loop, clock, 2)
+        assert loop.jumps == 1
+        assert "wall clock jumped -2700.000s" in caplog.text
+        clock.advance(45 * 60 - 60)  # 01:00 again on the wall clock: not fired twice
+        await _asleep(loop, clock, 3)
+        assert record.fired == [("hourly", datetime(2026, 3, 1, 1, tzinfo=UTC))]
+    finally:
+        await loop.stop()

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from actors import Actor, ActorSystem, RequestRefused, on_event, on_request, on_work
-from bus import Delivery, Envelope, RemoteError
+from actors import Actor, ActorSystem, on_event, on_request, on_work
+from bus import Delivery, Envelope, Refused, RemoteError
 from bus.envelope import Payload
 from tests.actors.conftest import ClientFactory
 from tests.actors.kit import queue_stats, spawn_instance
@@ -30,7 +30,7 @@ class Faulty(Actor):
         if action == "raise":
             raise ValueError("bad input 42")
         if action == "refuse":
-            raise RequestRefused("not_found", "no task 'x'")
+            raise Refused("not_found", "no task 'x'")
         if action == "huge":
             return {"blob": b"x" * (2 << 20)}  # over the default 1 MiB message limit
         return {"ok": action}
@@ -47,7 +47,7 @@ class Faulty(Actor):
         self.attempts.setdefault(key, []).append(delivery.attempt)
         if delivery.attempt <= int(delivery.envelope.payload.get("fail", 0)):
             if delivery.envelope.payload.get("refuse"):
-                raise RequestRefused("invalid", "refused by the work handler")
+                raise Refused("invalid", "refused by the work handler")
             raise RuntimeError(f"job {key} failed")
         self.handled.set()
 

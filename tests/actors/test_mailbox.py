@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from actors import LIVENESS_TOPIC, Actor, ActorSystem, on_event, on_request, on_work
+from actors import Actor, ActorSystem, on_event, on_request, on_work
 from bus import Delivery, Envelope, RemoteError
 from bus.envelope import Payload
+from config import topics
 from config.actors import ActorSettings
 from tests.actors.conftest import ClientFactory
 from tests.actors.kit import queue_stats, spawn_instance
@@ -59,7 +60,7 @@ async def test_an_event_flood_fills_the_mailbox_and_the_rest_is_dropped_and_coun
 ) -> None:
     blocked = await spawn_instance(system, Blocked)
     client = await make_client("tester")
-    liveness = await client.subscribe(LIVENESS_TOPIC)
+    liveness = await client.subscribe(topics.LIVENESS)
     await client.publish("flood.events.x", {"n": 0})
     await asyncio.wait_for(blocked.entered.wait(), 5)
     for n in range(1, FLOOD + 1):

@@ -60,7 +60,7 @@ async def remote_actor(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "actors.cli",
+        "taskbus",
         "--home",
         str(home),
         "actor",
