@@ -1,40 +1,41 @@
 """StoreActor: the store on the bus, answering ``store.*`` requests.
 
-Every request is read strictly (``actors.store.payloads``): a missing, mistyped or unknown field is
-refused with code ``invalid`` and a reason naming the field, before anything is written. Store
-errors become codes too: ``not_found``, ``conflict``, ``lease_lost``, ``store_error``;
-``unknown_topic`` for a ``store.`` topic nobody answers. Topics and payloads: docs/store.md.
+Each topic has its handler and, beside it, the reader of its request (``actors.storing.requests``):
+a missing, mistyped or unknown field is refused with code ``invalid`` and a reason naming the
+field, before anything is written. Store errors become codes too (``actors.storing.wire``):
+``not_found``, ``conflict``, ``lease_lost``, ``store_error``; ``unknown_topic`` for a ``store.``
+topic nobody answers. Topics and payloads: docs/store.md; the typed asking side:
+``actors.storing.StoreClient``.
 
 Many requests are handled at once (``concurrency``), so that writes arriving together share one
 group commit; a write is answered only once it is committed. Times that matter (task updates,
 leases, retention) come from the actor's ``clock``, never from the requester.
 
 Health: the actor reports ``critical`` while its store cannot read (part of) its file and
-``degraded`` while the file refuses writes (``LibsqlStore.critical``/``degraded``), and dies,
+``degraded`` while the file refuses writes (``Store.critical``/``degraded``), and dies,
 so that its supervisor restarts it, when the store's database thread has died.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import msgpack
 
-from actors.actor import Actor, RequestRefused, on_request
-from actors.store import payloads
-from actors.store.errors import Conflict, InvalidValue, LeaseLost, NotFound, StoreError
-from actors.store.libsql_store import LibsqlStore
-from actors.store.payloads import Fields, plain
-from actors.store.records import NewExecution, Page, RunMark
-from actors.store.salvage import PartialPage
-from actors.store.store import Store
-from bus import Envelope
+from actors.actor import Actor, on_request
+from actors.storing import requests
+from actors.storing.wire import error_code, plain
+from bus import Envelope, Refused
 from bus.envelope import Payload
+from config import topics
+from store.errors import StoreError
+from store.libsql_store import LibsqlStore
+from store.records import ExecutionOutcome, NewDeadLetter, Page
+from store.salvage import PartialPage
+from store.store import Store
 
-T = TypeVar("T")
-Handler = Callable[[Envelope, Fields], Awaitable[Payload]]
 DEFAULT_REPLY_BYTES = 512 * 1024
 
 
@@ -46,6 +47,7 @@ class StoreActor(Actor):
     """Serves ``store`` over the bus; opens it on start and closes it on stop."""
 
     name = "store"
+    namespace = topics.STORE
     concurrency = 64
 
     def __init__(
@@ -59,39 +61,6 @@ class StoreActor(Actor):
         self.store = store
         self._clock = clock
         self._max_reply_bytes = max_reply_bytes
-        self._handlers: dict[str, Handler] = {
-            "store.task.put": self._task_put,
-            "store.task.get": self._task_get,
-            "store.task.list": self._task_list,
-            "store.task.delete": self._task_delete,
-            "store.task.status": self._task_status,
-            "store.task.mark_run": self._task_mark_run,
-            "store.task.reset": self._task_reset,
-            "store.execution.record": self._execution_record,
-            "store.execution.record_many": self._execution_record_many,
-            "store.execution.finish": self._execution_finish,
-            "store.execution.finish_many": self._execution_finish_many,
-            "store.execution.get": self._execution_get,
-            "store.execution.outcomes": self._execution_outcomes,
-            "store.execution.history": self._execution_history,
-            "store.execution.unsettled": self._execution_unsettled,
-            "store.stats": self._stats,
-            "store.dead_letter.add": self._dead_letter_add,
-            "store.dead_letters": self._dead_letters,
-            "store.missed.record": self._missed_record,
-            "store.missed.list": self._missed_list,
-            "store.retention.run": self._retention_run,
-            "store.lease.acquire": self._lease_acquire,
-            "store.lease.renew": self._lease_renew,
-            "store.lease.release": self._lease_release,
-            "store.maintenance.integrity_check": self._integrity_check,
-            "store.maintenance.rekey": self._rekey,
-            "store.maintenance.vacuum": self._vacuum,
-        }
-
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return tuple(self._handlers)
 
     async def on_start(self) -> None:
         await self.store.start()
@@ -99,96 +68,76 @@ class StoreActor(Actor):
     async def on_stop(self) -> None:
         await self.store.close()
 
+    def refusal(self, error: Exception) -> Refused | None:
+        if isinstance(error, StoreError):
+            return Refused(error_code(error), str(error))
+        return None
+
     # ------------------------------------------------------------ health
 
     async def run(self) -> None:
         """Dies (the supervisor restarts the actor, which reopens the file) once the store's
         database thread has died: every request would fail from then on."""
-        if isinstance(self.store, LibsqlStore):
-            raise await self.store.serving()
+        raise await self.store.serving()
 
     def critical(self) -> list[str]:
-        return self.store.critical() if isinstance(self.store, LibsqlStore) else []
+        return self.store.critical()
 
     def degraded(self) -> list[str]:
-        return self.store.degraded() if isinstance(self.store, LibsqlStore) else []
-
-    @on_request("store.")
-    async def serve(self, request: Envelope) -> Payload:
-        handler = self._handlers.get(request.topic)
-        if handler is None:
-            raise RequestRefused("unknown_topic", f"the store does not answer {request.topic!r}")
-        try:
-            return await handler(request, Fields(request.payload))
-        except StoreError as exc:
-            raise RequestRefused(error_code(exc), str(exc)) from exc
+        return self.store.degraded()
 
     # ------------------------------------------------------------ tasks
 
-    async def _task_put(self, request: Envelope, fields: Fields) -> Payload:
-        spec = payloads.task_spec(fields)
-        expected = fields.optional("expected_version", payloads.count, None)
-        fields.done()
-        put = await self.store.put_task(spec, now=self._clock(), expected_version=expected)
-        return {"task": plain(put.record), "duplicate": put.duplicate}
+    @on_request(topics.STORE_TASK_PUT, read=requests.task_put)
+    async def task_put(self, request: Envelope, put: requests.TaskPut) -> Payload:
+        stored = await self.store.put_task(
+            put.spec, now=self._clock(), expected_version=put.expected_version
+        )
+        return {"task": plain(stored.record), "duplicate": stored.duplicate}
 
-    async def _task_get(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        fields.done()
+    @on_request(topics.STORE_TASK_GET, read=requests.task_ref)
+    async def task_get(self, request: Envelope, task_id: str) -> Payload:
         return {"task": plain(await self.store.get_task(task_id))}
 
-    async def _task_list(self, request: Envelope, fields: Fields) -> Payload:
-        after = fields.optional("after", payloads.text, None)
-        limit = fields.optional("limit", payloads.positive, 100)
-        owner = fields.optional("owner", payloads.any_text, None)
-        fields.done()
-        page = await self.store.list_tasks(after=after, limit=limit, owner=owner)
-        return self._page("tasks", page)
+    @on_request(topics.STORE_TASK_LIST, read=requests.task_page)
+    async def task_list(self, request: Envelope, page: requests.TaskPage) -> Payload:
+        found = await self.store.list_tasks(after=page.after, limit=page.limit, owner=page.owner)
+        return self._page("tasks", found)
 
-    async def _task_delete(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        fields.done()
+    @on_request(topics.STORE_TASK_DELETE, read=requests.task_ref)
+    async def task_delete(self, request: Envelope, task_id: str) -> Payload:
         return {"deleted": await self.store.delete_task(task_id)}
 
-    async def _task_status(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        fields.done()
+    @on_request(topics.STORE_TASK_STATUS, read=requests.task_ref)
+    async def task_status(self, request: Envelope, task_id: str) -> Payload:
         return {"status": plain(await self.store.task_status(task_id))}
 
-    async def _task_mark_run(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        last_run = fields.optional("last_run", payloads.instant, None)
-        next_run = fields.optional("next_run", payloads.instant, None)
-        fields.done()
+    @on_request(topics.STORE_TASK_MARK_RUN, read=requests.mark_run)
+    async def task_mark_run(self, request: Envelope, mark: requests.MarkRun) -> Payload:
         task = await self.store.mark_run(
-            task_id, last_run=last_run, next_run=next_run, now=self._clock()
+            mark.task_id, last_run=mark.last_run, next_run=mark.next_run, now=self._clock()
         )
         return {"task": plain(task)}
 
-    async def _task_reset(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        through = fields.optional("accounted_through", payloads.instant, None)
-        fields.done()
-        task = await self.store.reset_task(task_id, now=self._clock(), accounted_through=through)
+    @on_request(topics.STORE_TASK_RESET, read=requests.reset)
+    async def task_reset(self, request: Envelope, reset: requests.Reset) -> Payload:
+        task = await self.store.reset_task(
+            reset.task_id, now=self._clock(), accounted_through=reset.accounted_through
+        )
         return {"task": plain(task)}
 
     # ------------------------------------------------------------ executions
 
-    async def _execution_record(self, request: Envelope, fields: Fields) -> Payload:
-        new = payloads.new_execution(fields)
-        fence = fields.optional("fence", payloads.fence, None)
-        fields.done()
-        recorded = await self.store.record_execution(new, fence=fence)
+    @on_request(topics.STORE_EXECUTION_RECORD, read=requests.record)
+    async def execution_record(self, request: Envelope, record: requests.Record) -> Payload:
+        recorded = await self.store.record_execution(record.new, fence=record.fence)
         return {"execution": plain(recorded.record), "duplicate": recorded.duplicate}
 
-    async def _execution_record_many(self, request: Envelope, fields: Fields) -> Payload:
-        no_news: tuple[NewExecution, ...] = ()
-        no_marks: tuple[RunMark, ...] = ()
-        news = fields.optional("executions", payloads.new_execution_entries, no_news)
-        marks = fields.optional("marks", payloads.run_mark_entries, no_marks)
-        fence = fields.optional("fence", payloads.fence, None)
-        fields.done()
-        recorded = await self.store.record_fires(news, marks=marks, fence=fence, now=self._clock())
+    @on_request(topics.STORE_EXECUTION_RECORD_MANY, read=requests.record_many)
+    async def execution_record_many(self, request: Envelope, many: requests.RecordMany) -> Payload:
+        recorded = await self.store.record_fires(
+            many.news, marks=many.marks, fence=many.fence, now=self._clock()
+        )
         return {
             "executions": [
                 {
@@ -200,9 +149,10 @@ class StoreActor(Actor):
             ]
         }
 
-    async def _execution_finish_many(self, request: Envelope, fields: Fields) -> Payload:
-        finishes = fields.required("executions", payloads.finish_entries)
-        fields.done()
+    @on_request(topics.STORE_EXECUTION_FINISH_MANY, read=requests.finish_many)
+    async def execution_finish_many(
+        self, request: Envelope, finishes: tuple[tuple[str, ExecutionOutcome], ...]
+    ) -> Payload:
         results = await self.store.finish_executions(finishes)
         replies: list[dict[str, Any]] = []
         for (execution_id, _), result in zip(finishes, results, strict=True):
@@ -213,145 +163,120 @@ class StoreActor(Actor):
                 replies.append({"execution_id": execution_id, "duplicate": result.duplicate})
         return {"executions": replies}
 
-    async def _execution_outcomes(self, request: Envelope, fields: Fields) -> Payload:
-        ids = fields.required("execution_ids", payloads.identifiers)
-        fields.done()
+    @on_request(topics.STORE_EXECUTION_OUTCOMES, read=requests.execution_ids)
+    async def execution_outcomes(self, request: Envelope, ids: tuple[str, ...]) -> Payload:
         return {"outcomes": await self.store.execution_outcomes(ids)}
 
-    async def _execution_finish(self, request: Envelope, fields: Fields) -> Payload:
-        execution_id = fields.required("execution_id", payloads.identifier)
-        outcome = payloads.outcome(fields, required=True)
-        fence = fields.optional("fence", payloads.fence, None)
-        fields.done()
-        assert outcome is not None
-        recorded = await self.store.finish_execution(execution_id, outcome, fence=fence)
+    @on_request(topics.STORE_EXECUTION_FINISH, read=requests.finish)
+    async def execution_finish(self, request: Envelope, finish: requests.Finish) -> Payload:
+        recorded = await self.store.finish_execution(
+            finish.execution_id, finish.outcome, fence=finish.fence
+        )
         return {"execution": plain(recorded.record), "duplicate": recorded.duplicate}
 
-    async def _execution_get(self, request: Envelope, fields: Fields) -> Payload:
-        execution_id = fields.required("execution_id", payloads.identifier)
-        fields.done()
+    @on_request(topics.STORE_EXECUTION_GET, read=requests.execution_ref)
+    async def execution_get(self, request: Envelope, execution_id: str) -> Payload:
         return {"execution": plain(await self.store.get_execution(execution_id))}
 
-    async def _execution_history(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        before = fields.optional("before", payloads.text, None)
-        limit = fields.optional("limit", payloads.positive, 50)
-        fields.done()
-        page = await self.store.history(task_id, before=before, limit=limit)
-        return self._page("executions", page)
+    @on_request(topics.STORE_EXECUTION_HISTORY, read=requests.history_page)
+    async def execution_history(self, request: Envelope, page: requests.HistoryPage) -> Payload:
+        found = await self.store.history(page.task_id, before=page.before, limit=page.limit)
+        return self._page("executions", found)
 
-    async def _execution_unsettled(self, request: Envelope, fields: Fields) -> Payload:
-        since = fields.optional("since", payloads.instant, None)
-        after = fields.optional("after", payloads.text, None)
-        limit = fields.optional("limit", payloads.positive, 100)
-        fields.done()
-        page = await self.store.unsettled_executions(since=since, after=after, limit=limit)
-        return self._page("executions", page)
+    @on_request(topics.STORE_EXECUTION_UNSETTLED, read=requests.unsettled)
+    async def execution_unsettled(self, request: Envelope, page: requests.Unsettled) -> Payload:
+        found = await self.store.unsettled_executions(
+            since=page.since, after=page.after, limit=page.limit
+        )
+        return self._page("executions", found)
 
-    async def _stats(self, request: Envelope, fields: Fields) -> Payload:
-        since = fields.optional("since", payloads.instant, None)
-        task_id = fields.optional("task_id", payloads.identifier, None)
-        per_task = fields.optional("per_task", payloads.flag, True)
-        fields.done()
-        report = plain(await self.store.stats(since=since, task_id=task_id))
-        if not per_task:
+    @on_request(topics.STORE_STATS, read=requests.stats)
+    async def stats(self, request: Envelope, ask: requests.Stats) -> Payload:
+        report = plain(await self.store.stats(since=ask.since, task_id=ask.task_id))
+        if not ask.per_task:
             report.pop("tasks", None)  # thousands of tasks would not fit in one reply
         return report
 
     # ------------------------------------------------------------ dead letters, missed runs
 
-    async def _dead_letter_add(self, request: Envelope, fields: Fields) -> Payload:
-        letter = payloads.new_dead_letter(fields)
-        fields.done()
+    @on_request(topics.STORE_DEAD_LETTER_ADD, read=requests.dead_letter)
+    async def dead_letter_add(self, request: Envelope, letter: NewDeadLetter) -> Payload:
         recorded = await self.store.add_dead_letter(letter)
         return {"dead_letter": plain(recorded.record), "duplicate": recorded.duplicate}
 
-    async def _dead_letters(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.optional("task_id", payloads.identifier, None)
-        before = fields.optional("before", payloads.text, None)
-        limit = fields.optional("limit", payloads.positive, 50)
-        fields.done()
-        page = await self.store.dead_letters(task_id=task_id, before=before, limit=limit)
-        return self._page("dead_letters", page)
+    @on_request(topics.STORE_DEAD_LETTERS, read=requests.dead_letter_page)
+    async def dead_letters(self, request: Envelope, page: requests.DeadLetterPage) -> Payload:
+        found = await self.store.dead_letters(
+            task_id=page.task_id, before=page.before, limit=page.limit
+        )
+        return self._page("dead_letters", found)
 
-    async def _missed_record(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        runs = fields.required("runs", payloads.missed_runs)
-        fence = fields.optional("fence", payloads.fence, None)
-        fields.done()
-        recorded = await self.store.record_missed(task_id, runs, now=self._clock(), fence=fence)
+    @on_request(topics.STORE_MISSED_RECORD, read=requests.missed)
+    async def missed_record(self, request: Envelope, missed: requests.Missed) -> Payload:
+        recorded = await self.store.record_missed(
+            missed.task_id, missed.runs, now=self._clock(), fence=missed.fence
+        )
         return {"recorded": recorded}
 
-    async def _missed_list(self, request: Envelope, fields: Fields) -> Payload:
-        task_id = fields.required("task_id", payloads.identifier)
-        before = fields.optional("before", payloads.text, None)
-        limit = fields.optional("limit", payloads.positive, 50)
-        fields.done()
-        page = await self.store.missed_runs(task_id, before=before, limit=limit)
-        return self._page("missed", page)
+    @on_request(topics.STORE_MISSED_LIST, read=requests.history_page)
+    async def missed_list(self, request: Envelope, page: requests.HistoryPage) -> Payload:
+        found = await self.store.missed_runs(page.task_id, before=page.before, limit=page.limit)
+        return self._page("missed", found)
 
     # ------------------------------------------------------------ retention
 
-    async def _retention_run(self, request: Envelope, fields: Fields) -> Payload:
-        days = fields.optional("retention_days", payloads.seconds, None)
-        keep = fields.optional("max_executions", payloads.positive, None)
-        fields.done()
+    @on_request(topics.STORE_RETENTION_RUN, read=requests.retention)
+    async def retention_run(self, request: Envelope, ask: requests.Retention) -> Payload:
         report = await self.store.run_retention(
-            now=self._clock(), retention_days=days, max_executions=keep
+            now=self._clock(),
+            retention_days=ask.retention_days,
+            max_executions=ask.max_executions,
         )
         return plain(report)
 
     # ------------------------------------------------------------ the lease
+    # The holder is the one named, else the requester's authenticated identity.
 
-    def _holder(self, request: Envelope, fields: Fields) -> str:
-        """The ``holder`` named, else the requester's authenticated identity."""
-        return fields.optional("holder", payloads.identifier, request.sender)
-
-    async def _lease_acquire(self, request: Envelope, fields: Fields) -> Payload:
-        name = fields.required("name", payloads.identifier)
-        holder = self._holder(request, fields)
-        ttl_s = fields.required("ttl_s", payloads.seconds)
-        fields.done()
-        grant = await self.store.acquire_lease(name, holder, ttl_s=ttl_s, now=self._clock())
+    @on_request(topics.STORE_LEASE_ACQUIRE, read=requests.lease_acquire)
+    async def lease_acquire(self, request: Envelope, ask: requests.LeaseAsk) -> Payload:
+        holder = ask.holder or request.sender
+        grant = await self.store.acquire_lease(ask.name, holder, ttl_s=ask.ttl_s, now=self._clock())
         lease = plain(grant.lease)
         if not grant.granted:
             lease.pop("token", None)  # a refused acquire learns who holds it, never its fence
         return {"granted": grant.granted, "lease": lease}
 
-    async def _lease_renew(self, request: Envelope, fields: Fields) -> Payload:
-        name = fields.required("name", payloads.identifier)
-        holder = self._holder(request, fields)
-        token = fields.required("token", payloads.positive)
-        ttl_s = fields.required("ttl_s", payloads.seconds)
-        fields.done()
-        lease = await self.store.renew_lease(name, holder, token, ttl_s=ttl_s, now=self._clock())
+    @on_request(topics.STORE_LEASE_RENEW, read=requests.lease_renew)
+    async def lease_renew(self, request: Envelope, ask: requests.LeaseAsk) -> Payload:
+        holder = ask.holder or request.sender
+        lease = await self.store.renew_lease(
+            ask.name, holder, ask.token, ttl_s=ask.ttl_s, now=self._clock()
+        )
         return {"lease": plain(lease)}
 
-    async def _lease_release(self, request: Envelope, fields: Fields) -> Payload:
-        name = fields.required("name", payloads.identifier)
-        holder = self._holder(request, fields)
-        token = fields.required("token", payloads.positive)
-        fields.done()
-        released = await self.store.release_lease(name, holder, token, now=self._clock())
+    @on_request(topics.STORE_LEASE_RELEASE, read=requests.lease_release)
+    async def lease_release(self, request: Envelope, ask: requests.LeaseAsk) -> Payload:
+        holder = ask.holder or request.sender
+        released = await self.store.release_lease(ask.name, holder, ask.token, now=self._clock())
         return {"released": released}
 
     # ------------------------------------------------------------ maintenance
 
-    async def _integrity_check(self, request: Envelope, fields: Fields) -> Payload:
-        fields.done()
+    @on_request(topics.STORE_INTEGRITY_CHECK, read=requests.nothing)
+    async def integrity_check(self, request: Envelope, _: None) -> Payload:
         problems = await self._libsql().integrity_check()
         return {"ok": problems == ["ok"], "problems": [] if problems == ["ok"] else problems}
 
-    async def _vacuum(self, request: Envelope, fields: Fields) -> Payload:
-        fields.done()
+    @on_request(topics.STORE_VACUUM, read=requests.nothing)
+    async def vacuum(self, request: Envelope, _: None) -> Payload:
         before, after = await self._libsql().vacuum()
         return {"pages_before": before, "pages_after": after}
 
-    async def _rekey(self, request: Envelope, fields: Fields) -> Payload:
+    @on_request(topics.STORE_REKEY, read=requests.nothing)
+    async def rekey(self, request: Envelope, _: None) -> Payload:
         """A new key for a store keyed by its ``master.key`` file; the backup goes beside the
         database (a path from the bus is never written to).
         """
-        fields.done()
         report = await self._libsql().rekey()
         return {
             "backup": str(report.backup),
@@ -361,7 +286,7 @@ class StoreActor(Actor):
 
     def _libsql(self) -> LibsqlStore:
         if not isinstance(self.store, LibsqlStore):
-            raise RequestRefused("unsupported", f"{type(self.store).__name__} has no such command")
+            raise Refused("unsupported", f"{type(self.store).__name__} has no such command")
         return self.store
 
     # ------------------------------------------------------------ replies
@@ -384,16 +309,3 @@ class StoreActor(Actor):
         if isinstance(page, PartialPage) and page.unreadable:
             reply["unreadable"] = list(page.unreadable)
         return reply
-
-
-_CODES: tuple[tuple[type[StoreError], str], ...] = (
-    (InvalidValue, "invalid"),
-    (NotFound, "not_found"),
-    (LeaseLost, "lease_lost"),
-    (Conflict, "conflict"),
-)
-
-
-def error_code(error: StoreError) -> str:
-    """The error code a store failure is answered with (``store_error`` for any other)."""
-    return next((code for kind, code in _CODES if isinstance(error, kind)), "store_error")

@@ -1,4 +1,4 @@
-"""Bus payloads of the store actor: strict reading of requests, plain rendering of records.
+"""Reading store requests strictly: the store actor's side of the wire (``wire`` renders replies).
 
 Instants travel as ISO 8601 text with a UTC offset (``2024-05-01T03:00:00+00:00``) and come back
 in UTC. A request with a missing, mistyped or unknown field is refused with InvalidValue naming
@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from actors.store import values
-from actors.store.errors import InvalidValue
-from actors.store.records import (
+from store import Fence, values
+from store.errors import InvalidValue
+from store.records import (
     MAX_EXECUTION_BATCH,
     MAX_MISSED_BATCH,
     ExecutionOutcome,
@@ -26,7 +25,6 @@ from actors.store.records import (
     RunMark,
     TaskSpec,
 )
-from actors.store.writes import Fence
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -303,32 +301,260 @@ def finish_entries(name: str, value: Any) -> tuple[tuple[str, ExecutionOutcome],
     return entries(name, value, finish_entry)
 
 
-# ------------------------------------------------------------------ replies
+# ------------------------------------------------------------------ one reader per store topic
 
 
-def plain(record: Any) -> dict[str, Any]:
-    """A record dataclass as a payload map: instants as ISO 8601 text, nested records as maps."""
-    names = _field_names(type(record))  # type: ignore[arg-type]
-    return {name: _plain_value(getattr(record, name)) for name in names}
+def strict(read: Callable[[Fields], T]) -> Callable[[Mapping[str, Any]], T]:
+    """``read`` as a route's reader: a payload in, the request out, and no field left unread."""
 
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    assert is_dataclass(cls)
-    return tuple(f.name for f in fields(cls))
-
-
-def _plain_value(value: Any) -> Any:
-    kind = type(value)
-    if kind in _SCALARS or value is None:
+    @functools.wraps(read)
+    def reader(payload: Mapping[str, Any]) -> T:
+        request = Fields(payload)
+        value = read(request)
+        request.done()
         return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if is_dataclass(value) and not isinstance(value, type):
-        return plain(value)
-    if isinstance(value, tuple):
-        return [_plain_value(item) for item in value]
-    return value
+
+    return reader
 
 
-_SCALARS = frozenset({str, int, float, bool, bytes, dict, list})
+class TaskPut(NamedTuple):
+    spec: TaskSpec
+    expected_version: int | None
+
+
+class TaskPage(NamedTuple):
+    after: str | None
+    limit: int
+    owner: str | None
+
+
+class MarkRun(NamedTuple):
+    task_id: str
+    last_run: datetime | None
+    next_run: datetime | None
+
+
+class Reset(NamedTuple):
+    task_id: str
+    accounted_through: datetime | None
+
+
+class Record(NamedTuple):
+    new: NewExecution
+    fence: Fence | None
+
+
+class RecordMany(NamedTuple):
+    news: tuple[NewExecution, ...]
+    marks: tuple[RunMark, ...]
+    fence: Fence | None
+
+
+class Finish(NamedTuple):
+    execution_id: str
+    outcome: ExecutionOutcome
+    fence: Fence | None
+
+
+class HistoryPage(NamedTuple):
+    task_id: str
+    before: str | None
+    limit: int
+
+
+class Unsettled(NamedTuple):
+    since: datetime | None
+    after: str | None
+    limit: int
+
+
+class Stats(NamedTuple):
+    since: datetime | None
+    task_id: str | None
+    per_task: bool
+
+
+class DeadLetterPage(NamedTuple):
+    task_id: str | None
+    before: str | None
+    limit: int
+
+
+class Missed(NamedTuple):
+    task_id: str
+    runs: tuple[NewMissedRun, ...]
+    fence: Fence | None
+
+
+class Retention(NamedTuple):
+    retention_days: float | None
+    max_executions: int | None
+
+
+class LeaseAsk(NamedTuple):
+    """``holder`` None: the requester's authenticated identity; ``token``/``ttl_s`` 0 where the
+    topic takes none."""
+
+    name: str
+    holder: str | None
+    token: int
+    ttl_s: float
+
+
+@strict
+def task_put(request: Fields) -> TaskPut:
+    return TaskPut(task_spec(request), request.optional("expected_version", count, None))
+
+
+@strict
+def task_ref(request: Fields) -> str:
+    return request.required("task_id", identifier)
+
+
+@strict
+def task_page(request: Fields) -> TaskPage:
+    return TaskPage(
+        request.optional("after", text, None),
+        request.optional("limit", positive, 100),
+        request.optional("owner", any_text, None),
+    )
+
+
+@strict
+def mark_run(request: Fields) -> MarkRun:
+    return MarkRun(
+        request.required("task_id", identifier),
+        request.optional("last_run", instant, None),
+        request.optional("next_run", instant, None),
+    )
+
+
+@strict
+def reset(request: Fields) -> Reset:
+    return Reset(
+        request.required("task_id", identifier),
+        request.optional("accounted_through", instant, None),
+    )
+
+
+@strict
+def record(request: Fields) -> Record:
+    return Record(new_execution(request), request.optional("fence", fence, None))
+
+
+@strict
+def record_many(request: Fields) -> RecordMany:
+    return RecordMany(
+        request.optional("executions", new_execution_entries, ()),
+        request.optional("marks", run_mark_entries, ()),
+        request.optional("fence", fence, None),
+    )
+
+
+@strict
+def finish(request: Fields) -> Finish:
+    execution_id = request.required("execution_id", identifier)
+    ending = outcome(request, required=True)
+    assert ending is not None
+    return Finish(execution_id, ending, request.optional("fence", fence, None))
+
+
+@strict
+def finish_many(request: Fields) -> tuple[tuple[str, ExecutionOutcome], ...]:
+    return request.required("executions", finish_entries)
+
+
+@strict
+def execution_ids(request: Fields) -> tuple[str, ...]:
+    return request.required("execution_ids", identifiers)
+
+
+@strict
+def execution_ref(request: Fields) -> str:
+    return request.required("execution_id", identifier)
+
+
+@strict
+def history_page(request: Fields) -> HistoryPage:
+    """A task's page of executions or of missed runs, latest first."""
+    return HistoryPage(
+        request.required("task_id", identifier),
+        request.optional("before", text, None),
+        request.optional("limit", positive, 50),
+    )
+
+
+@strict
+def unsettled(request: Fields) -> Unsettled:
+    return Unsettled(
+        request.optional("since", instant, None),
+        request.optional("after", text, None),
+        request.optional("limit", positive, 100),
+    )
+
+
+@strict
+def stats(request: Fields) -> Stats:
+    return Stats(
+        request.optional("since", instant, None),
+        request.optional("task_id", identifier, None),
+        request.optional("per_task", flag, True),
+    )
+
+
+@strict
+def dead_letter(request: Fields) -> NewDeadLetter:
+    return new_dead_letter(request)
+
+
+@strict
+def dead_letter_page(request: Fields) -> DeadLetterPage:
+    return DeadLetterPage(
+        request.optional("task_id", identifier, None),
+        request.optional("before", text, None),
+        request.optional("limit", positive, 50),
+    )
+
+
+@strict
+def missed(request: Fields) -> Missed:
+    return Missed(
+        request.required("task_id", identifier),
+        request.required("runs", missed_runs),
+        request.optional("fence", fence, None),
+    )
+
+
+@strict
+def retention(request: Fields) -> Retention:
+    return Retention(
+        request.optional("retention_days", seconds, None),
+        request.optional("max_executions", positive, None),
+    )
+
+
+@strict
+def lease_acquire(request: Fields) -> LeaseAsk:
+    name = request.required("name", identifier)
+    holder = request.optional("holder", identifier, None)
+    return LeaseAsk(name, holder, 0, request.required("ttl_s", seconds))
+
+
+@strict
+def lease_renew(request: Fields) -> LeaseAsk:
+    name = request.required("name", identifier)
+    holder = request.optional("holder", identifier, None)
+    token = request.required("token", positive)
+    return LeaseAsk(name, holder, token, request.required("ttl_s", seconds))
+
+
+@strict
+def lease_release(request: Fields) -> LeaseAsk:
+    name = request.required("name", identifier)
+    holder = request.optional("holder", identifier, None)
+    return LeaseAsk(name, holder, request.required("token", positive), 0.0)
+
+
+@strict
+def nothing(request: Fields) -> None:
+    """A request that takes no field."""

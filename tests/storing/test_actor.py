@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from actors import ActorState, ActorSystem
-from actors.store import LibsqlStore, MasterKey, StoreActor, values
+from actors.storing import StoreActor
 from bus import BusClient
 from config import BusSettings
 from config.actors import ActorSettings
+from store import LibsqlStore, MasterKey, values
 from tests.actors.kit import spawn_instance
 from tests.asking import Asking
 from tests.bus.waits import eventually

@@ -10,10 +10,10 @@ import asyncio
 from pathlib import Path
 
 from actors import ActorSystem
-from actors.store import LibsqlStore
-from actors.store.records import NewExecution
+from store import LibsqlStore
+from store.records import NewExecution
 from tests.store.conftest import T0, at
-from tests.store.test_actor import Served, serve, system  # noqa: F401  (the fixture)
+from tests.storing.test_actor import Served, serve, system  # noqa: F401  (the fixture)
 
 
 def _fire(task_id: str, seconds: int, retry_count: int = 0) -> dict[str, object]:
