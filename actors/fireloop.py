@@ -1,9 +1,15 @@
 """The timing engine's driver: sleeps precisely until the next due fire, in the host's loop.
 
 ``scheduler.TimingEngine`` decides what is due and how long to sleep; this runs it on an asyncio
-event loop with a real clock. It reads the clock once per wake, hands each tick's plans to a
-callback, and sleeps on a timer of that clock (monotonic) until the next fire, or until a task is
+event loop with the clock it is given. It reads the clock once per wake, hands each tick's plans to
+a callback, and sleeps on a timer of that clock (monotonic) until the next fire, or until a task is
 added, changed or removed: no polling.
+
+Each wake also compares the wall clock with the time that passed (``scheduler.wall_jump_s``): a
+wall clock that jumped by more than ``JUMP_TOLERANCE_S`` since the last wake (NTP, the user, a VM
+resume) is logged and counted (``jumps``), and the wake's tick re-plans from the new wall time: the
+fires a forward jump passed over go through their misfire policies, and after a backward jump no
+fire runs twice (the engine's last-fire guard).
 """
 
 from __future__ import annotations
@@ -15,10 +21,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from scheduler import Clock, MisfirePolicy, SystemClock, TaskPlan, TimingEngine
+from scheduler import (
+    Clock,
+    MisfirePolicy,
+    Reading,
+    SystemClock,
+    TaskPlan,
+    TimingEngine,
+    wall_jump_s,
+)
 from scheduler.misfire import FireTimes
 
 log = logging.getLogger("taskbus.fireloop")
+
+JUMP_TOLERANCE_S = 1.0  # a wall clock that moved this much more (or less) than time passed jumped
 
 PlansHandler = Callable[[list[TaskPlan], datetime], Awaitable[None]]
 
@@ -38,6 +54,7 @@ class FireLoop:
         self._task: asyncio.Task[None] | None = None
         self._pending: list[TaskPlan] = []  # due fires ticked by a change, for the loop to run
         self.wakes = 0
+        self.jumps = 0  # wall-clock jumps noticed
 
     def put(
         self,
@@ -78,8 +95,12 @@ class FireLoop:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         clock = self._clock
+        previous = Reading.of(clock)
         while True:
-            now = self._clock.wall()
+            reading = Reading.of(clock)
+            self._notice_jump(previous, reading)
+            previous = reading
+            now = reading.wall
             plans = [*self._pending, *self.engine.tick(now)]
             self._pending = []
             if plans:
@@ -97,6 +118,16 @@ class FireLoop:
                     timer.cancel()
                 self._waiter = None
             self.wakes += 1
+
+    def _notice_jump(self, before: Reading, after: Reading) -> None:
+        jump_s = wall_jump_s(before, after)
+        if abs(jump_s) > JUMP_TOLERANCE_S:
+            self.jumps += 1
+            log.warning(
+                "wall clock jumped %+.3fs; fires re-planned from %s",
+                jump_s,
+                after.wall.isoformat(timespec="seconds"),
+            )
 
     def _drain_due(self) -> None:
         """Tick before a change (the engine's rule), keeping what was due for the loop."""

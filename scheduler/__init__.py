@@ -21,7 +21,7 @@ from scheduler.misfire import (
     plan_missed,
     plan_window,
 )
-from scheduler.retry import DeadLetter, RetryDecision, RetryPolicy, error_names
+from scheduler.retry import RetryDecision, RetryPolicy, error_names
 from scheduler.schedules import IntervalSchedule, OneShotSchedule, Schedule
 from scheduler.timing import FireQueue
 
@@ -29,7 +29,6 @@ __all__ = [
     "DEFAULT_DST_POLICY",
     "Clock",
     "CronSchedule",
-    "DeadLetter",
     "DstPolicy",
     "FakeClock",
     "FireQueue",

@@ -88,16 +88,20 @@ class FakeClock:
     """A clock that moves only when told to: ``advance`` moves both readings (time passing) and
     runs the timers it passes, in order; ``jump`` moves the wall clock alone (someone set the
     clock), which runs no timer.
+
+    The wall reading is derived from the monotonic one (plus the jumps), so many small advances
+    add up to exactly the wall time one large advance would reach, to the microsecond.
     """
 
     def __init__(self, wall: datetime, monotonic: float = 0.0) -> None:
-        self._wall = utc("wall", wall)
-        self._monotonic = float(monotonic)
+        self._origin = utc("wall", wall)  # the wall reading at monotonic ``_start``, plus jumps
+        self._start = float(monotonic)
+        self._monotonic = self._start
         self._timers: list[_FakeTimer] = []
         self._sequence = itertools.count()
 
     def wall(self) -> datetime:
-        return self._wall
+        return self._origin + timedelta(seconds=self._monotonic - self._start)
 
     def monotonic(self) -> float:
         return self._monotonic
@@ -119,28 +123,19 @@ class FakeClock:
         the clocks at its due time."""
         if not seconds >= 0:
             raise ScheduleError(f"a clock advances by 0 seconds or more, not {seconds!r}")
-        start = self._monotonic
-        end = start + seconds
+        end = self._monotonic + seconds
         while self._timers and self._timers[0].due <= end:
             timer = heapq.heappop(self._timers)
             if timer.callback is None:
                 continue
-            self._pass(timer.due - self._monotonic)
+            self._monotonic = max(self._monotonic, timer.due)
             callback, timer.callback = timer.callback, None
             callback()
-        if self._monotonic == start:
-            self._monotonic, self._wall = end, self._wall + timedelta(seconds=seconds)  # exact
-        else:
-            self._pass(end - self._monotonic)
-
-    def _pass(self, seconds: float) -> None:
-        if seconds > 0:
-            self._monotonic += seconds
-            self._wall += timedelta(seconds=seconds)
+        self._monotonic = max(self._monotonic, end)
 
     def jump(self, seconds: float) -> None:
         """Move the wall clock alone, forward (> 0) or backward (< 0)."""
-        self._wall += timedelta(seconds=seconds)
+        self._origin += timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True)

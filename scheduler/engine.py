@@ -103,6 +103,15 @@ class TimingEngine:
         self._last.pop(task_id, None)
         return self.remove(task_id)
 
+    def upcoming(self, task_id: str, fires: FireTimes, *, last_fired: datetime) -> datetime | None:
+        """The fire ``put(task_id, fires, ..., last_fired=last_fired)`` would queue, without
+        putting anything: the first instant after ``last_fired`` and after the task's last fire.
+        A caller that stores a task's next run with its definition asks this before the write.
+        """
+        after = utc("last_fired", last_fired)
+        previous = self._last.get(task_id)
+        return _first_after(fires, after if previous is None else max(previous, after))
+
     def next_fire(self, task_id: str) -> datetime | None:
         """The task's pending fire (None: not scheduled, or its schedule has no more fires)."""
         return self._queue.due_of(task_id)
@@ -150,15 +159,22 @@ class TimingEngine:
 
     def _queue_next(self, task_id: str) -> datetime | None:
         task = self._tasks[task_id]
-        upcoming = task.fires.fires_between(task.after, FAR_FUTURE, 1)
-        if not upcoming:
+        instant = _first_after(task.fires, task.after)
+        if instant is None:
             self._queue.remove(task_id)
             return None
-        instant = utc("fire instant", upcoming[0])
-        if instant <= task.after:
-            raise ScheduleError(
-                f"fires_between({task.after.isoformat()}, ...) returned {instant.isoformat()}, "
-                "not after the start"
-            )
         self._queue.schedule(task_id, instant)
         return instant
+
+
+def _first_after(fires: FireTimes, after: datetime) -> datetime | None:
+    upcoming = fires.fires_between(after, FAR_FUTURE, 1)
+    if not upcoming:
+        return None
+    instant = utc("fire instant", upcoming[0])
+    if instant <= after:
+        raise ScheduleError(
+            f"fires_between({after.isoformat()}, ...) returned {instant.isoformat()}, "
+            "not after the start"
+        )
+    return instant

@@ -1,4 +1,4 @@
-"""When a failed run is tried again, and when it is given up and written as a dead letter.
+"""When a failed run is tried again, and when it is given up (the scheduler writes a dead letter).
 
 Attempt ``n`` is the ``n``-th run of one fire (the first run is attempt 1). After attempt ``n``
 fails with a retryable error and ``n < max_attempts``, the next attempt starts after
@@ -141,38 +141,6 @@ class RetryDecision:
         if not self.retry:
             raise ScheduleError(f"no retry after attempt {self.attempt}: {self.reason}")
         return utc("failed_at", failed_at) + timedelta(seconds=self.delay_s)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """A fire given up on: written to the store and published on ``scheduler.task.dead``.
-
-    ``(task_id, scheduled)`` is the fire's key; ``last_error`` is the last failure's message.
-    """
-
-    task_id: str
-    scheduled: datetime
-    attempts: int
-    error_type: str
-    last_error: str
-    reason: str
-    failed_at: datetime
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scheduled", utc("scheduled", self.scheduled))
-        object.__setattr__(self, "failed_at", utc("failed_at", self.failed_at))
-
-    def payload(self) -> dict[str, object]:
-        """The record as plain values (instants in ISO 8601), for the store and the bus."""
-        return {
-            "task_id": self.task_id,
-            "scheduled": self.scheduled.isoformat(),
-            "attempts": self.attempts,
-            "error_type": self.error_type,
-            "last_error": self.last_error,
-            "reason": self.reason,
-            "failed_at": self.failed_at.isoformat(),
-        }
 
 
 def error_names(error: BaseException) -> tuple[str, ...]:

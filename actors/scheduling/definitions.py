@@ -1,30 +1,50 @@
-"""Task definitions: read from ``scheduler.task.create``/``update`` requests, checked by compiling
-them, and compiled from the store's records for the timing engine.
-
-A definition is checked completely before anything is stored: its id (``<category>.<name>``), its
-schedule in its time zone under its DST rules, and its three policy maps. Every problem is an
-InvalidValue naming the field.
+"""Task definitions compiled for the timing engine: a schedule in its time zone under its DST
+rules, and the three policy maps with ``[scheduler]``'s defaults. A definition is compiled once
+per request (the readers in ``actors.scheduling.requests`` check the request's fields), before
+anything is stored; every problem is an InvalidValue naming the field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from actors.store import payloads
-from actors.store.errors import InvalidValue
-from actors.store.payloads import Fields
-from actors.store.records import TaskRecord, TaskSpec
 from config.cron import CRON_RULES
 from config.errors import ConfigError
-from config.sections import SchedulerSettings, check_task_id
+from config.sections import SchedulerSettings
 from scheduler import CronSchedule, Schedule, ScheduleError, changed_meaning, compile_schedule
 from scheduler.policies import TaskPolicies, task_policies
+from store.errors import InvalidValue
+from store.records import TaskRecord, TaskSpec
 
 POLICY_FIELDS = ("misfire_policy", "retry_policy", "run_policy")
 EDITABLE = ("task_class", "schedule", "timezone", "config", "enabled", *POLICY_FIELDS)
+
+
+class Definition(Protocol):
+    """What compiling reads of a task: a request's fields, a spec or a stored record
+    (``timezone`` None: ``[scheduler] default_timezone``)."""
+
+    @property
+    def schedule(self) -> str: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def misfire_policy(self) -> Mapping[str, Any] | None: ...
+    @property
+    def retry_policy(self) -> Mapping[str, Any] | None: ...
+    @property
+    def run_policy(self) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A definition's schedule and policies."""
+
+    schedule: Schedule
+    policies: TaskPolicies
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +60,8 @@ class CompiledTask:
         return self.record.task_id
 
 
-def compile_task(record: TaskRecord, settings: SchedulerSettings) -> CompiledTask:
+def compile_definition(task: Definition, settings: SchedulerSettings) -> Compiled:
     """Raises InvalidValue naming the field that cannot be compiled."""
-    return CompiledTask(record, *_compile(record, settings))
-
-
-def check(spec: TaskSpec, settings: SchedulerSettings) -> TaskSpec:
-    """``spec``, once it compiles; InvalidValue naming the field otherwise."""
-    _compile(spec, settings)
-    return spec
-
-
-def _compile(
-    task: TaskRecord | TaskSpec, settings: SchedulerSettings
-) -> tuple[Schedule, TaskPolicies]:
     try:
         policies = task_policies(
             settings, misfire=task.misfire_policy, retry=task.retry_policy, run=task.run_policy
@@ -61,11 +69,18 @@ def _compile(
     except ConfigError as error:
         raise InvalidValue(error.key, f"{error.value!r}: expected {error.expected}") from error
     try:
-        schedule = compile_schedule(task.schedule, task.timezone, dst_policy=policies.run.dst)
+        zone = task.timezone or settings.default_timezone
+        schedule = compile_schedule(task.schedule, zone, dst_policy=policies.run.dst)
     except ScheduleError as error:
         field = "timezone" if "time zone" in str(error) else "schedule"
         raise InvalidValue(field, str(error)) from error
-    return schedule, policies
+    return Compiled(schedule, policies)
+
+
+def compile_task(record: TaskRecord, settings: SchedulerSettings) -> CompiledTask:
+    """Raises InvalidValue naming the field that cannot be compiled."""
+    compiled = compile_definition(record, settings)
+    return CompiledTask(record, compiled.schedule, compiled.policies)
 
 
 def fires_anew(stored: TaskRecord | None, spec: TaskSpec) -> bool:
@@ -83,14 +98,13 @@ def fires_anew(stored: TaskRecord | None, spec: TaskSpec) -> bool:
     )
 
 
-def check_fires_after(spec: TaskSpec, settings: SchedulerSettings, now: datetime) -> None:
-    """InvalidValue if the schedule has no fire after ``now`` (a one-shot in the past), which
-    would be stored and never run."""
-    schedule, _ = _compile(spec, settings)
+def check_fires_after(schedule: Schedule, text: str, now: datetime) -> None:
+    """InvalidValue if ``schedule`` (compiled from ``text``) has no fire after ``now`` (a
+    one-shot in the past), which would be stored and never run."""
     if schedule.next_fire(now) is None:
         raise InvalidValue(
             "schedule",
-            f"{spec.schedule!r} has no fire after now ({now.isoformat(timespec='seconds')}): "
+            f"{text!r} has no fire after now ({now.isoformat(timespec='seconds')}): "
             "a one-shot's instant must be in the future",
         )
 
@@ -98,73 +112,6 @@ def check_fires_after(spec: TaskSpec, settings: SchedulerSettings, now: datetime
 def accounted_through(record: TaskRecord) -> datetime:
     """The instant after which the stored task's fires are owed (see the store's schema)."""
     return record.accounted_through or record.last_run or record.created_at
-
-
-def category(task_id: str) -> str:
-    return task_id.partition(".")[0]
-
-
-def task_id(fields: Fields) -> str:
-    value = fields.required("task_id", payloads.identifier)
-    try:
-        check_task_id(value)
-    except ConfigError as error:
-        raise InvalidValue("task_id", f"{value!r}: expected {error.expected}") from error
-    return value
-
-
-def read_create(fields: Fields, *, owner: str, settings: SchedulerSettings) -> TaskSpec:
-    spec = TaskSpec(
-        task_id=task_id(fields),
-        task_class=fields.required("task_class", payloads.text),
-        schedule=fields.required("schedule", payloads.text),
-        timezone=fields.optional("timezone", payloads.identifier, settings.default_timezone),
-        config=fields.optional("config", payloads.mapping, {}),
-        enabled=fields.optional("enabled", payloads.flag, True),
-        misfire_policy=fields.optional("misfire_policy", payloads.mapping, None),
-        retry_policy=fields.optional("retry_policy", payloads.mapping, None),
-        run_policy=fields.optional("run_policy", payloads.mapping, None),
-        owner=owner,
-    )
-    return check(spec, settings)
-
-
-def read_changes(fields: Fields) -> dict[str, Any]:
-    """The fields an update sets; the policy maps are read by ``apply_changes`` (nil clears)."""
-    parsers = {
-        "task_class": payloads.text,
-        "schedule": payloads.text,
-        "timezone": payloads.identifier,
-        "config": payloads.mapping,
-        "enabled": payloads.flag,
-    }
-    changes: dict[str, Any] = {}
-    for name, parse in parsers.items():
-        value = fields.optional(name, parse, None)
-        if value is not None:
-            changes[name] = value
-    for name in POLICY_FIELDS:
-        fields.optional(name, _unread, None)  # known fields: ``done`` must not refuse them
-    return changes
-
-
-def _unread(name: str, value: Any) -> None:
-    return None
-
-
-def apply_changes(
-    stored: TaskRecord,
-    changes: Mapping[str, Any],
-    policies: Mapping[str, Any],
-    settings: SchedulerSettings,
-) -> TaskSpec:
-    """The stored task with ``changes`` and the policy maps in ``policies`` (None clears one)."""
-    for name, value in policies.items():
-        if value is not None:
-            payloads.mapping(name, value)
-    if not changes and not policies:
-        raise InvalidValue("task_id", f"an update names at least one of {', '.join(EDITABLE)}")
-    return check(replace(spec_of(stored), **changes, **policies), settings)
 
 
 def spec_of(record: TaskRecord) -> TaskSpec:
@@ -201,12 +148,3 @@ def meaning_note(task: CompiledTask, now: datetime) -> str | None:
 
 def _when(instant: datetime | None) -> str:
     return "never" if instant is None else instant.isoformat(timespec="seconds")
-
-
-def record_from_plain(plain: Mapping[str, Any]) -> TaskRecord:
-    """A task record as the store actor sends it (instants in ISO 8601)."""
-    values = dict(plain)
-    for name in ("created_at", "updated_at", "last_run", "next_run", "accounted_through"):
-        if values.get(name) is not None:
-            values[name] = payloads.instant(name, values[name])
-    return TaskRecord(**values)

@@ -9,7 +9,7 @@ the task, never the owner.
 
 from __future__ import annotations
 
-from actors.actor import RequestRefused
+from bus import Refused
 from bus.acl import Roles
 from config.bus import default_roles
 
@@ -31,9 +31,9 @@ class Owners:
         return self.is_admin(identity) or (identity == owner and owner != SYSTEM_OWNER)
 
     def check(self, identity: str, owner: str, task_id: str, action: str) -> None:
-        """RequestRefused ``denied`` unless ``identity`` may ``action`` the task."""
+        """Refused ``denied`` unless ``identity`` may ``action`` the task."""
         if not self.may_manage(identity, owner):
-            raise RequestRefused(
+            raise Refused(
                 "denied",
                 f"{identity!r} may not {action} task {task_id!r}: a task is its owner's (the "
                 "identity that created it) and the admins'",

@@ -18,15 +18,17 @@ from typing import Any
 
 from actors.actor import Actor
 from actors.scheduling.owners import events_owner
-from actors.store import payloads
-from actors.store.payloads import Fields
+from actors.storing import requests as payloads
+from actors.storing.requests import Fields
+from actors.storing.wire import plain
 from bus import Delivery
+from config import topics
 
-DISPATCH_PREFIX = "scheduler.task.dispatch."
-RESULT_QUEUE = "scheduler.task.result"
-STATUS_TOPIC = "scheduler.task.status"
-DEAD_TOPIC = "scheduler.task.dead"
-ERROR_TOPIC = "scheduler.error"
+DISPATCH_PREFIX = topics.DISPATCH_QUEUES
+RESULT_QUEUE = topics.RESULT_QUEUE
+STATUS_TOPIC = topics.STATUS_EVENTS
+DEAD_TOPIC = topics.DEAD_EVENTS
+ERROR_TOPIC = topics.ERROR_EVENTS
 
 
 def owner_topic(prefix: str, owner: str) -> str:
@@ -60,7 +62,7 @@ class Dispatch:
     owner: str = ""  # whose events its status events are (owner_topic)
 
     def payload(self) -> dict[str, Any]:
-        return payloads.plain(self) | {"config": dict(self.config)}
+        return plain(self) | {"config": dict(self.config)}
 
     @classmethod
     def read(cls, payload: Mapping[str, Any]) -> Dispatch:
@@ -99,7 +101,7 @@ class RunResult:
     error_message: str = ""
 
     def payload(self) -> dict[str, Any]:
-        return payloads.plain(self)
+        return plain(self)
 
     @classmethod
     def read(cls, payload: Mapping[str, Any]) -> RunResult:

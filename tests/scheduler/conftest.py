@@ -4,7 +4,7 @@ on a real encrypted database, a caller and a test executor for the ``user`` cate
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,19 +12,16 @@ from typing import Any
 
 import pytest
 
-from actors import ActorState, ActorSystem
-from actors.scheduling import SchedulerActor
-from actors.scheduling.owners import Owners
-from actors.store import LibsqlStore, StoreActor
+from actors import ActorSystem
+from actors.storing import StoreActor
 from bus import KeysDirectory
-from bus.acl import Roles
 from config import BusSettings
 from config.actors import ActorSettings
 from config.sections import SchedulerSettings
 from scheduler import FakeClock
-from tests.bus.waits import eventually
-from tests.conftest import OPEN_ACL, TEST_ROLES
-from tests.scheduler.rig import Caller, RecordingExecutor, Rig, Scheduling
+from store import LibsqlStore
+from tests.conftest import OPEN_ACL
+from tests.scheduler.rig import Caller, RecordingExecutor, Rig, Scheduling, StoreClock, utc_now
 
 
 @pytest.fixture
@@ -34,9 +31,13 @@ def scheduler_settings() -> SchedulerSettings:
 
 @asynccontextmanager
 async def store_system(
-    keys: KeysDirectory, tmp_path: Path, **actor_settings: Any
+    keys: KeysDirectory,
+    tmp_path: Path,
+    clock: Callable[[], datetime] = utc_now,
+    **actor_settings: Any,
 ) -> AsyncIterator[ActorSystem]:
-    """Broker and store actor (fast restarts; ``actor_settings`` override ActorSettings)."""
+    """Broker and store actor on ``clock`` (fast restarts; ``actor_settings`` override
+    ActorSettings)."""
     system = await ActorSystem.embedded(
         settings=ActorSettings(restart_backoff_s=0.01, shutdown_deadline_s=2.0, **actor_settings),
         bus_settings=BusSettings(ask_timeout_s=5.0, acl=OPEN_ACL),
@@ -44,41 +45,30 @@ async def store_system(
         name="scheduling",
     )
     store = LibsqlStore(tmp_path / "data" / "taskbus.db", environ={})
-    await system.spawn(lambda: StoreActor(store))
+    await system.spawn(lambda: StoreActor(store, clock=clock))
     yield system
     await asyncio.wait_for(system.stop(deadline_s=1.0), 10)
 
 
 @pytest.fixture
-async def system(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[ActorSystem]:
+def store_clock() -> StoreClock:
+    return StoreClock()
+
+
+@pytest.fixture
+async def system(
+    keys: KeysDirectory, tmp_path: Path, store_clock: StoreClock
+) -> AsyncIterator[ActorSystem]:
     """Broker and store actor; the scheduler is spawned by ``start_scheduler``."""
-    async with store_system(keys, tmp_path) as system:
+    async with store_system(keys, tmp_path, store_clock) as system:
         yield system
 
 
 @pytest.fixture
-async def start_scheduler(system: ActorSystem, scheduler_settings: SchedulerSettings) -> Scheduling:
+def start_scheduler(system: ActorSystem, scheduler_settings: SchedulerSettings) -> Scheduling:
     """``await start_scheduler(name=...)``: a scheduler, its first instance returned once it
     leads (``lead=False``: as soon as it started, on standby or leading)."""
-
-    async def start(
-        name: str = "scheduler", *, lead: bool = True, **options: Any
-    ) -> SchedulerActor:
-        instances: list[SchedulerActor] = []
-
-        def factory() -> SchedulerActor:
-            options.setdefault("owners", Owners(Roles(TEST_ROLES)))
-            instances.append(SchedulerActor(scheduler_settings, **options))
-            return instances[-1]
-
-        await system.spawn(factory, name=name, identity="scheduler")
-        if lead:
-            await eventually(
-                lambda: system.status()[name]["state"] == ActorState.RUNNING, f"{name} leads", 10
-            )
-        return instances[0]
-
-    return start
+    return Scheduling(system, scheduler_settings)
 
 
 @pytest.fixture
@@ -101,8 +91,7 @@ async def executor(system: ActorSystem) -> AsyncIterator[RecordingExecutor]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    """A day ago, on a whole minute (the executor stamps completions with the real clock, which
-    must not be before the fake one)."""
+    """A day ago, on a whole minute."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     return FakeClock(now - timedelta(days=1))
 
@@ -112,7 +101,10 @@ def rig(
     start_scheduler: Scheduling,
     caller: Caller,
     executor: RecordingExecutor,
-    system: ActorSystem,
     clock: FakeClock,
+    store_clock: StoreClock,
 ) -> Rig:
-    return Rig(start_scheduler, caller, executor, system, clock)
+    """Schedulers, the store and the executor on one fake clock."""
+    store_clock.read = clock.wall
+    executor.clock = clock
+    return Rig(start_scheduler, caller, executor, start_scheduler.system, clock)

@@ -8,17 +8,67 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from actors import ActorSystem
+from actors import ActorState, ActorSystem
 from actors.scheduling import RESULT_QUEUE, Dispatch, RunResult, SchedulerActor
+from actors.scheduling.owners import Owners
 from bus import BusClient, Consumer, Delivery, Envelope, Subscription
-from scheduler import FakeClock, error_names
+from bus.acl import Roles
+from config.sections import SchedulerSettings
+from scheduler import Clock, FakeClock, SystemClock, error_names
 from tests.asking import Asking
+from tests.bus.waits import eventually
+from tests.conftest import TEST_ROLES
 
-Scheduling = Callable[..., Awaitable[SchedulerActor]]
 Outcome = Callable[[Dispatch], BaseException | None]  # None: the run succeeds
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StoreClock:
+    """The store actor's clock: the host's, until a rig hands it the schedulers' fake clock, so
+    that the store judges lease expiry by the same time the schedulers keep their leases by."""
+
+    read: Callable[[], datetime] = utc_now
+
+    def __call__(self) -> datetime:
+        return self.read()
+
+
+@dataclass
+class Scheduling:
+    """``await start_scheduler(name=...)``: a scheduler, its first instance returned once it
+    leads (``lead=False``: as soon as it started, on standby or leading). Every instance made is
+    kept (``made``), restarts included."""
+
+    system: ActorSystem
+    settings: SchedulerSettings
+    made: list[SchedulerActor] = field(default_factory=list)
+
+    async def __call__(
+        self, name: str = "scheduler", *, lead: bool = True, **options: Any
+    ) -> SchedulerActor:
+        instances: list[SchedulerActor] = []
+
+        def factory() -> SchedulerActor:
+            options.setdefault("owners", Owners(Roles(TEST_ROLES)))
+            instances.append(SchedulerActor(self.settings, **options))
+            self.made.append(instances[-1])
+            return instances[-1]
+
+        await self.system.spawn(factory, name=name, identity="scheduler")
+        if lead:
+            await eventually(lambda: self.running(name), f"{name} leads", 10)
+        return instances[0]
+
+    def running(self, name: str) -> bool:
+        return bool(self.system.status()[name]["state"] == ActorState.RUNNING)
 
 
 def succeed(dispatch: Dispatch) -> BaseException | None:
@@ -32,6 +82,7 @@ class RecordingExecutor:
     client: BusClient
     queue: str
     outcome: Outcome = succeed
+    clock: Clock = field(default_factory=SystemClock)  # stamps completions
     runs: list[Dispatch] = field(default_factory=list)
     ran: asyncio.Event = field(default_factory=asyncio.Event)
     _consumer: Consumer | None = None
@@ -55,7 +106,7 @@ class RecordingExecutor:
     async def _run(self, delivery: Delivery) -> None:
         dispatch = Dispatch.read(delivery.envelope.payload)
         error = self.outcome(dispatch)
-        now = datetime.now(UTC)
+        now = self.clock.wall()
         names = error_names(error) if error is not None else ()
         await self.client.ask(
             "store.execution.finish",
@@ -126,8 +177,9 @@ Stop = Callable[[ActorSystem, str], Awaitable[None]]
 
 @dataclass
 class Rig:
-    """The embedded system with a scheduler on a fake clock: the schedules' time passes only
-    when the test advances ``clock``."""
+    """The embedded system with schedulers on a fake clock, which the store actor keeps time by
+    too: the schedules' time passes only when the test advances ``clock``, through ``advance``
+    (which lets a leading scheduler renew its lease as time passes, as it would)."""
 
     start_scheduler: Scheduling
     caller: Caller
@@ -136,8 +188,40 @@ class Rig:
     clock: FakeClock
 
     async def leads(self, name: str) -> SchedulerActor:
-        """A scheduler on the fake clock, once it leads."""
-        return await self.start_scheduler(name=name, clock=self.clock)
+        """A scheduler on the fake clock, once it leads and keeps its lease: on standby while a
+        lease that was not released has not expired, time is advanced to its next ask for it."""
+        scheduler = await self.start_scheduler(name=name, clock=self.clock, lead=False)
+
+        async def leading() -> bool:
+            lease = scheduler.lease
+            if self.start_scheduler.running(name):
+                return lease.waiting  # its run() keeps the lease
+            if lease.waiting and lease.asleep_until is not None:  # on standby
+                await self.advance(max(0.0, lease.asleep_until - self.clock.monotonic()) + 0.001)
+            return False
+
+        await eventually(leading, f"{name} leads", 10)
+        return scheduler
+
+    async def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the fake clock. While a scheduler asks for or keeps its lease,
+        time passes in steps shorter than its renewal interval, each step once every such
+        scheduler has asked the store again if its time came; otherwise in one step."""
+        end = self.clock.monotonic() + seconds
+        while (left := end - self.clock.monotonic()) > 1e-9:
+            keepers = [s.lease for s in self.start_scheduler.made if s.lease.waiting]
+            step = min([left, *(keeper.interval_s / 2 for keeper in keepers)])
+            self.clock.advance(step)
+            if keepers:
+                await eventually(self._asked, "the schedulers asked for their leases", 10)
+
+    def _asked(self) -> bool:
+        """Every scheduler asking for or keeping its lease is waiting for its next ask."""
+        now = self.clock.monotonic()
+        return all(
+            not s.lease.waiting or (s.lease.asleep_until or now) > now
+            for s in self.start_scheduler.made
+        )
 
 
 async def stop_cleanly(system: ActorSystem, name: str) -> None:

@@ -39,7 +39,7 @@ async def test_a_one_shot_due_while_no_scheduler_leads_runs_late_within_its_grac
     due = rig.clock.wall() + timedelta(seconds=12)
     await create(rig.caller, "user.once", f"at:{due.isoformat()}")
     await stop(rig.system, "scheduler-1")
-    rig.clock.advance(20)  # its instant passes while nobody leads
+    await rig.advance(20)  # its instant passes while nobody leads
     await rig.leads("scheduler-2")
     (run,) = await rig.executor.until(1)
     assert run.scheduled_at == due
@@ -60,7 +60,7 @@ async def test_a_one_shot_past_its_grace_is_recorded_as_missed_with_the_reason(
         misfire_policy={"mode": "skip", "grace_s": 5},
     )
     await stop(rig.system, "scheduler-1")
-    rig.clock.advance(20)
+    await rig.advance(20)
     await rig.leads("scheduler-2")
 
     async def recorded() -> bool:
@@ -93,10 +93,10 @@ async def test_the_first_instants_of_a_new_recurring_task_follow_its_misfire_pol
     and :30, are late beyond the grace. Each is run or recorded as missed; none twice."""
     start = rig.clock.wall()
     await rig.leads("scheduler-1")
-    rig.clock.advance(1)
+    await rig.advance(1)
     await create(rig.caller, "user.tick", "every 10s", misfire_policy=policy)
     await stop(rig.system, "scheduler-1")
-    rig.clock.advance(34)
+    await rig.advance(34)
     await rig.leads("scheduler-2")
     ran = await rig.executor.until(len(runs)) if runs else []
 
@@ -124,7 +124,7 @@ async def test_a_jittered_fire_is_recorded_before_its_delay_and_survives_a_kill(
         history = await rig.caller.ask("store.execution.history", task_id="user.jittered")
         return len(history["executions"]) == 1
 
-    rig.clock.advance(10)  # due: recorded now, dispatched after its jitter (up to 10 minutes)
+    await rig.advance(10)  # due: recorded now, dispatched after its jitter (up to 10 minutes)
     await eventually(recorded, "the fire recorded", 10)
     assert rig.executor.runs == []
     await kill(rig.system, "scheduler-1")
@@ -143,7 +143,7 @@ async def test_a_disabled_period_and_a_schedule_change_owe_nothing(
     await create(rig.caller, "user.moved", "0 * * * *", misfire_policy={"mode": "catch_up"})
     await rig.caller.ask("scheduler.task.disable", task_id="user.off")
     await stop_cleanly(rig.system, "scheduler-1")
-    rig.clock.advance(
+    await rig.advance(
         (top - start).total_seconds() + 5
     )  # :00 passes, nobody leads, user.off is off
     await rig.leads("scheduler-2")
@@ -156,7 +156,7 @@ async def test_a_disabled_period_and_a_schedule_change_owe_nothing(
         "scheduler.task.update", task_id="user.moved", schedule="every 10s"
     )
     assert changed["task"]["next_run"] == following.isoformat()
-    rig.clock.advance(5)
+    await rig.advance(5)
     ran = await rig.executor.until(3)
     assert sorted((r.task_id, r.scheduled_at) for r in ran[1:]) == [
         ("user.moved", following),

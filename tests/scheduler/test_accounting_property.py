@@ -82,7 +82,7 @@ class History:
             await self.create()
         elif choice == "advance":
             seconds = self.rng.choice([1, 3, 7, 12, 25, 40])
-            self.rig.clock.advance(seconds)
+            await self.rig.advance(seconds)
             self.steps.append(f"advance {seconds}s")
         else:
             assert self.leader is not None

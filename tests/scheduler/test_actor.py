@@ -4,16 +4,18 @@ runs after downtime recorded with their reasons, and a standby taking over the l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from actors import ActorState, ActorSystem
-from actors.store.records import TaskSpec
+from bus import Envelope
 from scheduler import ScheduleError
+from store.records import TaskSpec
 from tests.bus.waits import eventually
-from tests.scheduler.rig import Caller, RecordingExecutor, Scheduling
+from tests.scheduler.rig import Caller, RecordingExecutor, Rig, Scheduling
 
 HOURLY: dict[str, Any] = {
     "task_id": "user.report",
@@ -176,10 +178,14 @@ async def test_trigger_runs_now_even_a_disabled_task(
     assert missing.code == "not_found"
 
 
-async def test_failures_are_retried_with_backoff_then_dead_lettered(
-    start_scheduler: Scheduling, caller: Caller, executor: RecordingExecutor
-) -> None:
-    await start_scheduler()
+def retry_scheduled(attempt: int) -> Callable[[Envelope], bool]:
+    return lambda e: e.payload["state"] == "retry_scheduled" and e.payload["attempt"] == attempt
+
+
+async def test_failures_are_retried_with_backoff_then_dead_lettered(rig: Rig) -> None:
+    """On the fake clock: each backoff passes when the test advances it."""
+    caller, executor = rig.caller, rig.executor
+    await rig.leads("scheduler")
     executor.outcome = lambda d: RuntimeError(f"attempt {d.attempt} broke")
     await caller.ask(
         "scheduler.task.create",
@@ -187,6 +193,9 @@ async def test_failures_are_retried_with_backoff_then_dead_lettered(
         retry_policy={"base_delay_s": 0.05, "factor": 2.0, "max_attempts": 3},
     )
     await caller.ask("scheduler.task.trigger", task_id="user.report")
+    for attempt, backoff_s in ((2, 0.05), (3, 0.1)):
+        await caller.event("scheduler.task.status", retry_scheduled(attempt))
+        await rig.advance(backoff_s)
     runs = await executor.until(3)
     assert [r.attempt for r in runs] == [1, 2, 3]
     assert len({r.scheduled_at for r in runs}) == 1  # one fire, three attempts
@@ -307,3 +316,28 @@ async def test_an_unreadable_result_is_reported_and_the_scheduler_keeps_serving(
     assert "execution_id" in error.payload["reason"]
     created = await caller.ask("scheduler.task.create", **HOURLY)
     assert created["task"]["version"] == 1
+
+
+async def test_a_create_is_one_store_write_carrying_its_next_run(rig: Rig) -> None:
+    """Compiled once and stored in one write (``store.task.put`` with the next run): two bus
+    round trips in all, the client's and the write. An update reads the task, then writes once."""
+    await rig.leads("scheduler")
+
+    def store_handled() -> int:
+        return int(rig.system.status()["store"]["handled"])
+
+    before = store_handled()
+    created = (await rig.caller.ask("scheduler.task.create", **HOURLY))["task"]
+    assert store_handled() - before == 1
+    assert (
+        created["next_run"] == (rig.clock.wall() + timedelta(hours=1)).replace(minute=0).isoformat()
+    )
+    before = store_handled()
+    updated = await rig.caller.ask(
+        "scheduler.task.update", task_id="user.report", schedule="@daily"
+    )
+    assert store_handled() - before == 2
+    assert (
+        updated["task"]["next_run"]
+        == (rig.clock.wall() + timedelta(days=1)).replace(hour=0, minute=0).isoformat()
+    )

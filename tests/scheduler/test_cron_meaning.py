@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 
 from actors.scheduling import definitions
-from actors.store import LibsqlStore
-from actors.store.records import TaskRecord
 from config.sections import SchedulerSettings
+from store import LibsqlStore
+from store.records import TaskRecord
 from tests.scheduler.rig import Rig, stop_cleanly
 
 MONDAYS = "0 9 * * 1-1"  # croniter read an equal range as the whole field: every day

@@ -6,9 +6,14 @@ from datetime import datetime
 
 import pytest
 
+from actors.scheduling.events import dead_letter_event
+from actors.scheduling.protocol import RunResult
+from actors.scheduling.retries import dead_letter
 from config import ConfigError, SchedulerSettings
 from scheduler.errors import ScheduleError
-from scheduler.retry import DeadLetter, RetryDecision, RetryPolicy, error_names
+from scheduler.retry import RetryDecision, RetryPolicy, error_names
+from store.errors import InvalidValue
+from store.records import NewDeadLetter
 
 from .fakes import at
 
@@ -151,30 +156,44 @@ def test_an_error_must_be_named() -> None:
 
 
 def test_a_dead_letter_records_the_fire_and_why() -> None:
+    """One shape end to end: the store's NewDeadLetter, and the event is its plain form (with
+    ``scheduled``, the former name of ``scheduled_at``, kept for listeners)."""
     policy = RetryPolicy(max_attempts=2)
     decision = policy.decide(2, "OSError", KEY)
-    letter = DeadLetter(
+    failure = RunResult(
+        execution_id="0190a0a0-0000-7000-8000-000000000000",
         task_id="maintenance.vacuum",
-        scheduled=at(3),
-        attempts=decision.attempt,
+        scheduled_at=at(3),
+        attempt=decision.attempt,
+        success=False,
+        completed_at=at(3, 1),
+        error_type=("OSError", "Exception"),
+        error_message="disk full",
+    )
+    letter = dead_letter("maintenance.vacuum", failure, decision)
+    assert letter == NewDeadLetter(
+        task_id="maintenance.vacuum",
+        scheduled_at=at(3),
+        attempts=2,
         error_type="OSError",
         last_error="disk full",
-        reason=decision.reason,
+        reason="exhausted after 2 attempts",
         failed_at=at(3, 1),
     )
-    assert letter.payload() == {
+    assert dead_letter_event(letter) == {
         "task_id": "maintenance.vacuum",
         "scheduled": "2025-01-01T03:00:00+00:00",
+        "scheduled_at": "2025-01-01T03:00:00+00:00",
         "attempts": 2,
         "error_type": "OSError",
         "last_error": "disk full",
         "reason": "exhausted after 2 attempts",
         "failed_at": "2025-01-01T03:01:00+00:00",
     }
-    with pytest.raises(ScheduleError, match="naive"):
-        DeadLetter(
+    with pytest.raises(InvalidValue, match="naive"):
+        NewDeadLetter(
             task_id="maintenance.vacuum",
-            scheduled=datetime(2025, 1, 1),
+            scheduled_at=datetime(2025, 1, 1),
             attempts=1,
             error_type="ValueError",
             last_error="bad",

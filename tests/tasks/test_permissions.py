@@ -1,4 +1,6 @@
-"""What each category allows: deletion, creation over the bus, which class may run an id."""
+"""What each category allows: deletion, creation and a change of class over the bus, which class
+may run an id. Only ``user.*`` tasks are deleted over the bus (agency tasks are defined in code
+too: the scheduler has always refused to delete them, and now the rule says so in one place)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ PERMISSIONS = TaskPermissions()
     [
         ("maintenance.log_cleanup", False, False),
         ("security.key_rotation", False, False),
-        ("agency.daily_digest", True, False),
+        ("agency.daily_digest", False, False),
         ("user.mail_sync", True, True),
     ],
 )
 def test_the_rules_of_each_category(task_id: str, deletable: bool, creatable: bool) -> None:
     assert PERMISSIONS.deletable(task_id) is deletable
     assert PERMISSIONS.creatable_over_bus(task_id) is creatable
+    assert PERMISSIONS.class_changeable(task_id) is creatable
 
 
 def test_a_maintenance_task_cannot_be_deleted() -> None:
@@ -28,10 +31,22 @@ def test_a_maintenance_task_cannot_be_deleted() -> None:
         PERMISSIONS.check_deletable("maintenance.log_cleanup")
     assert isinstance(caught.value, PermissionError)
     assert str(caught.value) == (
-        "task 'maintenance.log_cleanup' cannot be deleted: maintenance tasks exist only in "
-        "code; disable it instead"
+        "task 'maintenance.log_cleanup' cannot be deleted: maintenance tasks are defined in "
+        "code; they can be disabled, not deleted"
     )
+    with pytest.raises(TaskPermissionError, match="agency tasks are defined in code"):
+        PERMISSIONS.check_deletable("agency.daily_digest")
     PERMISSIONS.check_deletable("user.mail_sync")
+
+
+def test_a_code_defined_task_keeps_its_class() -> None:
+    with pytest.raises(TaskPermissionError) as caught:
+        PERMISSIONS.check_class_changeable("security.key_rotation")
+    assert str(caught.value) == (
+        "task 'security.key_rotation': security tasks are defined in code; its task_class "
+        "cannot change"
+    )
+    PERMISSIONS.check_class_changeable("user.mail_sync")
 
 
 @pytest.mark.parametrize("task_id", ["maintenance.x", "security.x", "agency.x"])

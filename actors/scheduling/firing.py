@@ -1,0 +1,356 @@
+"""Firing: the fire loop's plans become recorded fires, dispatched work and recorded missed runs;
+a trigger's and a retry's fire go the same way.
+
+**One write path.** Every fire, whatever made it (a schedule, a trigger, a retry), is recorded by
+``_record`` in one fenced ``record_fires`` write, together with the run state (last and next run)
+of the tasks whose plans it settles, and only then dispatched. The idempotency key (task, instant,
+attempt) makes the record unique: a fire recorded before (by this or an earlier leader) comes back
+a duplicate, and is dispatched again only if it has not finished, under the same work id, which
+the broker holds once. A scheduler that dies between the record and the dispatch leaves the fire
+unfinished, and the next leader dispatches it on takeover.
+
+Plain plans (runs due now, nothing missed, no jitter) share writes, FIRE_BATCH fires each and at
+most FIRE_BATCHES_IN_FLIGHT at once, so that thousands of fires due together do not flood the
+store's mailbox. The others are settled one task at a time, at most SETTLING at once: their missed
+runs recorded first, then their runs, a jittered run dispatched once its delay has passed on the
+scheduler's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from actors.scheduling.background import Background
+from actors.scheduling.definitions import CompiledTask
+from actors.scheduling.events import Events
+from actors.scheduling.lease import LeaseKeeper
+from actors.scheduling.owed import Owed
+from actors.scheduling.protocol import Dispatch, dispatch_queue, work_id
+from actors.scheduling.roster import Roster
+from actors.storing.client import RecordedFire, StoreClient
+from actors.storing.wire import plain
+from bus import AskTimeout
+from bus.envelope import Payload
+from config.sections import SchedulerSettings
+from scheduler import Clock, MisfirePlan, TaskPlan, jittered, sleep
+from store.records import (
+    MAX_MISSED_BATCH,
+    ExecutionOutcome,
+    NewExecution,
+    NewMissedRun,
+    RunMark,
+)
+
+FIRE_BATCH = 500  # fires recorded (and dispatched) per store write
+FIRE_BATCHES_IN_FLIGHT = 4  # batches at once: one commits while another is dispatched
+SETTLING = 64  # plans with missed runs or jitter settled at once
+DISPATCH_TIMEOUT_S = 10.0  # for the broker to confirm that it holds a batch of dispatches
+
+Enqueue = Callable[[str, Payload, bytes], "asyncio.Future[bytes]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One attempt (1: the first run) of the fire of ``task`` at ``instant``; ``coalesced``
+    counts the missed fires it stands for, ``reason`` says what made it (its ``queued`` event)."""
+
+    task: CompiledTask
+    instant: datetime
+    attempt: int = 1
+    coalesced: int = 0
+    reason: str = "schedule"
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A fire as the store recorded it."""
+
+    fire: Fire
+    stored: RecordedFire
+
+    @property
+    def execution_id(self) -> str:
+        return self.stored.execution_id
+
+
+class Firing:
+    def __init__(
+        self,
+        *,
+        store: StoreClient,
+        owed: Owed,
+        lease: LeaseKeeper,
+        roster: Roster,
+        enqueue: Enqueue,
+        events: Events,
+        counters: Counter[str],
+        clock: Clock,
+        settings: SchedulerSettings,
+        background: Background,
+        log: logging.Logger,
+    ) -> None:
+        self._store = store
+        self._owed = owed
+        self._lease = lease
+        self._roster = roster
+        self._enqueue = enqueue
+        self._events = events
+        self._counters = counters
+        self._clock = clock
+        self._settings = settings
+        self._background = background
+        self._log = log
+
+    # ------------------------------------------------------------ what others fire
+
+    async def fire(
+        self, task: CompiledTask, instant: datetime, *, attempt: int, reason: str
+    ) -> str:
+        """Record one fire (a trigger's, a retry's), then dispatch it; its execution id."""
+        (fired,) = await self._record([Fire(task, instant, attempt, reason=reason)])
+        await self._dispatch([fired])
+        return fired.execution_id
+
+    async def dispatch_again(
+        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
+    ) -> None:
+        """Dispatch a fire recorded before and never finished (a takeover's recovery)."""
+        await self._dispatch_all([(task, execution_id, instant, attempt)])
+
+    # ------------------------------------------------------------ the fire loop's plans
+
+    async def on_plans(self, plans: list[TaskPlan], now: datetime) -> None:
+        """A tick's plans: the plain ones in shared batches, the others one task at a time."""
+        plain_plans: list[tuple[CompiledTask, MisfirePlan]] = []
+        others: list[TaskPlan] = []
+        for task_plan in plans:
+            task = self._roster.get(task_plan.task_id)
+            if task is None:
+                continue
+            plan = task_plan.plan
+            if (
+                plan.missed
+                or plan.unlisted is not None
+                or len(plan.runs) > FIRE_BATCH
+                or (plan.runs and task.policies.run.jitter_s > 0)
+            ):
+                others.append(task_plan)
+            else:
+                plain_plans.append((task, plan))
+        settling = asyncio.Semaphore(SETTLING)
+
+        async def settle(task_plan: TaskPlan) -> None:
+            async with settling:
+                await self._settle(task_plan)
+
+        await asyncio.gather(
+            self._fire_batches(plain_plans), *(settle(task_plan) for task_plan in others)
+        )
+
+    async def _fire_batches(self, plans: list[tuple[CompiledTask, MisfirePlan]]) -> None:
+        batches: list[list[tuple[CompiledTask, MisfirePlan]]] = []
+        size = 0
+        for task, plan in plans:
+            weight = max(1, len(plan.runs))
+            if not batches or size + weight > FIRE_BATCH:
+                batches.append([])
+                size = 0
+            batches[-1].append((task, plan))
+            size += weight
+        in_flight = asyncio.Semaphore(FIRE_BATCHES_IN_FLIGHT)
+
+        async def fire(batch: list[tuple[CompiledTask, MisfirePlan]]) -> None:
+            async with in_flight:
+                fires = [
+                    Fire(task, run.instant, coalesced=run.coalesced)
+                    for task, plan in batch
+                    for run in plan.runs
+                ]
+                marks = [self._mark(task, plan) for task, plan in batch]
+                await self._dispatch(await self._record(fires, marks))
+
+        await asyncio.gather(*(fire(batch) for batch in batches))
+
+    async def _settle(self, task_plan: TaskPlan) -> None:
+        """Record what did not run, then the runs with the task's run state (the last chunk's
+        write carries it), then dispatch them, a jittered one after its delay (recorded first,
+        so that a scheduler that dies meanwhile leaves it to the next leader's recovery)."""
+        task = self._roster.get(task_plan.task_id)
+        if task is None:
+            return
+        plan = task_plan.plan
+        await self._record_missed(task, plan)
+        fires = [Fire(task, run.instant, coalesced=run.coalesced) for run in plan.runs]
+        chunks = [fires[start : start + FIRE_BATCH] for start in range(0, len(fires), FIRE_BATCH)]
+        chunks = chunks or [[]]  # nothing runs: the write still accounts for the plan
+        fired: list[Fired] = []
+        for chunk in chunks[:-1]:
+            fired.extend(await self._record(chunk))
+        fired.extend(await self._record(chunks[-1], [self._mark(task, plan)]))
+        immediate: list[Fired] = []
+        for one in fired:
+            delay = self._jitter_s(one.fire)
+            if delay > 0 and not one.stored.duplicate:
+                self._background.spawn(self._dispatch_later(one, delay))
+            else:
+                immediate.append(one)
+        await self._dispatch(immediate)
+
+    def _mark(self, task: CompiledTask, plan: MisfirePlan) -> RunMark:
+        """The task's run state once ``plan`` is recorded: its last and next fire."""
+        return RunMark(
+            task_id=task.task_id,
+            last_run=plan.through,
+            next_run=self._roster.next_fire(task.task_id),
+        )
+
+    def _jitter_s(self, fire: Fire) -> float:
+        jitter_s = fire.task.policies.run.jitter_s
+        if jitter_s <= 0:
+            return 0.0
+        due = jittered(fire.instant, fire.task.task_id, jitter_s)
+        return (due - self._clock.wall()).total_seconds()
+
+    async def _dispatch_later(self, fired: Fired, delay: float) -> None:
+        """Dispatch a recorded fire once its jitter has passed; if its task was deleted or
+        disabled meanwhile, end the run as not started instead."""
+        await sleep(self._clock, delay)
+        task_id = fired.fire.task.task_id
+        if task_id in self._roster:
+            await self._dispatch([fired])
+            return
+        self._log.info("%s gone while jitter held its fire back; fire dropped", task_id)
+        outcome = ExecutionOutcome(
+            completed_at=self._clock.wall(),
+            success=False,
+            error_message="not started: the task was deleted or disabled during its jitter delay",
+        )
+        await self._owed(
+            f"ending the dropped fire of {task_id}",
+            functools.partial(self._store.finish_execution, fired.execution_id, outcome),
+        )
+
+    # ------------------------------------------------------------ the one write path
+
+    async def _record(self, fires: Sequence[Fire], marks: Sequence[RunMark] = ()) -> list[Fired]:
+        """Record ``fires`` and ``marks`` in one write, fenced by the lease, each attempt once."""
+        started = self._clock.wall()
+        news = [
+            NewExecution(
+                task_id=fire.task.task_id,
+                scheduled_at=fire.instant,
+                started_at=started,
+                retry_count=fire.attempt - 1,
+            )
+            for fire in fires
+        ]
+        stored = await self._owed(
+            f"recording {len(news)} fires",
+            functools.partial(self._store.record_fires, news, marks=marks, fence=self._lease.fence),
+        )
+        return [Fired(fire, one) for fire, one in zip(fires, stored, strict=True)]
+
+    async def _record_missed(self, task: CompiledTask, plan: MisfirePlan) -> None:
+        runs = [
+            NewMissedRun(first_at=m.instant, last_at=m.instant, count=1, reason=m.reason)
+            for m in plan.missed
+        ]
+        if plan.unlisted is not None:
+            gap = plan.unlisted
+            runs.insert(
+                0,
+                NewMissedRun(
+                    first_at=gap.first, last_at=gap.last, count=gap.count, reason=gap.reason
+                ),
+            )
+        if not runs:
+            return
+        for start in range(0, len(runs), MAX_MISSED_BATCH):
+            await self._owed(
+                f"recording the missed runs of {task.task_id}",
+                functools.partial(
+                    self._store.record_missed,
+                    task.task_id,
+                    runs[start : start + MAX_MISSED_BATCH],
+                    fence=self._lease.fence,
+                ),
+            )
+        self._counters["missed"] += sum(run.count for run in runs)
+        self._log.info("task %s: %d fires not run (%s)", task.task_id, len(runs), runs[-1].reason)
+        await self._events.status(
+            task.record.owner, task.task_id, "missed", runs=[plain(run) for run in runs[-10:]]
+        )
+
+    # ------------------------------------------------------------ dispatching
+
+    async def _dispatch(self, fired: Sequence[Fired]) -> None:
+        """Dispatch the recorded fires that are owed (a duplicate that finished is not), then
+        publish each ``queued``."""
+        owed: list[Fired] = []
+        for one in fired:
+            if one.stored.duplicate:
+                self._counters["duplicate_fires"] += 1
+                if one.stored.success is not None:
+                    continue  # ran already: nothing is owed
+            else:
+                self._counters["fires"] += 1
+            owed.append(one)
+        await self._dispatch_all(
+            [(f.fire.task, f.execution_id, f.fire.instant, f.fire.attempt) for f in owed]
+        )
+        for one in owed:
+            fire = one.fire
+            await self._events.status(
+                fire.task.record.owner,
+                fire.task.task_id,
+                "queued",
+                execution_id=one.execution_id,
+                scheduled_at=fire.instant.isoformat(),
+                attempt=fire.attempt,
+                coalesced=fire.coalesced,
+                reason=fire.reason,
+            )
+
+    async def _dispatch_all(
+        self, dispatches: Sequence[tuple[CompiledTask, str, datetime, int]]
+    ) -> None:
+        """Queue every dispatch, then wait until the broker holds them all."""
+        confirmations = [
+            self._enqueue(
+                dispatch_queue(task.task_id),
+                self._dispatch_payload(task, execution_id, instant, attempt),
+                work_id(execution_id),
+            )
+            for task, execution_id, instant, attempt in dispatches
+        ]
+        if not confirmations:
+            return
+        done, pending = await asyncio.wait(confirmations, timeout=DISPATCH_TIMEOUT_S)
+        for confirmed in done:
+            confirmed.result()  # raises why the broker refused it
+        if pending:
+            raise AskTimeout(
+                f"broker did not confirm {len(pending)} dispatches within {DISPATCH_TIMEOUT_S}s"
+            )
+        self._counters["dispatched"] += len(confirmations)
+
+    def _dispatch_payload(
+        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
+    ) -> Payload:
+        return Dispatch(
+            execution_id=execution_id,
+            task_id=task.task_id,
+            task_class=task.record.task_class,
+            scheduled_at=instant,
+            attempt=attempt,
+            timeout_s=task.policies.timeout_s(self._settings),
+            allow_overlap=task.policies.run.allow_overlap,
+            config=task.record.config,
+            owner=task.record.owner,
+        ).payload()

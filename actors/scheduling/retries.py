@@ -1,0 +1,189 @@
+"""Results and retries: a failed attempt is tried again by its task's retry policy, on a timer of
+the scheduler's clock, or given up as a dead letter (kept in the store, published on the owner's
+``scheduler.task.dead``).
+
+A retry or a dead letter is decided from what the store holds, never from what a result says: a
+result is acted on only if it names an attempt that was recorded (so dispatched) for that task,
+instant and attempt, and that ended failed in the store. After a takeover, the failures no leader
+settled are decided again from the store (``actors.scheduling.takeover``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import Counter
+from datetime import datetime
+
+from actors.scheduling.background import Background
+from actors.scheduling.definitions import CompiledTask
+from actors.scheduling.events import Events
+from actors.scheduling.firing import Firing
+from actors.scheduling.owed import Owed
+from actors.scheduling.protocol import RunResult
+from actors.scheduling.roster import Roster
+from actors.storing.client import StoreClient
+from scheduler import Clock, RetryDecision, Timer
+from store.errors import NotFound
+from store.records import ExecutionRecord, NewDeadLetter
+
+RetryKey = tuple[str, datetime, int]  # task id, the fire's instant, the attempt to run
+
+
+def failure_of(execution: ExecutionRecord) -> RunResult:
+    """A failed execution as the store has it, as a RunResult (its error's class names are the
+    ones the executor stored in its result; ``Exception`` if it stored none)."""
+    result = execution.result or {}
+    names = result.get("error_type")
+    return RunResult(
+        execution_id=execution.execution_id,
+        task_id=execution.task_id,
+        scheduled_at=execution.scheduled_at,
+        attempt=execution.retry_count + 1,
+        success=False,
+        completed_at=execution.completed_at or execution.started_at,
+        error_type=tuple(names) if isinstance(names, list) and names else ("Exception",),
+        error_message=execution.error_message or "",
+    )
+
+
+def dead_letter(task_id: str, failure: RunResult, decision: RetryDecision) -> NewDeadLetter:
+    """The fire of ``failure`` given up on, as the store keeps it."""
+    return NewDeadLetter(
+        task_id=task_id,
+        scheduled_at=failure.scheduled_at,
+        attempts=failure.attempt,
+        error_type=failure.error_type[0],
+        last_error=failure.error_message,
+        reason=decision.reason,
+        failed_at=failure.completed_at,
+    )
+
+
+class Retries:
+    def __init__(
+        self,
+        *,
+        store: StoreClient,
+        owed: Owed,
+        roster: Roster,
+        firing: Firing,
+        events: Events,
+        counters: Counter[str],
+        clock: Clock,
+        background: Background,
+        log: logging.Logger,
+    ) -> None:
+        self._store = store
+        self._owed = owed
+        self._roster = roster
+        self._firing = firing
+        self._events = events
+        self._counters = counters
+        self._clock = clock
+        self._background = background
+        self._log = log
+        self._timers: dict[RetryKey, Timer] = {}
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+    def pending(self, task_id: str) -> list[tuple[datetime, int]]:
+        """The task's retries waiting for their time: (the fire's instant, the attempt)."""
+        return sorted(
+            (instant, attempt) for (tid, instant, attempt) in self._timers if tid == task_id
+        )
+
+    def cancel(self, task_id: str) -> None:
+        """Drop the task's waiting retries (it was deleted or disabled)."""
+        for key in [key for key in self._timers if key[0] == task_id]:
+            self._timers.pop(key).cancel()
+
+    def cancel_all(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    async def settle(self, result: RunResult) -> str | None:
+        """Act on an executor's result: a failure of a task still fired is retried or given up.
+        Returns why the result is dropped (the store knows no such failed attempt), else None."""
+        self._counters["succeeded" if result.success else "failed"] += 1
+        task = self._roster.get(result.task_id)
+        if result.success or task is None:
+            return None
+        failure = await self._stored_failure(result)
+        if failure is None:
+            return (
+                f"no failed run {result.execution_id} of {result.task_id} at "
+                f"{result.scheduled_at.isoformat()}, attempt {result.attempt}, in the store"
+            )
+        await self.after_failure(task, failure)
+        return None
+
+    async def _stored_failure(self, result: RunResult) -> RunResult | None:
+        """The failure as the store has it, if ``result`` names a recorded attempt of that task,
+        instant and attempt that ended failed; else None."""
+        try:
+            execution = await self._store.get_execution(result.execution_id)
+        except NotFound:
+            return None
+        failure = failure_of(execution)
+        if (
+            execution.success is not False
+            or failure.task_id != result.task_id
+            or failure.scheduled_at != result.scheduled_at
+            or failure.attempt != result.attempt
+        ):
+            return None
+        return failure
+
+    async def after_failure(self, task: CompiledTask, failure: RunResult) -> None:
+        """Retry the failed attempt by the task's policy, or give its fire up."""
+        key = f"{task.task_id}@{failure.scheduled_at.isoformat()}"
+        decision = task.policies.retry.decide(failure.attempt, failure.error_type, key)
+        if not decision.retry:
+            await self._give_up(task, failure, decision)
+            return
+        attempt = failure.attempt + 1
+        self._retry_at(task, failure.scheduled_at, attempt, decision.retry_at(failure.completed_at))
+        await self._events.status(
+            task.record.owner,
+            task.task_id,
+            "retry_scheduled",
+            scheduled_at=failure.scheduled_at.isoformat(),
+            attempt=attempt,
+            reason=decision.reason,
+        )
+
+    def _retry_at(self, task: CompiledTask, instant: datetime, attempt: int, due: datetime) -> None:
+        key = (task.task_id, instant, attempt)
+        if key in self._timers:
+            return
+        delay = max(0.0, (due - self._clock.wall()).total_seconds())
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            current = self._roster.get(task.task_id)
+            if current is not None:
+                self._background.spawn(
+                    self._firing.fire(current, instant, attempt=attempt, reason="retry")
+                )
+
+        self._timers[key] = self._clock.call_later(delay, fire)
+
+    async def _give_up(
+        self, task: CompiledTask, failure: RunResult, decision: RetryDecision
+    ) -> None:
+        letter = dead_letter(task.task_id, failure, decision)
+        await self._owed(
+            f"writing the dead letter of {task.task_id}",
+            functools.partial(self._store.add_dead_letter, letter),
+        )
+        self._counters["dead"] += 1
+        self._log.warning(
+            "task %s fire %s given up: %s",
+            task.task_id,
+            letter.scheduled_at.isoformat(),
+            letter.reason,
+        )
+        await self._events.dead(task.record.owner, letter)
