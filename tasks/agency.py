@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
 
+from config import topics
 from tasks.base import BaseTask
 from tasks.context import TaskContext
 from tasks.digest import summarise
@@ -46,7 +47,7 @@ class DailyDigest(BaseTask):
         until = ctx.scheduled_at.astimezone(UTC)
         since = until - timedelta(hours=options.window_h)
         stats = await ctx.services.ask(
-            "store.stats", {"since": since.isoformat()}, timeout=options.ask_timeout_s
+            topics.STORE_STATS, {"since": since.isoformat()}, timeout=options.ask_timeout_s
         )
         failing = sorted(
             (task for task in stats.get("tasks") or [] if task.get("failed")),
@@ -56,7 +57,7 @@ class DailyDigest(BaseTask):
         for done, task in enumerate(failing, start=1):
             ctx.check_cancelled()
             page = await ctx.services.ask(
-                "store.execution.history",
+                topics.STORE_EXECUTION_HISTORY,
                 {"task_id": task["task_id"], "limit": options.failures_per_task},
                 timeout=options.ask_timeout_s,
             )

@@ -8,12 +8,12 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from config import topics
 from tasks.base import BaseTask
 from tasks.context import TaskContext
 from tasks.options import TaskOptions, require_option
 from tasks.result import TaskResult
 
-HEALTH_CHECK_TOPIC = "scheduler.health.check"
 _MIB = 1024 * 1024
 
 
@@ -43,7 +43,7 @@ class LogCleanup(BaseTask):
     async def execute(self, ctx: TaskContext[LogCleanupOptions]) -> TaskResult:
         options = ctx.options
         report = await ctx.services.ask(
-            "store.retention.run",
+            topics.STORE_RETENTION_RUN,
             {"retention_days": options.retention_days, "max_executions": options.max_executions},
             timeout=options.ask_timeout_s,
         )
@@ -71,9 +71,7 @@ class DatabaseVacuum(BaseTask):
     timeout_s = 900.0
 
     async def execute(self, ctx: TaskContext[DatabaseVacuumOptions]) -> TaskResult:
-        reply = await ctx.services.ask(
-            "store.maintenance.vacuum", {}, timeout=ctx.options.ask_timeout_s
-        )
+        reply = await ctx.services.ask(topics.STORE_VACUUM, {}, timeout=ctx.options.ask_timeout_s)
         return TaskResult.ok(**reply)
 
 
@@ -108,14 +106,14 @@ class HealthCheck(BaseTask):
         # Statistics of this task alone: an indexed count, cheap whatever the history's size.
         store = {"task_id": ctx.task_id}
         checks = {
-            "store": await _round_trip(ctx, "store.stats", store, options.ask_timeout_s),
-            "bus": await _round_trip(ctx, "bus.stats", {}, options.ask_timeout_s),
+            "store": await _round_trip(ctx, topics.STORE_STATS, store, options.ask_timeout_s),
+            "bus": await _round_trip(ctx, topics.BUS_STATS, {}, options.ask_timeout_s),
             "disk": await _disk(ctx, options.min_free_mb),
             "loop_lag": _check(ctx.loop_lag_s() * 1000.0, options.max_lag_ms, "ms"),
         }
         failed = [name for name, check in checks.items() if not check["ok"]]
         await ctx.services.publish(
-            HEALTH_CHECK_TOPIC,
+            topics.HEALTH_CHECK_EVENTS,
             {
                 "task_id": ctx.task_id,
                 "execution_id": ctx.execution_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config import topics
 from tasks.base import BaseTask
 from tasks.context import TaskContext
 from tasks.options import TaskOptions, require_option
@@ -39,12 +40,10 @@ class KeyRotation(BaseTask):
 
     async def execute(self, ctx: TaskContext[KeyRotationOptions]) -> TaskResult:
         options = ctx.options
-        rekey = await ctx.services.ask(
-            "store.maintenance.rekey", {}, timeout=options.rekey_timeout_s
-        )
+        rekey = await ctx.services.ask(topics.STORE_REKEY, {}, timeout=options.rekey_timeout_s)
         await ctx.progress(0.5, "rekeyed; checking integrity")
         check = await ctx.services.ask(
-            "store.maintenance.integrity_check", {}, timeout=options.check_timeout_s
+            topics.STORE_INTEGRITY_CHECK, {}, timeout=options.check_timeout_s
         )
         problems = [str(problem) for problem in check.get("problems") or []]
         data = {

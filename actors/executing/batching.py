@@ -14,15 +14,18 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from bus import BusError, RemoteError
+from bus import AskTimeout, BusError, RemoteError
+from scheduler import Clock, SystemClock, sleep
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 log = logging.getLogger("taskbus.executor")
 
-RETRY_PAUSE_S = 0.2  # between two tries of a batch the store was too busy to take
-_TRANSIENT = ("busy",)
+RETRY_PAUSE_S = 0.2  # between two tries of a batch the store did not take
+# What the store did not decide: the bus refused the ask (busy, no responder...) or no answer
+# came in time. Asking again may succeed; a StoreError (the store's own answer) would not.
+TRANSIENT: tuple[type[Exception], ...] = (RemoteError, AskTimeout, TimeoutError)
 
 
 class StoreBatch(Generic[K, V]):
@@ -30,8 +33,8 @@ class StoreBatch(Generic[K, V]):
     ``limit`` items at most and returns one answer per item, in order, an exception being that
     item's failure alone (or it raises, for all of them).
 
-    ``send`` is tried again, after a pause, while the store answers ``busy`` or does not answer
-    (it must be safe to repeat); any other error fails every item of the batch.
+    ``send`` is tried again, after ``RETRY_PAUSE_S`` on ``clock``, while it raises one of
+    ``TRANSIENT`` (it must be safe to repeat); any other error fails every item of the batch.
     """
 
     def __init__(
@@ -42,12 +45,14 @@ class StoreBatch(Generic[K, V]):
         max_bytes: int = 256 * 1024,
         size: Callable[[K], int] | None = None,
         name: str = "batch",
+        clock: Clock | None = None,
     ) -> None:
         self._send = send
         self._limit = limit
         self._max_bytes = max_bytes
         self._size = size
         self._name = name
+        self._clock = clock or SystemClock()
         self._items: list[K] = []
         self._futures: list[asyncio.Future[V]] = []
         self._bytes = 0
@@ -68,7 +73,7 @@ class StoreBatch(Generic[K, V]):
         if len(self._items) >= self._limit:
             self._flush()
         elif self._scheduled is None:
-            self._scheduled = loop.call_soon(self._flush)
+            self._scheduled = loop.call_soon(self._flush)  # the end of this turn, not a pause
         return future
 
     async def close(self) -> None:
@@ -123,11 +128,6 @@ class StoreBatch(Generic[K, V]):
         while True:
             try:
                 return await self._send(items)
-            except RemoteError as exc:
-                if exc.code not in _TRANSIENT:
-                    raise
-                problem: Exception = exc
-            except TimeoutError as exc:
-                problem = exc
-            log.warning("%s of %d failed (%s); trying again", self._name, len(items), problem)
-            await asyncio.sleep(RETRY_PAUSE_S)
+            except TRANSIENT as exc:
+                log.warning("%s of %d failed (%s); trying again", self._name, len(items), exc)
+            await sleep(self._clock, RETRY_PAUSE_S)

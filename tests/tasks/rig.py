@@ -17,13 +17,14 @@ from actors.executing import ExecutorActor
 from actors.executing.resources import Load
 from actors.scheduling import SchedulerActor
 from actors.scheduling.owners import Owners
-from actors.store import LibsqlStore, StoreActor
-from actors.store.records import TaskSpec
+from actors.storing import StoreActor
 from bus import BusClient, Envelope, KeysDirectory, Subscription
 from bus.acl import Roles
 from config import BusSettings
 from config.actors import ActorSettings
 from config.sections import CategorySettings, ResourceSettings, SchedulerSettings
+from store import LibsqlStore
+from store.records import TaskSpec
 from tasks import TaskRegistry
 from tests.asking import Asking
 from tests.bus.waits import eventually

@@ -4,13 +4,17 @@ machine's load is read from /proc at most once per interval, however many runs s
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from actors.executing.batching import StoreBatch
+from actors.executing.batching import RETRY_PAUSE_S, StoreBatch
 from actors.executing.resources import SystemProbe
 from bus import RemoteError
+from scheduler import FakeClock
+from store.errors import InvalidValue
+from tests.bus.waits import eventually
 
 
 async def test_items_submitted_in_one_turn_go_in_one_request_each_with_its_answer() -> None:
@@ -39,13 +43,17 @@ async def test_a_busy_store_is_asked_again_and_other_errors_fail_the_whole_batch
         if len(tries) == 1:
             raise RemoteError("busy", "store cannot take it now")
         if "bad" in items:
-            raise RemoteError("invalid", "executions[0]: bad")
+            raise InvalidValue("executions[0]", "bad")  # the store's own refusal
         return [item.upper() for item in items]
 
-    batch: StoreBatch[str, str] = StoreBatch(send, limit=10)
-    assert await asyncio.gather(batch.submit("a"), batch.submit("b")) == ["A", "B"]
+    clock = FakeClock(datetime(2024, 5, 1, tzinfo=UTC))
+    batch: StoreBatch[str, str] = StoreBatch(send, limit=10, clock=clock)
+    both = asyncio.gather(batch.submit("a"), batch.submit("b"))
+    await eventually(lambda: clock.next_timer_s is not None, "the batch pauses to ask again")
+    clock.advance(RETRY_PAUSE_S)
+    assert await both == ["A", "B"]
     assert tries[:2] == [["a", "b"], ["a", "b"]]
-    with pytest.raises(RemoteError, match="invalid"):
+    with pytest.raises(InvalidValue, match=r"executions\[0\]: bad"):
         await batch.submit("bad")
 
 

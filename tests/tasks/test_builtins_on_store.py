@@ -11,11 +11,11 @@ from pathlib import Path
 
 import libsql
 
-from actors.assembly import builtin_specs
-from actors.store import MasterKey
-from actors.store.records import TaskSpec
 from config.sections import PathSettings
 from config.settings import Settings
+from store import MasterKey
+from store.records import TaskSpec
+from taskbus.assembly import builtin_specs
 from tasks import TaskRegistry
 from tests.tasks.rig import Rig, Start
 

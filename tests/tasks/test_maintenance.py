@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from config.topics import HEALTH_CHECK_EVENTS
 from scheduler import FakeClock
 from tasks import TaskResult
 from tasks.maintenance import (
-    HEALTH_CHECK_TOPIC,
     DatabaseVacuum,
     DatabaseVacuumOptions,
     HealthCheck,
@@ -122,7 +122,7 @@ async def test_health_check_passes_and_publishes_each_check(tmp_path: Path) -> N
     assert result == TaskResult.ok(checks=checks)
     assert services.published == [
         (
-            HEALTH_CHECK_TOPIC,
+            HEALTH_CHECK_EVENTS,
             {
                 "task_id": "maintenance.health_check",
                 "execution_id": ctx.execution_id,
@@ -131,7 +131,7 @@ async def test_health_check_passes_and_publishes_each_check(tmp_path: Path) -> N
             },
         )
     ]
-    assert HEALTH_CHECK_TOPIC == "scheduler.health.check"
+    assert HEALTH_CHECK_EVENTS == "scheduler.health.check"
 
 
 async def test_health_check_fails_when_the_store_does_not_answer(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.client import TaskbusClient
 from bus import KeysDirectory
 from config import load_settings
+from taskbus.client import TaskbusClient
 from tests.bus.waits import eventually
 from tests.e2e.procs import free_port, running_up, start_taskbus, wait_for_line
 
