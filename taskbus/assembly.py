@@ -17,11 +17,11 @@ from actors.executing import ExecutorActor
 from actors.health import HealthActor
 from actors.scheduling import SchedulerActor
 from actors.scheduling.owners import SYSTEM_OWNER, Owners
-from actors.store.actor import StoreActor
-from actors.store.libsql_store import LibsqlStore
-from actors.store.records import TaskSpec
+from actors.storing.actor import StoreActor
 from bus.acl import Roles
 from config.settings import Settings, thawed
+from store.libsql_store import LibsqlStore
+from store.records import TaskSpec
 from tasks import TaskRegistry
 from tasks.effective import effective_schedule
 

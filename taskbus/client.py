@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bus import AskTimeout, AuthError, BusClient, KeysDirectory, RemoteError
+from actors.storing import StoreClient
+from bus import AskTimeout, AuthError, BusClient, Envelope, KeysDirectory, NoResponder, RemoteError
 from bus.envelope import Payload
 from bus.subscription import Subscription
+from config import topics
 from config.errors import TaskbusError
 from config.settings import Settings
 
@@ -28,30 +30,18 @@ DEFAULT_TIMEOUT_S = 10.0
 # What `watch` follows by default: every task's life, dead letters, the scheduler's errors and
 # health. A prefix also matches longer topics (``scheduler.health`` matches
 # ``scheduler.health.check``, the health-check task's report).
-WATCH_TOPICS = (
-    "scheduler.task.status",
-    "scheduler.task.dead",
-    "scheduler.error",
-    "scheduler.health",
-)
+WATCH_TOPICS = (topics.STATUS_EVENTS, topics.DEAD_EVENTS, topics.ERROR_EVENTS, topics.HEALTH)
 
 
 class Unreachable(TaskbusError):
     """No running taskbus answered at the endpoint."""
 
 
-class Refused(TaskbusError):
-    """The system answered with an error; ``code`` says which (``invalid``, ``not_found``...)."""
-
-    def __init__(self, topic: str, code: str, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"{topic}: {code}: {reason}")
-
-
 class TaskbusClient:
     """Asks the scheduler, the store and the health actor; every method returns the reply's
-    payload, raises Refused for an error reply and Unreachable when nothing answered."""
+    payload, raises ``bus.RemoteError`` (a ``Refused``: ``code`` says which, ``invalid``,
+    ``not_found``...; the message leads with the topic) for an error reply and Unreachable when
+    nothing answered."""
 
     def __init__(
         self,
@@ -66,6 +56,8 @@ class TaskbusClient:
         self.bus = client
         self.timeout_s = timeout_s
         self.responder_wait_s = responder_wait_s
+        # The store's maintenance, for admins (integrity check, rekey), as a typed client.
+        self.store = StoreClient(self._envelope, timeout_s=timeout_s)
 
     @classmethod
     @asynccontextmanager
@@ -130,7 +122,7 @@ class TaskbusClient:
             payload["timezone"] = timezone
         if config is not None:
             payload["config"] = config
-        return await self._task("scheduler.task.create", payload)
+        return await self._task(topics.TASK_CREATE, payload)
 
     async def update(
         self, task_id: str, *, expected_version: int | None = None, **changes: Any
@@ -139,32 +131,32 @@ class TaskbusClient:
         payload = {"task_id": task_id, **changes}
         if expected_version is not None:
             payload["expected_version"] = expected_version
-        return await self._task("scheduler.task.update", payload)
+        return await self._task(topics.TASK_UPDATE, payload)
 
     async def delete(self, task_id: str) -> None:
-        await self.ask("scheduler.task.delete", {"task_id": task_id})
+        await self.ask(topics.TASK_DELETE, {"task_id": task_id})
 
     async def enable(self, task_id: str) -> dict[str, Any]:
-        return await self._task("scheduler.task.enable", {"task_id": task_id})
+        return await self._task(topics.TASK_ENABLE, {"task_id": task_id})
 
     async def disable(self, task_id: str) -> dict[str, Any]:
-        return await self._task("scheduler.task.disable", {"task_id": task_id})
+        return await self._task(topics.TASK_DISABLE, {"task_id": task_id})
 
     async def trigger(self, task_id: str) -> str:
         """Runs the task now, outside its schedule; the new execution's id."""
-        reply = await self.ask("scheduler.task.trigger", {"task_id": task_id})
+        reply = await self.ask(topics.TASK_TRIGGER, {"task_id": task_id})
         return str(reply["execution_id"])
 
     async def reset(self, task_id: str) -> dict[str, Any]:
         """Forgets the last run: the next fire is the first after now, nothing counts as missed."""
-        return await self._task("scheduler.task.reset", {"task_id": task_id})
+        return await self._task(topics.TASK_RESET, {"task_id": task_id})
 
     async def get(self, task_id: str) -> dict[str, Any]:
-        return await self._task("scheduler.task.get", {"task_id": task_id})
+        return await self._task(topics.TASK_GET, {"task_id": task_id})
 
     async def status(self, task_id: str) -> dict[str, Any]:
         """``{status, next_fire, pending_retries}`` (docs/protocol.md §13)."""
-        return await self.ask("scheduler.task.status", {"task_id": task_id})
+        return await self.ask(topics.TASK_STATUS, {"task_id": task_id})
 
     async def tasks(self, *, with_status: bool = False) -> list[dict[str, Any]]:
         """Every task, by id; with ``with_status`` each also has ``next_fire`` and ``status``."""
@@ -174,7 +166,7 @@ class TaskbusClient:
             payload: dict[str, Any] = {"after": cursor, "limit": 100}
             if with_status:
                 payload["with_status"] = True
-            page = await self.ask("scheduler.task.list", payload)
+            page = await self.ask(topics.TASK_LIST, payload)
             found.extend(page["tasks"])
             cursor = page["next_cursor"]
             if cursor is None:
@@ -182,13 +174,13 @@ class TaskbusClient:
 
     async def history(self, task_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """The task's latest ``limit`` executions, latest first."""
-        reply = await self.ask("scheduler.task.history", {"task_id": task_id, "limit": limit})
+        reply = await self.ask(topics.TASK_HISTORY, {"task_id": task_id, "limit": limit})
         return list(reply["executions"])
 
     async def missed(self, task_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         """The task's latest ``limit`` fires that did not run, latest first: ``first_at``,
         ``last_at``, ``count`` and ``reason`` each."""
-        reply = await self.ask("scheduler.task.missed", {"task_id": task_id, "limit": limit})
+        reply = await self.ask(topics.TASK_MISSED, {"task_id": task_id, "limit": limit})
         return list(reply["missed"])
 
     # ------------------------------------------------------------ the system
@@ -196,11 +188,11 @@ class TaskbusClient:
     async def stats(self, wait_s: float | None = None) -> dict[str, Any]:
         """``scheduler.stats``; waits up to ``wait_s`` (default ``responder_wait_s``) for a
         scheduler to lead."""
-        return await self.ask("scheduler.stats", wait_s=wait_s)
+        return await self.ask(topics.SCHEDULER_STATS, wait_s=wait_s)
 
     async def health(self) -> dict[str, Any]:
         """``{status, actors}``: healthy, degraded or critical, with every actor's reasons."""
-        return await self.ask("scheduler.health")
+        return await self.ask(topics.HEALTH)
 
     async def watch(self, *prefixes: str) -> Subscription:
         """An async iterator of events on ``prefixes`` (default WATCH_TOPICS) until closed."""
@@ -213,20 +205,29 @@ class TaskbusClient:
     ) -> dict[str, Any]:
         """The reply's payload; retried for up to ``wait_s`` (default ``responder_wait_s``)
         while nothing serves ``topic``."""
+        reply = await self._envelope(topic, payload or {}, None, wait_s=wait_s)
+        return dict(reply.payload)
+
+    async def _envelope(
+        self,
+        topic: str,
+        payload: Payload,
+        timeout_s: float | None,
+        *,
+        wait_s: float | None = None,
+    ) -> Envelope:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.responder_wait_s if wait_s is None else wait_s)
         while True:
             try:
-                reply = await self.bus.ask(topic, payload or {}, self.timeout_s)
-            except RemoteError as exc:
-                if exc.code != "no_responder":
-                    raise Refused(topic, exc.code, exc.reason) from exc
+                return await self.bus.ask(topic, payload, timeout_s or self.timeout_s)
+            except NoResponder as exc:
                 if loop.time() >= deadline:
                     raise Unreachable(f"nothing in the running taskbus answers {topic!r}") from exc
+            except RemoteError as exc:
+                raise RemoteError(exc.code, exc.reason, topic=topic) from exc
             except AskTimeout as exc:
                 raise Unreachable(str(exc)) from exc
-            else:
-                return dict(reply.payload)
             await asyncio.sleep(0.05)
 
     async def _task(self, topic: str, payload: Payload) -> dict[str, Any]:

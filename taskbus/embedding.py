@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from actors.assembly import Assembly
-from actors.client import TaskbusClient
 from actors.system import ActorState, ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.errors import TaskbusError
 from config.settings import Settings
+from taskbus.assembly import Assembly
+from taskbus.client import TaskbusClient
 
 log = logging.getLogger("taskbus")
 

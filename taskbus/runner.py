@@ -12,12 +12,12 @@ import sys
 from collections.abc import Iterator
 
 from actors.actor import Actor
-from actors.assembly import ActorFactory, Assembly
-from actors.embedding import Taskbus
 from actors.system import ActorSystem, ShutdownReport
 from bus import KeysDirectory
 from config.errors import TaskbusError
 from config.settings import Settings
+from taskbus.assembly import ActorFactory, Assembly
+from taskbus.embedding import Taskbus
 
 log = logging.getLogger("taskbus.runner")
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from config import topics
+
 _UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 JSON_DEPTH = 64  # levels shown; the bus carries at most 32 (bus.envelope.MAX_PAYLOAD_DEPTH)
 
@@ -34,6 +36,19 @@ def _span(seconds: float) -> str:
         if len(parts) == 2 or (parts and size < 3_600):
             break
     return " ".join(parts) or "1s"
+
+
+def instant(value: str | None, now: datetime) -> str:
+    """``2024-05-01 09:00:00 CEST (in 3m)``, in the local zone; ``-`` for None."""
+    if value is None:
+        return "-"
+    zoned = datetime.fromisoformat(value).astimezone()
+    return f"{zoned:%Y-%m-%d %H:%M:%S %Z} ({relative(value, now)})"
+
+
+def local(value: str) -> str:
+    """``2024-05-01 09:00:00``: the instant in the local zone."""
+    return f"{datetime.fromisoformat(value).astimezone():%Y-%m-%d %H:%M:%S}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -67,7 +82,7 @@ def event_line(topic: str, sender: str, payload: Mapping[str, Any], received: da
         value = fields.pop(key, None)
         if isinstance(value, str):
             head.append(value)
-    if topic.startswith("scheduler.health") and isinstance(fields.get("actors"), dict):
+    if topic.startswith(topics.HEALTH) and isinstance(fields.get("actors"), dict):
         actors = fields.pop("actors")
         fields["unwell"] = ",".join(
             f"{name}:{report['status']}"

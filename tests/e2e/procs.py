@@ -45,7 +45,7 @@ def taskbus(
 ) -> subprocess.CompletedProcess[str]:
     """``taskbus <args>`` run to completion, as a user would from a shell."""
     return subprocess.run(
-        [sys.executable, "-m", "actors.cli", *args],
+        [sys.executable, "-m", "taskbus", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -58,7 +58,7 @@ def taskbus(
 def start_taskbus(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     """``taskbus <args>`` as a child process; its stderr is piped for ``wait_for_line``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", *args],
+        [sys.executable, "-m", "taskbus", *args],
         env=env,
         cwd=ROOT,
         stderr=subprocess.PIPE,

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from actors.client import TaskbusClient
 from bus import KeysDirectory
+from taskbus.client import TaskbusClient
 from tests.bus.waits import eventually
 from tests.e2e.procs import free_port, start_taskbus, wait_for_line
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from actors.client import TaskbusClient
 from config import load_settings
+from taskbus.client import TaskbusClient
 from tests.bus.waits import eventually
 from tests.e2e.procs import taskbus as taskbus_cli
 from tests.e2e.system import (

@@ -17,9 +17,9 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from actors.client import Refused, TaskbusClient
 from bus import EnvelopeError, KeysDirectory, wire
 from config import Settings, load_settings
+from taskbus import Refused, TaskbusClient
 from tests.bus.raw import RawPeer, envelope, nested, pack
 from tests.e2e.procs import ROOT, free_port, running_up, taskbus
 
@@ -213,7 +213,7 @@ def test_a_closed_stdout_ends_the_cli_quietly(env: dict[str, str]) -> None:
         os.close(reader)
         try:
             result = subprocess.run(
-                [sys.executable, "-m", "actors.cli", *command],
+                [sys.executable, "-m", "taskbus", *command],
                 env=env,
                 cwd=ROOT,
                 stdout=writer,
@@ -233,7 +233,7 @@ def test_watch_ends_quietly_when_its_reader_stops_after_one_line(env: dict[str, 
     cli(env, "task", "create", "user.piped", "--class", REMINDER, "--schedule", "0 3 * * *")
     try:
         watch = subprocess.Popen(
-            [sys.executable, "-m", "actors.cli", "watch", "--topic", "user.reminder"],
+            [sys.executable, "-m", "taskbus", "watch", "--topic", "user.reminder"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from actors.client import TaskbusClient
 from config import load_settings
+from taskbus.client import TaskbusClient
 from tests.bus.waits import eventually
 from tests.e2e.procs import free_port, running_up
 

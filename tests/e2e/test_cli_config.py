@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _taskbus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "actors.cli", *args],
+        [sys.executable, "-m", "taskbus", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,

@@ -231,7 +231,7 @@ def test_watch_prints_events_until_interrupted(env: dict[str, str], cli: Run) ->
         "@yearly",
     )
     watch = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "watch", "--topic", "scheduler.task.status"],
+        [sys.executable, "-m", "taskbus", "watch", "--topic", "scheduler.task.status"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from actors.client import TaskbusClient
 from config import load_settings
+from taskbus.client import TaskbusClient
 from tests.bus.waits import eventually
 from tests.e2e.crash_tasks import RELEASE
 from tests.e2e.system import (

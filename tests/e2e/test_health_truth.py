@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from actors.client import TaskbusClient
 from bus import BusClient, KeysDirectory
 from config import load_settings
+from taskbus.client import TaskbusClient
 from tests.e2e.system import actor, environment, sigkill, terminate, until, up
 
 pytestmark = pytest.mark.timeout(180)

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from actors.client import Refused, TaskbusClient
 from bus import BusClient, KeysDirectory, RemoteError
 from config import load_settings
 from config.settings import Settings
+from taskbus import Refused, TaskbusClient
 from tests.e2e.procs import free_port, running_up
 
 pytestmark = pytest.mark.timeout(180)

@@ -51,7 +51,7 @@ def host_b() -> Iterator[str]:
 
 
 def _cli(home: Path, *args: str, netns: str | None = None) -> list[str]:
-    command = [sys.executable, "-m", "actors.cli", "--home", str(home), *args]
+    command = [sys.executable, "-m", "taskbus", "--home", str(home), *args]
     return ["ip", "netns", "exec", netns, *command] if netns else command
 
 

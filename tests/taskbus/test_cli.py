@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def taskbus(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "actors.cli", *args],
+        [sys.executable, "-m", "taskbus", *args],
         env={**os.environ, "TASKBUS_HOME": str(home)},
         cwd=ROOT,
         capture_output=True,

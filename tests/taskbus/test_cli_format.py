@@ -8,7 +8,7 @@ from typing import Any
 
 import msgpack
 
-from actors import cli_format as fmt
+from taskbus.cli import format as fmt
 from tests.bus.raw import nested
 
 

@@ -1,0 +1,49 @@
+"""taskbus: a background-task scheduler built as ZeroMQ actors over an encrypted libSQL store.
+
+What a host application imports::
+
+    from taskbus import Taskbus, TaskbusClient, BaseTask, TaskContext, TaskResult, load_settings
+
+``Taskbus`` runs every actor inside the host's asyncio loop; ``TaskbusClient`` manages tasks of a
+running taskbus from any process or host; ``BaseTask``, ``TaskContext`` and ``TaskResult`` are
+what a task is written with. The ``taskbus`` command (``python -m taskbus``) is
+:mod:`taskbus.cli`.
+"""
+
+from bus import Refused, RemoteError
+from config import Settings, load_settings
+from config.errors import ConfigError, TaskbusError
+from taskbus.client import TaskbusClient, Unreachable
+from taskbus.embedding import Taskbus
+from tasks import (
+    BaseTask,
+    TaskCancelled,
+    TaskContext,
+    TaskDefinitionError,
+    TaskOptions,
+    TaskPermissionError,
+    TaskResult,
+    UnknownTaskClass,
+    require_option,
+)
+
+__all__ = [
+    "BaseTask",
+    "ConfigError",
+    "Refused",
+    "RemoteError",
+    "Settings",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskDefinitionError",
+    "TaskOptions",
+    "TaskPermissionError",
+    "TaskResult",
+    "Taskbus",
+    "TaskbusClient",
+    "TaskbusError",
+    "UnknownTaskClass",
+    "Unreachable",
+    "load_settings",
+    "require_option",
+]

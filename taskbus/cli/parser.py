@@ -1,0 +1,284 @@
+"""The ``taskbus`` command's arguments: the global options, every command's own, and what the
+global options make of the settings. Each command's ``func`` is its handler in the module of its
+noun (up, keys, task, status, store)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from config import Settings, load_settings
+from taskbus.cli import keys, status, store, task, up
+from taskbus.cli._remote import Handler
+
+Commands = Any  # argparse's private _SubParsersAction
+
+
+def build(description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskbus", description=description)
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="data directory (default: $TASKBUS_HOME or ~/.local/share/taskbus)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a TOML config file (default: $TASKBUS_CONFIG; see docs/configuration.md)",
+    )
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_commands(commands)
+    _add_keys_commands(commands)
+    _add_task_commands(commands)
+    _add_status_commands(commands)
+    _add_store_commands(commands)
+    return parser
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Defaults < config file < TASKBUS_* environment < these command-line options."""
+    overrides: dict[str, object] = {}
+    if args.home is not None:
+        overrides["paths.data_dir"] = str(args.home.expanduser().resolve())
+    if args.log_level is not None:
+        overrides["log_level"] = args.log_level
+    if getattr(args, "endpoint", None):
+        overrides["bus.endpoints"] = list(args.endpoint)
+    return load_settings(args.config, overrides=overrides)
+
+
+def _client_options() -> argparse.ArgumentParser:
+    """The options of every command that connects to a running taskbus."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--connect",
+        default=None,
+        metavar="ENDPOINT",
+        help="the broker's tcp:// or ipc:// endpoint (default: the first of bus.endpoints)",
+    )
+    options.add_argument(
+        "--identity",
+        default="cli",
+        help="connect as this identity; its keypair must be in the keys directory (default cli)",
+    )
+    options.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the system to answer (default 5)",
+    )
+    return options
+
+
+_CLIENT = _client_options()
+
+
+def _verbs(commands: Commands, noun: str, helptext: str) -> Commands:
+    """The sub-commands of ``taskbus <noun>``, which names one in ``<noun>_command``."""
+    parser = commands.add_parser(noun, help=helptext)
+    return parser.add_subparsers(dest=f"{noun}_command", required=True)
+
+
+def _connecting(
+    commands: Commands, name: str, helptext: str, func: Handler
+) -> argparse.ArgumentParser:
+    """A command that talks to a running taskbus: it takes the client options."""
+    command: argparse.ArgumentParser = commands.add_parser(name, parents=[_CLIENT], help=helptext)
+    command.set_defaults(func=func)
+    return command
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+# ------------------------------------------------------------------ running taskbus
+
+
+def _add_run_commands(commands: Commands) -> None:
+    run = commands.add_parser("up", help="run taskbus on this machine (creates keys on first run)")
+    run.add_argument(
+        "--endpoint",
+        action="append",
+        default=None,
+        help="tcp:// or ipc:// endpoint to listen on, besides the ipc socket in the data "
+        "directory (default: bus.endpoints, i.e. $TASKBUS_ENDPOINT or tcp://127.0.0.1:7420); "
+        "repeatable",
+    )
+    run.set_defaults(func=up.up)
+
+    actor = commands.add_parser("actor", help="run one actor as its own process")
+    actor.add_argument(
+        "spec",
+        help="a built-in actor (health, store, scheduler, executor-<category>) or module:Class",
+    )
+    actor.add_argument(
+        "--connect",
+        required=True,
+        metavar="ENDPOINT",
+        help="the broker's tcp:// or ipc:// endpoint",
+    )
+    actor.add_argument(
+        "--identity",
+        default=None,
+        help="bus identity (default: the actor's name); its keypair must be in "
+        "the keys directory's identities/ and allowed by the broker",
+    )
+    actor.set_defaults(func=up.actor)
+
+
+def _add_keys_commands(commands: Commands) -> None:
+    verbs = _verbs(commands, "keys", "manage CurveZMQ keys")
+    init = verbs.add_parser("init", help="create the broker keypair and a client identity")
+    init.add_argument("--identity", default="cli", help="client identity to create (default cli)")
+    init.set_defaults(func=keys.init)
+    allow = verbs.add_parser("allow", help="admit a client by its public key file")
+    allow.add_argument("public_key_file", type=Path)
+    allow.add_argument(
+        "--identity",
+        default=None,
+        help="identity to admit it as (default: the file name without .key)",
+    )
+    allow.set_defaults(func=keys.allow)
+    new = verbs.add_parser(
+        "new", help="create a client keypair only (on a host that joins a broker elsewhere)"
+    )
+    new.add_argument("identity")
+    new.set_defaults(func=keys.new)
+    broker = verbs.add_parser(
+        "broker", help="trust a broker's public key file (on a host that joins it)"
+    )
+    broker.add_argument("public_key_file", type=Path)
+    broker.set_defaults(func=keys.broker)
+    listing = verbs.add_parser("list", help="list admitted identities")
+    listing.set_defaults(func=keys.listing)
+
+
+# ------------------------------------------------------------------ tasks
+
+
+def _add_task_commands(commands: Commands) -> None:
+    verbs = _verbs(commands, "task", "list, show, create and change tasks")
+    listing = _connecting(verbs, "list", "every task with its last and next run", task.list_tasks)
+    _json_flag(listing)
+    show = _connecting(verbs, "show", "one task: definition, policies, run counts", task.show)
+    show.add_argument("task_id")
+    _json_flag(show)
+    _add_task_definitions(verbs)
+    for verb, helptext, func in (
+        ("delete", "delete a user.* task (its history stays until retention)", task.delete),
+        ("enable", "schedule the task again", task.enable),
+        ("disable", "stop scheduling the task (trigger still runs it)", task.disable),
+        ("trigger", "run the task now, outside its schedule", task.trigger),
+        ("reset", "forget the last run: nothing counts as missed, next fire after now", task.reset),
+    ):
+        _connecting(verbs, verb, helptext, func).add_argument("task_id")
+    for verb, helptext, func in (
+        ("logs", "the task's executions, latest first", task.logs),
+        ("missed", "the task's fires that did not run, with their reasons", task.missed),
+    ):
+        rows = _connecting(verbs, verb, helptext, func)
+        rows.add_argument("task_id")
+        rows.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+        _json_flag(rows)
+
+
+def _add_task_definitions(verbs: Commands) -> None:
+    """``task create`` and ``task update``: the commands that write a task's definition."""
+    create = _connecting(verbs, "create", "a new user.* task", task.create)
+    create.add_argument("task_id", help="user.<name>")
+    create.add_argument(
+        "--class",
+        dest="task_class",
+        required=True,
+        help="module:Class, e.g. tasks.reminders:Reminder",
+    )
+    create.add_argument("--schedule", required=True, help="cron, 'every 5m', 'at:<ISO instant>'...")
+    _definition_flags(create)
+    create.add_argument("--disabled", action="store_true", help="store it without scheduling it")
+
+    update = _connecting(
+        verbs, "update", "change a task's schedule, zone, options, policies", task.update
+    )
+    update.add_argument("task_id")
+    update.add_argument("--class", dest="task_class", default=None, help="user tasks only")
+    update.add_argument("--schedule", default=None)
+    _definition_flags(update)
+    update.add_argument(
+        "--replace-options",
+        action="store_true",
+        help="the --option values replace the stored options instead of being merged in",
+    )
+
+
+def _definition_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tz", dest="timezone", default=None, help="IANA zone, e.g. Europe/Berlin")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option, repeatable; VALUE is read as JSON if it parses (7, true, "
+        '"text", [1,2]), else as text',
+    )
+    parser.add_argument(
+        "--misfire",
+        choices=["skip", "run_once", "catch_up"],
+        default=None,
+        help="what to do with fires missed while taskbus was down",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=None, help="retries after a failed run (attempts - 1)"
+    )
+    parser.add_argument(
+        "--run-timeout", type=float, default=None, metavar="SECONDS", help="a run's time limit"
+    )
+
+
+# ------------------------------------------------------------------ the running system
+
+
+def _add_status_commands(commands: Commands) -> None:
+    stats = _connecting(
+        commands, "stats", "the scheduler's counters and the run statistics", status.stats
+    )
+    _json_flag(stats)
+    health = _connecting(
+        commands,
+        "health",
+        "every actor's health; exit 0 healthy, 6 degraded, 7 critical",
+        status.health,
+    )
+    _json_flag(health)
+    watch = _connecting(
+        commands,
+        "watch",
+        "print status and health events as they happen, until Ctrl-C",
+        status.watch,
+    )
+    watch.add_argument(
+        "--topic",
+        action="append",
+        default=None,
+        metavar="PREFIX",
+        help="a topic prefix to follow, repeatable (default: task status, dead letters, "
+        "scheduler errors and health)",
+    )
+    watch.add_argument("--count", type=int, default=None, help="stop after this many events")
+    _json_flag(watch)
+
+
+def _add_store_commands(commands: Commands) -> None:
+    verbs = _verbs(commands, "store", "maintain the encrypted store of a running taskbus")
+    _connecting(verbs, "check", "run PRAGMA integrity_check on the database", store.check)
+    _connecting(
+        verbs,
+        "rekey",
+        "rotate the database key (a backup with the old key is kept beside it)",
+        store.rekey,
+    )

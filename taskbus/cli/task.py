@@ -1,0 +1,277 @@
+"""``taskbus task ...``: list, show, create and change the tasks of a running taskbus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from config.errors import TaskbusError
+from taskbus.cli import format as fmt
+from taskbus.cli._remote import Handler, call, print_json
+from taskbus.client import TaskbusClient
+
+Act = Callable[[TaskbusClient, str], Awaitable[object]]
+
+
+def list_tasks(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        tasks = await client.tasks(with_status=True)
+        if args.json:
+            print_json(tasks)
+            return 0
+        if not tasks:
+            print("no tasks")
+            return 0
+        now = datetime.now(UTC)
+        rows = [
+            [
+                task["task_id"],
+                task["schedule"],
+                task["timezone"],
+                "yes" if task["enabled"] else "no",
+                fmt.relative(task["last_run"], now),
+                fmt.relative(task["next_fire"], now) if task["enabled"] else "-",
+                str(task["status"]["runs"]),
+                fmt.clip(task["status"]["last_error"], 40),
+            ]
+            for task in tasks
+        ]
+        headers = ["ID", "SCHEDULE", "TIMEZONE", "ENABLED", "LAST RUN", "NEXT RUN", "RUNS"]
+        print(fmt.table([*headers, "LAST ERROR"], rows))
+        return 0
+
+    return call(args, work)
+
+
+def show(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        task = await client.get(args.task_id)
+        status = await client.status(args.task_id)
+        if args.json:
+            print_json({"task": task, **status})
+            return 0
+        now = datetime.now(UTC)
+        runs = status["status"]
+        lines = [
+            ("task", task["task_id"]),
+            ("class", task["task_class"]),
+            ("schedule", f"{task['schedule']}  ({task['timezone']})"),
+            *([("note", status["schedule_note"])] if status.get("schedule_note") else []),
+            ("enabled", "yes" if task["enabled"] else "no"),
+            ("next run", fmt.instant(status["next_fire"], now)),
+            ("last run", fmt.instant(task["last_run"], now)),
+            (
+                "runs",
+                f"{runs['runs']} ({runs['succeeded']} succeeded, {runs['failed']} failed, "
+                f"{runs['running']} running)",
+            ),
+            ("last error", _last_error(runs, now)),
+            ("options", fmt.as_json(task["config"])),
+        ]
+        for name in ("misfire_policy", "retry_policy", "run_policy"):
+            if task.get(name):
+                lines.append((name.replace("_", " "), fmt.as_json(task[name])))
+        for retry in status["pending_retries"]:
+            lines.append(
+                ("retry", f"attempt {retry['attempt']} {fmt.instant(retry['scheduled_at'], now)}")
+            )
+        lines += [
+            ("owner", task["owner"]),
+            ("version", f"{task['version']}, updated {fmt.instant(task['updated_at'], now)}"),
+        ]
+        width = max(len(name) for name, _ in lines)
+        for name, value in lines:
+            print(f"{name.ljust(width)}  {value}")
+        return 0
+
+    return call(args, work)
+
+
+def _last_error(runs: dict[str, Any], now: datetime) -> str:
+    if not runs["last_error"]:
+        return "-"
+    return f"{fmt.clip(runs['last_error'], 100)}  at {fmt.instant(runs['last_error_at'], now)}"
+
+
+# ------------------------------------------------------------------ changes
+
+
+def create(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        task = await client.create(
+            args.task_id,
+            args.task_class,
+            args.schedule,
+            timezone=args.timezone,
+            config=_options(args.option),
+            enabled=not args.disabled,
+            **_policies(args),
+        )
+        if not task["enabled"]:
+            print(f"created {task['task_id']} (disabled)")
+            return 0
+        print(f"created {task['task_id']}: next run {await _next_run(client, task['task_id'])}")
+        return 0
+
+    return call(args, work)
+
+
+def update(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        changes: dict[str, Any] = _policies(args)
+        for name in ("task_class", "schedule", "timezone"):
+            if getattr(args, name) is not None:
+                changes[name] = getattr(args, name)
+        if args.option or args.replace_options:
+            stored = await client.get(args.task_id)
+            base = {} if args.replace_options else dict(stored["config"])
+            changes["config"] = {**base, **_options(args.option)}
+            changes["expected_version"] = stored["version"]
+        if not changes:
+            raise TaskbusError("nothing to change: give --schedule, --tz, --option ...")
+        task = await client.update(args.task_id, **changes)
+        print(f"updated {task['task_id']} to version {task['version']}")
+        return 0
+
+    return call(args, work)
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    """The ``--option KEY=VALUE`` flags: VALUE as JSON if it parses, else as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise TaskbusError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(text)
+        except RecursionError:
+            raise TaskbusError(f"--option {key}: the JSON value nests too deeply") from None
+        except ValueError:
+            options[key] = text
+    return options
+
+
+def _policies(args: argparse.Namespace) -> dict[str, Any]:
+    """The policies that ``--misfire``, ``--retries`` and ``--run-timeout`` set."""
+    policies: dict[str, Any] = {}
+    if args.misfire is not None:
+        policies["misfire_policy"] = {"mode": args.misfire}
+    if args.retries is not None:
+        if args.retries < 0:
+            raise TaskbusError(f"--retries {args.retries}: expected 0 or more")
+        policies["retry_policy"] = {"max_attempts": args.retries + 1}
+    if args.run_timeout is not None:
+        policies["run_policy"] = {"timeout_s": args.run_timeout}
+    return policies
+
+
+def _one_change(act: Act, done: str, *, then_next_run: bool = False) -> Handler:
+    """The command of ``task <verb> TASK_ID`` that ``act``s on the task, then prints one line:
+    ``<done> TASK_ID``, with the task's next run if ``then_next_run``."""
+
+    def handler(args: argparse.Namespace) -> int:
+        async def work(client: TaskbusClient) -> int:
+            await act(client, args.task_id)
+            line = f"{done} {args.task_id}"
+            if then_next_run:
+                line += f": next run {await _next_run(client, args.task_id)}"
+            print(line)
+            return 0
+
+        return call(args, work)
+
+    return handler
+
+
+delete = _one_change(TaskbusClient.delete, "deleted")
+enable = _one_change(TaskbusClient.enable, "enabled", then_next_run=True)
+disable = _one_change(TaskbusClient.disable, "disabled")
+reset = _one_change(TaskbusClient.reset, "reset", then_next_run=True)
+
+
+def trigger(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        execution_id = await client.trigger(args.task_id)
+        print(f"triggered {args.task_id}: execution {execution_id}")
+        return 0
+
+    return call(args, work)
+
+
+async def _next_run(client: TaskbusClient, task_id: str) -> str:
+    """``in 5m`` (or ``-``): when the scheduler fires the task next."""
+    return fmt.relative((await client.status(task_id))["next_fire"], datetime.now(UTC))
+
+
+# ------------------------------------------------------------------ history
+
+
+def logs(args: argparse.Namespace) -> int:
+    return _task_rows(
+        args,
+        lambda client: client.history(args.task_id, limit=args.limit),
+        "has not run yet",
+        ["STARTED", "SCHEDULED", "ATTEMPT", "STATE", "DURATION", "RESULT / ERROR"],
+        lambda run: [
+            fmt.local(run["started_at"]),
+            fmt.local(run["scheduled_at"]),
+            str(run["retry_count"] + 1),
+            _state(run),
+            fmt.seconds(run["duration_seconds"]),
+            fmt.clip(run["error_message"] or _result(run["result"]), 60),
+        ],
+    )
+
+
+def missed(args: argparse.Namespace) -> int:
+    return _task_rows(
+        args,
+        lambda client: client.missed(args.task_id, limit=args.limit),
+        "has missed no fire",
+        ["FIRST", "LAST", "FIRES", "REASON"],
+        lambda miss: [
+            fmt.local(miss["first_at"]),
+            fmt.local(miss["last_at"]),
+            str(miss["count"]),
+            fmt.clip(miss["reason"], 60),
+        ],
+    )
+
+
+def _task_rows(
+    args: argparse.Namespace,
+    fetch: Callable[[TaskbusClient], Awaitable[list[dict[str, Any]]]],
+    none: str,
+    headers: list[str],
+    row: Callable[[dict[str, Any]], list[str]],
+) -> int:
+    """A page of one task's rows (``task logs``, ``task missed``): JSON with ``--json``, else
+    a table, or ``<task> <none>`` when there are none."""
+
+    async def work(client: TaskbusClient) -> int:
+        rows = await fetch(client)
+        if args.json:
+            print_json(rows)
+            return 0
+        if not rows:
+            await client.get(args.task_id)  # not_found for a task that never existed
+            print(f"{args.task_id} {none}")
+            return 0
+        print(fmt.table(headers, [row(found) for found in rows]))
+        return 0
+
+    return call(args, work)
+
+
+def _state(run: dict[str, Any]) -> str:
+    if run["success"] is None:
+        return "running"
+    return "succeeded" if run["success"] else "failed"
+
+
+def _result(result: dict[str, Any] | None) -> str:
+    return "" if not result else fmt.as_json(result)
