@@ -192,7 +192,7 @@ def _counters(taskbus: Any, actor: str = "scheduler") -> Any:
 
 
 def taskbus_throughput(plan: Plan) -> dict[str, Any]:
-    from actors.embedding import Taskbus
+    from taskbus import Taskbus
 
     warnings = _watch_logs()
 
@@ -281,8 +281,8 @@ def taskbus_throughput(plan: Plan) -> dict[str, Any]:
 
 
 def taskbus_latency(plan: Plan) -> dict[str, Any]:
-    from actors.embedding import Taskbus
     from benchmarks import noop_tasks
+    from taskbus import Taskbus
 
     warnings = _watch_logs()
 

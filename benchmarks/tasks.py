@@ -40,13 +40,14 @@ from actors.executing import ExecutorActor  # noqa: E402
 from actors.executing.resources import Load  # noqa: E402
 from actors.scheduling import RESULT_QUEUE, Dispatch  # noqa: E402
 from actors.scheduling.protocol import work_id  # noqa: E402
-from actors.store import LibsqlStore, StoreActor  # noqa: E402
-from actors.store.records import NewExecution  # noqa: E402
+from actors.storing import StoreActor  # noqa: E402
 from benchmarks._measure import BenchError, percentile, print_aligned  # noqa: E402
 from bus import KeysDirectory  # noqa: E402
 from config.actors import ActorSettings  # noqa: E402
 from config.bus import BusSettings  # noqa: E402
 from config.sections import CategorySettings, SchedulerSettings  # noqa: E402
+from store import LibsqlStore  # noqa: E402
+from store.records import NewExecution  # noqa: E402
 from tasks import BaseTask, TaskContext, TaskRegistry, TaskResult  # noqa: E402
 
 QUICK = {"latency_tasks": 300, "throughput_tasks": 3_000}
