@@ -18,8 +18,8 @@ from typing import Any
 
 from actors.actor import Actor
 from actors.scheduling.owners import events_owner
-from actors.storing import requests as payloads
-from actors.storing.requests import Fields
+from actors.storing import fields as payloads
+from actors.storing.fields import Fields
 from actors.storing.wire import plain
 from bus import Delivery
 from config import topics

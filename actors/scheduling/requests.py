@@ -26,9 +26,9 @@ from actors.scheduling.lease import LeaseKeeper
 from actors.scheduling.owners import Owners
 from actors.scheduling.retries import Retries
 from actors.scheduling.roster import Roster
-from actors.storing import requests as fields
+from actors.storing import fields
 from actors.storing.client import StoreClient
-from actors.storing.requests import Fields, strict
+from actors.storing.fields import Fields, strict
 from actors.storing.wire import plain
 from bus.envelope import Payload
 from config.errors import ConfigError

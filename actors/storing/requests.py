@@ -1,22 +1,37 @@
-"""Reading store requests strictly: the store actor's side of the wire (``wire`` renders replies).
+"""The store actor's requests, one reader per topic: the serving side of the store's wire.
 
-Instants travel as ISO 8601 text with a UTC offset (``2024-05-01T03:00:00+00:00``) and come back
-in UTC. A request with a missing, mistyped or unknown field is refused with InvalidValue naming
-the field.
+Each reader takes a request's payload and returns what its handler takes (a record of
+``store.records`` or a small named tuple), refusing a missing, mistyped or unknown field with
+``InvalidValue`` naming it before anything is written. The parsers are ``actors.storing.fields``;
+the asking side is ``actors.storing.client``.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
-from store import Fence, values
+from actors.storing.fields import (
+    Fields,
+    any_text,
+    count,
+    entries,
+    fence,
+    flag,
+    identifier,
+    identifiers,
+    inside,
+    instant,
+    mapping,
+    message,
+    positive,
+    seconds,
+    strict,
+    text,
+)
+from store import Fence
 from store.errors import InvalidValue
 from store.records import (
-    MAX_EXECUTION_BATCH,
     MAX_MISSED_BATCH,
     ExecutionOutcome,
     NewDeadLetter,
@@ -25,107 +40,6 @@ from store.records import (
     RunMark,
     TaskSpec,
 )
-
-T = TypeVar("T")
-_MISSING: Any = object()
-
-
-class Fields:
-    """Reads a request payload field by field; :meth:`done` refuses fields nobody asked for."""
-
-    def __init__(self, payload: Mapping[str, Any]) -> None:
-        self._payload = payload
-        self._seen: set[str] = set()
-
-    def required(self, name: str, parse: Callable[[str, Any], T]) -> T:
-        self._seen.add(name)
-        if name not in self._payload:
-            raise InvalidValue(name, "is required")
-        return parse(name, self._payload[name])
-
-    def optional(self, name: str, parse: Callable[[str, Any], T], default: T) -> T:
-        """``default`` if the field is absent or nil."""
-        self._seen.add(name)
-        value = self._payload.get(name, _MISSING)
-        if value is _MISSING or value is None:
-            return default
-        return parse(name, value)
-
-    def done(self) -> None:
-        unknown = sorted(str(name) for name in self._payload if name not in self._seen)
-        if unknown:
-            raise InvalidValue(unknown[0], "is not a field of this request")
-
-
-# ------------------------------------------------------------------ field parsers
-
-
-def text(name: str, value: Any) -> str:
-    return values.text(name, value)
-
-
-def any_text(name: str, value: Any) -> str:
-    return values.text(name, value, empty=True)
-
-
-def identifier(name: str, value: Any) -> str:
-    return values.identifier(name, value)
-
-
-def instant(name: str, value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidValue(name, f"expected ISO 8601 text, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidValue(name, f"{value!r} is not an ISO 8601 date and time") from None
-    if parsed.tzinfo is None:
-        raise InvalidValue(name, f"{value!r} has no UTC offset (add +00:00 or Z)")
-    return values.instant(name, parsed)
-
-
-def mapping(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidValue(name, f"expected a map, got {type(value).__name__}")
-    return dict(value)
-
-
-def flag(name: str, value: Any) -> bool:
-    return values.flag(name, value)
-
-
-def count(name: str, value: Any) -> int:
-    return values.count(name, value)
-
-
-def positive(name: str, value: Any) -> int:
-    return values.count(name, value, low=1)
-
-
-def seconds(name: str, value: Any) -> float:
-    return values.seconds(name, value)
-
-
-def message(name: str, value: Any) -> str:
-    return values.message(name, value)
-
-
-@contextmanager
-def _inside(name: str) -> Iterator[None]:
-    """Names a problem of a nested field by its path: ``fence.token``, ``runs[3].last_at``."""
-    try:
-        yield
-    except InvalidValue as exc:
-        raise InvalidValue(f"{name}.{exc.field}", exc.problem) from None
-
-
-def fence(name: str, value: Any) -> Fence:
-    lease = Fields(mapping(name, value))
-    with _inside(name):
-        parsed = Fence(lease.required("lease", identifier), lease.required("token", positive))
-        lease.done()
-    return parsed
-
 
 # ------------------------------------------------------------------ requests
 
@@ -219,7 +133,7 @@ def missed_runs(name: str, value: Any) -> tuple[NewMissedRun, ...]:
 
 def _missed_run(name: str, value: Any) -> NewMissedRun:
     entry = Fields(mapping(name, value))
-    with _inside(name):
+    with inside(name):
         run = NewMissedRun(
             first_at=entry.required("first_at", instant),
             last_at=entry.required("last_at", instant),
@@ -228,35 +142,6 @@ def _missed_run(name: str, value: Any) -> NewMissedRun:
         )
         entry.done()
     return run
-
-
-def entries(name: str, value: Any, read: Callable[[Fields], T], *, low: int = 1) -> tuple[T, ...]:
-    """``low`` to MAX_EXECUTION_BATCH maps, each read by ``read`` (which must call ``done``);
-    a bad entry is named with its index: ``executions[3].scheduled_at: is required``.
-    """
-    parsed: list[T] = []
-    for index, entry in enumerate(_batch(name, value, low)):
-        item = f"{name}[{index}]"
-        fields_ = Fields(mapping(item, entry))
-        with _inside(item):
-            parsed.append(read(fields_))
-    return tuple(parsed)
-
-
-def identifiers(name: str, value: Any) -> tuple[str, ...]:
-    """1 to MAX_EXECUTION_BATCH identifiers."""
-    return tuple(
-        identifier(f"{name}[{index}]", item) for index, item in enumerate(_batch(name, value, 1))
-    )
-
-
-def _batch(name: str, value: Any, low: int) -> list[Any] | tuple[Any, ...]:
-    """A list of ``low`` to MAX_EXECUTION_BATCH entries."""
-    if not isinstance(value, list | tuple):
-        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
-    if not low <= len(value) <= MAX_EXECUTION_BATCH:
-        raise InvalidValue(name, f"has {len(value)} entries, expected {low}..{MAX_EXECUTION_BATCH}")
-    return value
 
 
 def new_execution_entry(entry: Fields) -> NewExecution:
@@ -299,22 +184,6 @@ def run_mark_entries(name: str, value: Any) -> tuple[RunMark, ...]:
 
 def finish_entries(name: str, value: Any) -> tuple[tuple[str, ExecutionOutcome], ...]:
     return entries(name, value, finish_entry)
-
-
-# ------------------------------------------------------------------ one reader per store topic
-
-
-def strict(read: Callable[[Fields], T]) -> Callable[[Mapping[str, Any]], T]:
-    """``read`` as a route's reader: a payload in, the request out, and no field left unread."""
-
-    @functools.wraps(read)
-    def reader(payload: Mapping[str, Any]) -> T:
-        request = Fields(payload)
-        value = read(request)
-        request.done()
-        return value
-
-    return reader
 
 
 class TaskPut(NamedTuple):
