@@ -76,7 +76,7 @@ class SystemClock:
 
 @dataclass(order=True, slots=True)
 class _FakeTimer:
-    due: float
+    due: int  # microseconds of the clock's elapsed time
     sequence: int
     callback: Callable[[], object] | None = field(compare=False)
 
@@ -89,25 +89,33 @@ class FakeClock:
     runs the timers it passes, in order; ``jump`` moves the wall clock alone (someone set the
     clock), which runs no timer.
 
-    The wall reading is derived from the monotonic one (plus the jumps), so many small advances
-    add up to exactly the wall time one large advance would reach, to the microsecond.
+    The wall reading and the timers count whole microseconds (a datetime's resolution) of the
+    time passed, rounded from the sum of what was asked: many small advances reach exactly the
+    instant one large advance would, and a timer set for the instant a fire is due runs when the
+    wall clock reads that instant (floating-point seconds summed over hundreds of small steps
+    land a hair before it, and the fire would wait for the next step).
     """
 
     def __init__(self, wall: datetime, monotonic: float = 0.0) -> None:
         self._origin = utc("wall", wall)  # the wall reading at monotonic ``_start``, plus jumps
         self._start = float(monotonic)
-        self._monotonic = self._start
+        self._passed_us = 0.0  # since ``_start``, as the advances asked
         self._timers: list[_FakeTimer] = []
         self._sequence = itertools.count()
 
+    @property
+    def _elapsed_us(self) -> int:
+        return round(self._passed_us)
+
     def wall(self) -> datetime:
-        return self._origin + timedelta(seconds=self._monotonic - self._start)
+        return self._origin + timedelta(microseconds=self._elapsed_us)
 
     def monotonic(self) -> float:
-        return self._monotonic
+        return self._start + self._passed_us / 1e6
 
     def call_later(self, delay_s: float, callback: Callable[[], object]) -> Timer:
-        timer = _FakeTimer(self._monotonic + max(0.0, delay_s), next(self._sequence), callback)
+        due = round(self._passed_us + max(0.0, delay_s) * 1e6)
+        timer = _FakeTimer(due, next(self._sequence), callback)
         heapq.heappush(self._timers, timer)
         return timer
 
@@ -116,22 +124,24 @@ class FakeClock:
         """Seconds until the earliest pending timer (None: none is pending)."""
         while self._timers and self._timers[0].callback is None:
             heapq.heappop(self._timers)
-        return None if not self._timers else max(0.0, self._timers[0].due - self._monotonic)
+        if not self._timers:
+            return None
+        return max(0, self._timers[0].due - self._elapsed_us) / 1e6
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` (>= 0) pass on both clocks, running each timer due on the way with
         the clocks at its due time."""
         if not seconds >= 0:
             raise ScheduleError(f"a clock advances by 0 seconds or more, not {seconds!r}")
-        end = self._monotonic + seconds
-        while self._timers and self._timers[0].due <= end:
+        end = self._passed_us + seconds * 1e6
+        while self._timers and self._timers[0].due <= round(end):
             timer = heapq.heappop(self._timers)
             if timer.callback is None:
                 continue
-            self._monotonic = max(self._monotonic, timer.due)
+            self._passed_us = max(self._passed_us, float(timer.due))
             callback, timer.callback = timer.callback, None
             callback()
-        self._monotonic = max(self._monotonic, end)
+        self._passed_us = max(self._passed_us, end)
 
     def jump(self, seconds: float) -> None:
         """Move the wall clock alone, forward (> 0) or backward (< 0)."""

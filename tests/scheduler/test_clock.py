@@ -84,3 +84,19 @@ async def test_the_system_clock_sleeps_on_the_event_loop() -> None:
     clock.call_later(0.01, seen.set)
     await asyncio.wait_for(sleep(clock, 0.01), 5)
     await asyncio.wait_for(seen.wait(), 5)
+
+
+def test_many_small_advances_reach_a_timer_due_at_a_whole_instant() -> None:
+    """A hundred steps of a tenth of a second sum to a hair under 10 s in floating point; the timer
+    set for 10 s runs all the same, with the wall clock reading exactly 10 s later (a fire due
+    then must not wait for the next step)."""
+    clock = FakeClock(T0, monotonic=1322.7)
+    fired: list[datetime] = []
+    clock.call_later(10.0, lambda: fired.append(clock.wall()))
+    total = 0.0
+    for _ in range(100):
+        clock.advance(0.1)
+        total += 0.1
+    assert total < 10.0  # the trap this guards against
+    assert fired == [T0 + timedelta(seconds=10)]
+    assert clock.wall() == T0 + timedelta(seconds=10)
