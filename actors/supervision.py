@@ -1,9 +1,12 @@
-"""OTP-style restart intensity: pure policy, the clock passed in."""
+"""Supervision policy, pure: OTP-style restart intensity (the clock passed in) and the order in
+which actors stop."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 from config.actors import ActorSettings
 
@@ -39,3 +42,23 @@ class RestartIntensity:
     @property
     def recent_failures(self) -> int:
         return len(self._failures)
+
+
+class StopRank(IntEnum):
+    """Where an actor stops in :meth:`ActorSystem.stop`: the highest rank first, one rank at a
+    time, all actors of a rank together. Whoever makes work stops before whoever does it, which
+    stops before the services both use, so each stops while what it needs is still up."""
+
+    OBSERVER = 0  # health: watches the others stop
+    SERVICE = 1  # the store: the scheduler's lease and the executors' results are written to it
+    WORKER = 2  # executors: drain their runs for ``shutdown_deadline_s``
+    PRODUCER = 3  # the scheduler: no new fires, its lease released while the store is up
+
+
+def stop_stages(ranks: Mapping[str, int]) -> list[list[str]]:
+    """The names of ``ranks`` (actor -> its rank) grouped into stop stages, highest rank first;
+    within a stage in the mapping's order."""
+    stages: dict[int, list[str]] = {}
+    for name, rank in ranks.items():
+        stages.setdefault(rank, []).append(name)
+    return [stages[rank] for rank in sorted(stages, reverse=True)]

@@ -20,13 +20,15 @@ from typing import Any
 
 from actors.actor import Actor
 from actors.cell import ActorCell, ClientFactory
-from actors.supervision import RestartIntensity
+from actors.supervision import RestartIntensity, stop_stages
 from bus import Broker, BusClient, BusError, KeysDirectory
 from config import topics
 from config.actors import ActorSettings
 from config.bus import BusSettings
 
 log = logging.getLogger("taskbus.actors")
+
+STAGE_FLOOR_S = 1.0  # what a stop stage gets to close even once the deadline has passed
 
 
 class ActorState(StrEnum):
@@ -44,6 +46,7 @@ class Supervised:
     identity: str
     factory: Callable[[], Actor]
     intensity: RestartIntensity
+    stop_rank: int = 0
     state: ActorState = ActorState.STARTING
     restarts: int = 0
     reason: str = ""
@@ -177,11 +180,15 @@ class ActorSystem:
         *,
         name: str | None = None,
         identity: str | None = None,
+        stop_rank: int | None = None,
     ) -> Supervised:
         """Start an actor under supervision; returns once its first start succeeded or failed,
         or once it waits in ``until_ready`` (state ``standby``).
 
         ``factory`` makes a fresh instance for every (re)start, so state never survives a crash.
+        ``stop_rank`` places it in :meth:`stop`'s order (a :class:`StopRank`: the highest stops
+        first); without one it is the actor's spawn index, so unranked actors stop in reverse
+        spawn order.
         """
         if self._stopping:
             raise BusError("actor system is stopping")
@@ -194,6 +201,7 @@ class ActorSystem:
             identity or actor_name,
             factory,
             RestartIntensity.from_settings(self.settings),
+            len(self._actors) if stop_rank is None else stop_rank,
         )
         self._actors[actor_name] = supervised
         supervised.task = asyncio.create_task(
@@ -302,24 +310,36 @@ class ActorSystem:
     # ------------------------------------------------------------ shutdown
 
     async def stop(self, deadline_s: float | None = None) -> ShutdownReport:
-        """Stop intake everywhere, give in-flight handlers until the deadline, cancel the rest."""
+        """Stop the actors in stages, highest ``stop_rank`` first (:class:`StopRank`: the
+        scheduler, then the executors, then the store, then health), each stage as
+        :meth:`ActorCell.stop` does: intake stops, in-flight handlers get until the deadline
+        (``deadline_s`` from now, for all stages together), the rest is cancelled. A stage
+        reached after the deadline still gets STAGE_FLOOR_S (at most ``deadline_s``) to close,
+        so the store closes its file. Actors not running (starting, standing by, restarting)
+        are cancelled first."""
         deadline = self.settings.shutdown_deadline_s if deadline_s is None else deadline_s
+        deadline_at = self._clock() + deadline
         self._stopping = True
         for supervised in self._actors.values():
             if supervised.task is not None and supervised.state != ActorState.RUNNING:
                 supervised.task.cancel()
-        running = [
-            s for s in self._actors.values() if s.state == ActorState.RUNNING and s.cell is not None
-        ]
-        results = await asyncio.gather(
-            *(s.cell.stop(deadline) for s in running if s.cell), return_exceptions=True
-        )
         cancelled: dict[str, list[str]] = {}
-        for supervised, result in zip(running, results, strict=True):
-            cancelled[supervised.name] = result if isinstance(result, list) else [repr(result)]
-            supervised.state = ActorState.STOPPED
-            if supervised.task is not None:
-                supervised.task.cancel()
+        ranks = {name: s.stop_rank for name, s in self._actors.items()}
+        for stage in stop_stages(ranks):
+            running = [
+                s
+                for s in (self._actors[name] for name in stage)
+                if s.state == ActorState.RUNNING and s.cell is not None
+            ]
+            left = max(deadline_at - self._clock(), min(STAGE_FLOOR_S, deadline))
+            results = await asyncio.gather(
+                *(s.cell.stop(left) for s in running if s.cell), return_exceptions=True
+            )
+            for supervised, result in zip(running, results, strict=True):
+                cancelled[supervised.name] = result if isinstance(result, list) else [repr(result)]
+                supervised.state = ActorState.STOPPED
+                if supervised.task is not None:
+                    supervised.task.cancel()
         tasks = [s.task for s in self._actors.values() if s.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._reporter is not None:

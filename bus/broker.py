@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,6 +34,17 @@ log = logging.getLogger("taskbus.bus.broker")
 
 LOCAL, REMOTE = 0, 1
 _RETRY_DELAY_S = 0.001
+
+
+class CannotListen(BusError):
+    """An endpoint could not be bound (``in_use``: another process listens there)."""
+
+    def __init__(self, endpoint: str, cause: zmq.ZMQError) -> None:
+        reason = os.strerror(cause.errno) if cause.errno is not None else str(cause)
+        super().__init__(f"cannot listen on {endpoint}: {reason}")
+        self.endpoint = endpoint
+        self.in_use = cause.errno == errno.EADDRINUSE
+        self.code = "in_use" if self.in_use else "cannot_listen"
 
 
 class Broker:
@@ -81,8 +94,8 @@ class Broker:
 
     def _open(self) -> None:
         local = self._router()
+        self._sockets.append(local)  # closed by stop() whatever happens next
         local.bind(self.inproc_endpoint)
-        self._sockets.append(local)
         if self._requested_endpoints:
             self._sockets.append(self._bind_remote())
         for index, sock in enumerate(self._sockets):
@@ -97,6 +110,7 @@ class Broker:
             )
 
     async def stop(self) -> None:
+        started = bool(self._tasks)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -118,7 +132,8 @@ class Broker:
         if self._own_context and self._context is not None:
             self._context.term()
             self._context = None
-        log.info("bus.broker stopped")
+        if started:  # a start that failed says so once, in the error it raised
+            log.info("bus.broker stopped")
 
     async def __aenter__(self) -> Broker:
         await self.start()
@@ -156,11 +171,20 @@ class Broker:
         sock.setsockopt(
             zmq.MAXMSGSIZE, 4 * self.settings.max_message_bytes + wire.BATCH_SLACK_BYTES
         )
-        for endpoint in self._requested_endpoints:
-            if endpoint.startswith("inproc://"):
-                raise BusError(f"{endpoint}: inproc is always bound; list only tcp:// or ipc://")
-            sock.bind(endpoint)
-            self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        try:
+            for endpoint in self._requested_endpoints:
+                if endpoint.startswith("inproc://"):
+                    raise BusError(
+                        f"{endpoint}: inproc is always bound; list only tcp:// or ipc://"
+                    )
+                try:
+                    sock.bind(endpoint)
+                except zmq.ZMQError as exc:
+                    raise CannotListen(endpoint, exc) from exc
+                self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        except BaseException:
+            sock.close(linger=0)  # an open socket would block the context's term() for good
+            raise
         return sock
 
     def _on_frames(self, index: int, frames: list[zmq.Frame]) -> None:

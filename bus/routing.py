@@ -119,7 +119,7 @@ class BrokerCore:
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             max_message_bytes=self._max,
         )
-        log.info(
+        log.debug(  # every CLI call connects: routine, so not at the default level
             "bus.peer.up identity=%s peer=%s transport=%s", identity, peer.name, peer.transport
         )
         self.outbox.emit(
@@ -137,7 +137,8 @@ class BrokerCore:
         requeued = self.work.peer_gone(peer)
         self.asks.peer_gone(peer)
         self.work.dispatch_all()
-        log.info(
+        log.log(
+            logging.DEBUG if reason == "said bye" and not requeued else logging.INFO,
             "bus.peer.down identity=%s peer=%s reason=%s requeued=%d",
             peer.identity,
             peer.name,

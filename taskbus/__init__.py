@@ -15,6 +15,7 @@ from config import Settings, load_settings
 from config.errors import ConfigError, TaskbusError
 from taskbus.client import TaskbusClient, Unreachable
 from taskbus.embedding import Taskbus
+from taskbus.instance import InUse
 from tasks import (
     BaseTask,
     TaskCancelled,
@@ -30,6 +31,7 @@ from tasks import (
 __all__ = [
     "BaseTask",
     "ConfigError",
+    "InUse",
     "Refused",
     "RemoteError",
     "Settings",

@@ -11,7 +11,9 @@
 starts the broker in this loop (inproc for the actors, plus ``bus.endpoints`` and the ipc socket
 in the data directory for other processes), the health and store actors, and, unless
 ``enabled = false``, the scheduler and one executor per enabled category. ``stop`` shuts them
-down in reverse order.
+down by :class:`StopRank`: the scheduler (its lease released), then the executors (their runs
+drained for ``actors.shutdown_deadline_s``), then the store, then health. One process per data
+directory: ``start`` takes its lock (:mod:`taskbus.instance`) first and ``stop`` lets it go.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from actors.supervision import StopRank
 from actors.system import ActorState, ActorSystem, ShutdownReport
 from bus import KeysDirectory
+from bus.broker import CannotListen
 from config.errors import TaskbusError
 from config.settings import Settings
 from taskbus.assembly import Assembly
 from taskbus.client import TaskbusClient
+from taskbus.instance import InstanceLock, InUse
 
 log = logging.getLogger("taskbus")
 
@@ -74,6 +79,7 @@ class Taskbus:
         self.first_run = False
         self._system: ActorSystem | None = None
         self._assembly: Assembly | None = None
+        self._lock: InstanceLock | None = None
 
     @property
     def system(self) -> ActorSystem:
@@ -88,8 +94,14 @@ class Taskbus:
     async def start(self) -> Taskbus:
         if self._system is not None:
             raise TaskbusError("taskbus is already running")
-        self.keys, self.first_run = prepare_home(self.settings)
-        assembly = Assembly(self.settings)  # imports the task modules: fails before listening
+        lock = InstanceLock(self.settings.paths.data_dir)
+        lock.acquire(self.endpoints)  # before keys, sockets or the store: InUse if taken
+        try:
+            self.keys, self.first_run = prepare_home(self.settings)
+            assembly = Assembly(self.settings)  # imports the task modules: fails before listening
+        except BaseException:
+            lock.release()
+            raise
         try:
             system = await ActorSystem.embedded(
                 keys=self.keys,
@@ -97,20 +109,28 @@ class Taskbus:
                 settings=self.settings.actors,
                 bus_settings=self.settings.bus,
             )
-        except Exception as exc:  # zmq.ZMQError for an endpoint in use, among others
+        except BaseException as exc:
             assembly.close()
+            lock.release()
+            if isinstance(exc, CannotListen) and exc.in_use:
+                raise InUse(str(exc)) from exc  # the broker closed what it had opened
+            if isinstance(exc, TaskbusError) or not isinstance(exc, Exception):
+                raise
             where = ", ".join(self.endpoints) or "inproc"
             raise TaskbusError(f"cannot listen on {where}: {exc}") from exc
-        self._system, self._assembly = system, assembly
+        assert system.broker is not None
+        lock.record(system.broker.endpoints)
+        self._system, self._assembly, self._lock = system, assembly, lock
         try:
             actors = assembly.factories()
-            await system.spawn(actors.pop("health"), name="health")
-            await system.spawn(actors.pop("store"), name="store")
+            await system.spawn(actors.pop("health"), name="health", stop_rank=StopRank.OBSERVER)
+            await system.spawn(actors.pop("store"), name="store", stop_rank=StopRank.SERVICE)
             if not self.settings.enabled:
                 log.info("scheduling disabled (enabled = false): no scheduler or executors")
                 actors.clear()
             for name, factory in actors.items():
-                await system.spawn(factory, name=name, identity=name)
+                rank = StopRank.PRODUCER if name == "scheduler" else StopRank.WORKER
+                await system.spawn(factory, name=name, identity=name, stop_rank=rank)
             if "scheduler" in actors:
                 await self._until_scheduler_leads()
         except BaseException:
@@ -136,15 +156,17 @@ class Taskbus:
         return TaskbusClient(await self.system.client(identity), timeout_s=timeout_s)
 
     async def stop(self) -> ShutdownReport:
-        system, assembly = self._system, self._assembly
+        system, assembly, lock = self._system, self._assembly, self._lock
         if system is None:
             return ShutdownReport({})
-        self._system = self._assembly = None
+        self._system = self._assembly = self._lock = None
         try:
             return await system.stop()
         finally:
             if assembly is not None:
                 assembly.close()
+            if lock is not None:
+                lock.release()
 
     async def __aenter__(self) -> Taskbus:
         return await self.start()

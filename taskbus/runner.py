@@ -71,7 +71,10 @@ async def run_system(settings: Settings) -> ShutdownReport:
         try:
             _say_where(taskbus)
             await stop.wait()
-            log.info("shutting down")
+            log.info(
+                "shutting down: running tasks get %gs to finish (actors.shutdown_deadline_s)",
+                settings.actors.shutdown_deadline_s,
+            )
         finally:
             report = await taskbus.stop()
         return report

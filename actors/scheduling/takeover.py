@@ -20,13 +20,14 @@ from datetime import timedelta
 from actors.scheduling import definitions
 from actors.scheduling.events import Events
 from actors.scheduling.firing import Firing
+from actors.scheduling.owners import SYSTEM_OWNER
 from actors.scheduling.retries import Retries, failure_of
 from actors.scheduling.roster import Roster
 from actors.storing.client import StoreClient
 from config.sections import SchedulerSettings
 from scheduler import Clock
-from store.errors import InvalidValue, NotFound
-from store.records import ExecutionRecord, RunMark, TaskSpec
+from store.errors import Conflict, InvalidValue
+from store.records import ExecutionRecord, RunMark, TaskRecord, TaskSpec
 
 TASK_PAGE = 1000  # tasks loaded per request
 RECOVERY_PAGE = 500  # unsettled executions read per request
@@ -115,14 +116,32 @@ class Takeover:
         await self._retries.after_failure(task, failure_of(execution))
 
     async def _put_builtin(self) -> None:
-        """Code-defined tasks as the code and the configuration define them now."""
+        """Code-defined tasks as the code and the configuration define them now.
+
+        What is stored is read by listing taskbus's own tasks, not by asking for each one: a
+        first start then asks nothing the store must refuse (a refusal is logged as one)."""
+        stored = await self._system_tasks()
         for spec in self._builtin:
-            try:
-                stored = await self._store.get_task(spec.task_id)
-            except NotFound:
+            record = stored.get(spec.task_id)
+            if record is None:
                 new = replace(spec, accounted_through=self._clock.wall())  # owes from now on
-                await self._store.put_task(new, expected_version=0)
-                continue
-            wanted = replace(spec, enabled=stored.enabled, owner=stored.owner)
-            if wanted != definitions.spec_of(stored):
-                await self._store.put_task(wanted, expected_version=stored.version)
+                try:
+                    await self._store.put_task(new, expected_version=0)
+                    continue
+                except Conflict:  # stored under another owner: it is updated below
+                    record = await self._store.get_task(spec.task_id)
+            wanted = replace(spec, enabled=record.enabled, owner=record.owner)
+            if wanted != definitions.spec_of(record):
+                await self._store.put_task(wanted, expected_version=record.version)
+
+    async def _system_tasks(self) -> dict[str, TaskRecord]:
+        wanted = {spec.task_id for spec in self._builtin}
+        found: dict[str, TaskRecord] = {}
+        after: str | None = None
+        while wanted:
+            page = await self._store.list_tasks(after=after, limit=TASK_PAGE, owner=SYSTEM_OWNER)
+            found.update((r.task_id, r) for r in page.items if r.task_id in wanted)
+            if page.next_cursor is None:
+                break
+            after = page.next_cursor
+        return found

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from config.errors import TaskbusError
 from taskbus.client import Unreachable
+from taskbus.instance import InUse
 
 # Besides 0 (success) and 2 (bad usage, which argparse reports itself):
 EXIT_ERROR = 1  # one line on stderr
@@ -19,6 +20,7 @@ EXIT_INTEGRITY = 4
 EXIT_UNREACHABLE = 5
 EXIT_DEGRADED = 6
 EXIT_CRITICAL = 7
+EXIT_IN_USE = 8  # `up`: the data directory or an endpoint is another process's
 EXIT_INTERRUPTED = 130
 
 
@@ -36,6 +38,9 @@ def guarded(command: Callable[[], int]) -> int:
     except Unreachable as exc:
         print(f"taskbus: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except InUse as exc:
+        print(f"taskbus: {exc}", file=sys.stderr)
+        return EXIT_IN_USE
     except TaskbusError as exc:
         print(f"taskbus: {exc}", file=sys.stderr)
         return EXIT_ERROR
