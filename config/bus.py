@@ -142,6 +142,8 @@ def default_acl() -> tuple[AclRule, ...]:
         _rule("@scheduler", "publish", topics.TASK),
         _rule("@executor", "publish", topics.TASK),
         _rule("@executor", "publish", topics.HEALTH_CHECK_EVENTS),
+        _rule("@executor", "publish", topics.CATALOGUE_EVENTS),  # only executors announce classes
+        _rule("@scheduler", "publish", topics.CATALOGUE_WANTED),
         _rule("@health", "publish", topics.HEALTH),
         _rule("@internal", "publish", topics.ERROR_EVENTS),
         _rule("@internal", "*", topics.ACTORS),

@@ -42,6 +42,8 @@ DEAD_EVENTS: Final = "scheduler.task.dead"  # + ".<owner>": a fire given up
 ERROR_EVENTS: Final = "scheduler.error"
 HEALTH: Final = "scheduler.health"  # asked for the report, and published on every change
 HEALTH_CHECK_EVENTS: Final = "scheduler.health.check"  # the health-check task's report
+CATALOGUE_EVENTS: Final = "scheduler.catalogue."  # + "<category>": an executor's task classes
+CATALOGUE_WANTED: Final = "scheduler.catalogue_wanted"  # a new leader asks executors to announce
 ACTORS = "actors."  # the actor runtime's own topics
 LIVENESS: Final = "actors.liveness"
 

@@ -184,3 +184,69 @@ def _plain(key: str, value: object) -> object:
     if isinstance(value, list | tuple):
         return [_plain(f"{key}[{index}]", item) for index, item in enumerate(value)]
     return value
+
+
+# ------------------------------------------------------------------ the schema, as text
+
+
+def option_schema(options_cls: type[TaskOptions]) -> dict[str, dict[str, object]]:
+    """Each option's type as text (``int``, ``list[str]``, ``float | None``...) and its default,
+    as plain values: what an executor announces of its classes (``check_option`` reads the type
+    back). TaskDefinitionError if the class cannot be an ``Options``."""
+    option_converters(options_cls)  # the class is checked first
+    hints = typing.get_type_hints(options_cls)
+    schema: dict[str, dict[str, object]] = {}
+    for field in dataclasses.fields(options_cls):
+        default = (
+            field.default
+            if field.default_factory is dataclasses.MISSING
+            else field.default_factory()
+        )
+        schema[field.name] = {
+            "type": _type_text(hints[field.name]),
+            "default": _plain(field.name, default),
+        }
+    return schema
+
+
+def check_option(type_text: str, key: str, value: object) -> None:
+    """Whether ``value`` is of the option type ``type_text`` (as ``option_schema`` writes it):
+    OptionsError naming ``key`` if not; a type text not understood here checks nothing (an
+    executor newer than this process)."""
+    convert = _converter_of(type_text)
+    if convert is not None:
+        convert(key, value)
+
+
+def _type_text(annotation: object) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        return f"{_type_text(rest[0])} | None"
+    if annotation is dict or origin in (dict, Mapping):
+        return "dict"
+    if origin is list:
+        return f"list[{_type_text(args[0])}]"
+    if origin is tuple:
+        return f"tuple[{_type_text(args[0])}, ...]"
+    return str(getattr(annotation, "__name__", annotation))
+
+
+_SCALAR_NAMES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _converter_of(text: str) -> Convert | None:
+    text = text.strip()
+    if text.endswith("| None"):
+        inner = _converter_of(text.removesuffix("| None"))
+        return None if inner is None else _optional(inner)
+    if text in _SCALAR_NAMES:
+        return _SCALARS[_SCALAR_NAMES[text]]
+    if text == "dict":
+        return _table
+    for kind, opening, closing in ((list, "list[", "]"), (tuple, "tuple[", ", ...]")):
+        item = text.removeprefix(opening).removesuffix(closing)
+        if text.startswith(opening) and text.endswith(closing) and item in _SCALAR_NAMES:
+            scalar = _SCALAR_NAMES[item]
+            return _sequence(_SCALARS[scalar], kind, _NAMES[scalar])
+    return None

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from tasks import _checks
 from tasks.base import BaseTask
 from tasks.errors import TaskDefinitionError, TaskPermissionError, UnknownTaskClass
+from tasks.options import option_schema
 from tasks.permissions import CODE_DEFINED, TaskPermissions, category_of
 
 # The modules of taskbus's own tasks (``TaskRegistry.with_builtins``).
@@ -105,6 +106,16 @@ class TaskRegistry:
     def builtins(self) -> list[type[BaseTask]]:
         """The code-defined classes that ship with taskbus (in ``BUILTIN_MODULES``)."""
         return [c for c in self.code_defined() if c.__module__ in BUILTIN_MODULES]
+
+    def catalogue(self, category: str) -> dict[str, dict[str, object]]:
+        """The classes that run ``category``'s tasks, by key, each with its options' schema
+        (``{"options": {name: {"type": "int", "default": 3}}}``, see ``option_schema``): what an
+        executor of that category announces."""
+        return {
+            key: {"options": option_schema(cls.Options)}
+            for key, cls in sorted(self._by_key.items())
+            if cls.category == category
+        }
 
     def category_of(self, task_id: str) -> str:
         """The category of a task id, from its prefix; TaskDefinitionError if it is not valid."""

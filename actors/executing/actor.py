@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from actors.actor import Actor, Route, on_work
+from actors.actor import Actor, Route, on_event, on_work
 from actors.executing.admission import Admission, Deferred
 from actors.executing.lag import LagMonitor
 from actors.executing.ledger import Ledger
@@ -37,7 +37,7 @@ from actors.executing.settling import Settlement
 from actors.executing.status import Announce, StatusEvents
 from actors.scheduling.protocol import Dispatch, report_dropped
 from actors.storing.client import StoreClient
-from bus import Delivery
+from bus import Delivery, Envelope
 from config import topics
 from config.errors import TaskbusError
 from config.sections import CategorySettings, ResourceSettings, SchedulerSettings
@@ -103,7 +103,12 @@ class ExecutorActor(Actor):
             counters=self.counters,
         )
         self._settlement = Settlement(
-            self, self._ledger, self._status, clock=self._clock, counters=self.counters
+            self,
+            self._ledger,
+            self._status,
+            clock=self._clock,
+            counters=self.counters,
+            logs=self._runner.take_logs,
         )
         self._quarantine = Quarantine(
             self,
@@ -136,6 +141,18 @@ class ExecutorActor(Actor):
     def work_route(self, route: Route) -> Route:
         """The category's queue, and as much credit as runs may start at once."""
         return replace(route, pattern=self.queue, credit=self.credit)
+
+    async def run(self) -> None:
+        """Announce this category's task classes once subscribed: a leader up already learns
+        them now, one that takes over later asks (``announce``)."""
+        await self.announce()
+
+    @on_event(topics.CATALOGUE_WANTED)
+    async def announce(self, _: Envelope | None = None) -> None:
+        """Publish the category's classes and their options (docs/protocol.md, catalogue)."""
+        classes = self.registry.catalogue(self.category.name)
+        payload = {"category": self.category.name, "classes": classes}
+        await self.publish(topics.CATALOGUE_EVENTS + self.category.name, payload)
 
     async def on_stop(self) -> None:
         await self._ledger.close()

@@ -2,9 +2,10 @@
 
 Only the holder of the scheduler lease takes messages: a standby waits in ``until_ready`` for the
 lease (``actors.scheduling.lease``), so requests, firing and results all go to the leader. On
-taking over it loads every task and recovers what no leader settled (``takeover``); then it serves
-requests (``requests``), fires (``firing``) and acts on results (``retries``). If it loses the
-lease it dies, and its supervisor restarts it as a standby.
+taking over it loads every task and recovers what no leader settled (``takeover``) and asks the
+executors to announce their task classes (``catalogue``); then it serves requests (``requests``),
+fires (``firing``) and acts on results (``retries``). If it loses the lease it dies, and its
+supervisor restarts it as a standby.
 
 The class shows every topic it serves, each with the reader of its request; the collaborators do
 the work, each given what it uses. Every store call goes through one ``StoreClient``; every sleep,
@@ -19,17 +20,25 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from actors.actor import Actor, on_request, on_work
+from actors.actor import Actor, on_event, on_request, on_work
 from actors.fireloop import FireLoop
 from actors.scheduling import requests
 from actors.scheduling.background import Background
+from actors.scheduling.catalogue import Catalogue, read_announcement
 from actors.scheduling.events import Events
 from actors.scheduling.firing import Firing
 from actors.scheduling.lease import LeaseKeeper, holder_name
 from actors.scheduling.owed import Owed
 from actors.scheduling.owners import EXECUTOR_ROLE, Owners
 from actors.scheduling.protocol import RESULT_QUEUE, RunResult, report_dropped
-from actors.scheduling.requests import NewTask, TaskPage, TaskPageOf, TaskRequests, Update
+from actors.scheduling.requests import (
+    NewTask,
+    TaskExists,
+    TaskPage,
+    TaskPageOf,
+    TaskRequests,
+    Update,
+)
 from actors.scheduling.retries import Retries
 from actors.scheduling.roster import Roster
 from actors.scheduling.takeover import Takeover
@@ -72,6 +81,7 @@ class SchedulerActor(Actor):
         self._holder = holder
         self._clock = clock = clock or SystemClock()
         self.counters: Counter[str] = Counter()
+        self.catalogue = Catalogue()
         store = StoreClient(self.ask, timeout_s=STORE_TIMEOUT_S)
         lease_store = StoreClient(
             self.ask, timeout_s=min(STORE_TIMEOUT_S, settings.lease_ttl_s / 3)
@@ -130,6 +140,7 @@ class SchedulerActor(Actor):
             counters=self.counters,
             clock=clock,
             settings=settings,
+            catalogue=self.catalogue,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -151,6 +162,8 @@ class SchedulerActor(Actor):
         """Keep the lease; die (and be restarted as a standby) if it, the fire loop or work
         started beside the handlers fails."""
         assert self.loop.done is not None
+        # subscribed by now: the executors' answers reach this leader
+        await self.publish(topics.CATALOGUE_WANTED)
         keeper = asyncio.ensure_future(self.lease.keep())
         try:
             done, _ = await asyncio.wait(
@@ -176,6 +189,8 @@ class SchedulerActor(Actor):
             return Refused("invalid", str(error))
         if isinstance(error, TaskPermissionError):
             return Refused("denied", str(error))
+        if isinstance(error, TaskExists):
+            return Refused("exists", str(error))
         if isinstance(error, LeaseLost):
             return Refused("unavailable", f"this scheduler lost its lease: {error}")
         if isinstance(error, NotFound | Conflict):
@@ -239,6 +254,24 @@ class SchedulerActor(Actor):
     @on_request(topics.SCHEDULER_STATS, read=requests.read_nothing)
     async def stats(self, request: Envelope, _: None) -> Payload:
         return await self._requests.stats()
+
+    # ------------------------------------------------------------ the executors' classes
+
+    @on_event(topics.CATALOGUE_EVENTS)
+    async def on_catalogue(self, event: Envelope) -> None:
+        """An executor's task classes, kept for the checks of create and update; one from anyone
+        but an executor, or that cannot be read, is ignored and logged."""
+        sender = event.sender
+        if not self.owners.roles.has(EXECUTOR_ROLE, sender):
+            self.log.warning("catalogue from %r ignored: not an executor", sender)
+            return
+        try:
+            category = event.topic.removeprefix(topics.CATALOGUE_EVENTS)
+            announcement = read_announcement(category, event.payload)
+        except InvalidValue as exc:
+            self.log.warning("catalogue from %r ignored: %s", sender, exc)
+            return
+        self.catalogue.learn(sender, announcement)
 
     # ------------------------------------------------------------ results
 

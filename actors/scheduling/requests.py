@@ -4,9 +4,11 @@ route on ``SchedulerActor``) and what its handler does (``TaskRequests``).
 A reader checks the request's fields before anything is asked of the store: their types, the task
 id (``<category>.<name>``), no unknown field. A create or an update is then compiled once (its
 schedule in its zone under its DST rules, its three policy maps), and stored in one write that
-carries its next run; the fire loop is woken. A handler raises what says why it refuses
-(InvalidValue, NotFound, Conflict, TaskPermissionError, or the owners' ``denied``): the actor's
-``refusal`` turns it into a code.
+carries its next run; the fire loop is woken. A create, and an update of the class or the
+config, is first checked against the classes the category's executors announced (``catalogue``):
+the reply carries ``warnings`` when it could not be. A handler raises what says why it refuses
+(InvalidValue, NotFound, TaskExists, Conflict, TaskPermissionError, or the owners' ``denied``):
+the actor's ``refusal`` turns it into a code.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from actors.scheduling import definitions
+from actors.scheduling.catalogue import Catalogue
 from actors.scheduling.definitions import Compiled, CompiledTask, compile_definition
 from actors.scheduling.events import Events
 from actors.scheduling.firing import Firing
@@ -34,10 +37,15 @@ from bus.envelope import Payload
 from config.errors import ConfigError
 from config.sections import SchedulerSettings, check_task_id
 from scheduler import Clock
-from store.errors import InvalidValue, NotFound
+from store.errors import Conflict, InvalidValue, LeaseLost, NotFound
 from store.records import Page, TaskRecord, TaskSpec
 from store.salvage import PartialPage
 from tasks.permissions import TaskPermissions
+
+
+class TaskExists(Conflict):
+    """A create of a task id already stored (answered ``exists``)."""
+
 
 # ------------------------------------------------------------------ readers
 
@@ -182,8 +190,10 @@ class TaskRequests:
         counters: Counter[str],
         clock: Clock,
         settings: SchedulerSettings,
+        catalogue: Catalogue,
     ) -> None:
         self._store = store
+        self._catalogue = catalogue
         self._owners = owners
         self._permissions = permissions
         self._roster = roster
@@ -200,6 +210,7 @@ class TaskRequests:
     async def create(self, sender: str, new: NewTask) -> Payload:
         compiled = compile_definition(new, self._settings)
         self._permissions.check_creatable_over_bus(new.task_id)
+        warnings = self._catalogue.check(new.task_id, new.task_class, new.config)
         spec = TaskSpec(
             task_id=new.task_id,
             task_class=new.task_class,
@@ -212,7 +223,13 @@ class TaskRequests:
             run_policy=new.run_policy,
             owner=sender,
         )
-        return await self._write(spec, compiled, stored=None, expected_version=0)
+        try:
+            reply = await self._write(spec, compiled, stored=None, expected_version=0)
+        except LeaseLost:
+            raise
+        except Conflict as error:  # expected at version 0: the id is taken
+            raise TaskExists(f"task {new.task_id!r} already exists; use task update") from error
+        return _warned(reply, warnings)
 
     async def update(self, sender: str, update: Update) -> Payload:
         stored = await self._owned(sender, update.task_id, "update")
@@ -220,8 +237,12 @@ class TaskRequests:
             self._permissions.check_class_changeable(update.task_id)
         spec = replace(definitions.spec_of(stored), **update.changes)
         compiled = compile_definition(spec, self._settings)
+        warnings: list[str] = []
+        if "task_class" in update.changes or "config" in update.changes:
+            warnings = self._catalogue.check(spec.task_id, spec.task_class, spec.config)
         expected = update.expected_version or stored.version
-        return await self._write(spec, compiled, stored=stored, expected_version=expected)
+        reply = await self._write(spec, compiled, stored=stored, expected_version=expected)
+        return _warned(reply, warnings)
 
     async def set_enabled(self, sender: str, task_id: str, *, enabled: bool) -> Payload:
         stored = await self._owned(sender, task_id, "enable" if enabled else "disable")
@@ -374,7 +395,10 @@ class TaskRequests:
         return {
             "leader": self._lease.holder,
             "lease_token": self._lease.token,
-            "tasks": len(self._roster),
+            # Every stored task, enabled or not, as `task list` shows them; then the enabled
+            # ones this leader fires and those with a next fire.
+            "tasks": report.stored_tasks,
+            "enabled": len(self._roster),
             "scheduled": len(engine),
             "next_due": None
             if upcoming is None
@@ -389,6 +413,11 @@ class TaskRequests:
         stored = await self._store.get_task(task_id)
         self._owners.check(sender, stored.owner, task_id, action)
         return stored
+
+
+def _warned(reply: Payload, warnings: list[str]) -> Payload:
+    """The reply, with ``warnings`` if there are any."""
+    return reply | {"warnings": warnings} if warnings else reply
 
 
 def _page(key: str, items: Sequence[dict[str, Any]], page: Page[Any]) -> Payload:

@@ -97,7 +97,10 @@ async def test_update_enable_disable_reset_delete_and_their_errors(
     scheduler = await start_scheduler()
     await caller.ask("scheduler.task.create", **HOURLY)
     duplicate = await caller.refused("scheduler.task.create", **HOURLY)
-    assert duplicate.code == "conflict"
+    assert (duplicate.code, duplicate.reason) == (
+        "exists",
+        "task 'user.report' already exists; use task update",
+    )
 
     updated = await caller.ask("scheduler.task.update", task_id="user.report", schedule="@daily")
     assert (updated["task"]["schedule"], updated["task"]["version"]) == ("@daily", 2)
