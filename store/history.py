@@ -13,7 +13,11 @@ from store import salvage, values
 from store._paging import check_limit, key_cursor, parse_time_cursor, time_cursor
 from store._sql import Connection, Row
 from store.records import ExecutionRecord, Page
-from store.task_executions import EXECUTION_COLUMNS, execution_from_row
+from store.task_executions import EXECUTION_COLUMNS, current_incarnation, execution_from_row
+
+# A page leaves each run's log lines out (its record has none): up to MAX_LOG_LINES lines of
+# every run of a page would not fit a reply. One execution (``get_execution``) has them.
+PAGE_COLUMNS = EXECUTION_COLUMNS.replace(", logs", ", NULL")
 
 
 def _started_cursor(row: Row) -> str:
@@ -24,17 +28,19 @@ def _started_cursor(row: Row) -> str:
 def history(
     connection: Connection, task_id: str, before: str | None, limit: int
 ) -> Page[ExecutionRecord]:
-    """One task's executions, latest start first; ``before`` is the previous page's cursor."""
+    """One task's executions of its current incarnation (all of them once it is deleted), latest
+    start first, without their log lines; ``before`` is the previous page's cursor."""
     limit = check_limit(limit)
     order = "ORDER BY started_at DESC, execution_id DESC LIMIT ?"
+    mine = f"task_id = ?1 AND {current_incarnation('?1')}"
     params: list[object]
     if before is None:
-        tail, params = f"WHERE task_id = ? {order}", [task_id, limit + 1]
+        tail, params = f"WHERE {mine} {order.replace('?', '?2')}", [task_id, limit + 1]
     else:
         started, execution_id = parse_time_cursor(before)
-        tail = f"WHERE task_id = ? AND (started_at, execution_id) < (?, ?) {order}"
+        tail = f"WHERE {mine} AND (started_at, execution_id) < (?2, ?3) {order.replace('?', '?4')}"
         params = [task_id, started, execution_id, limit + 1]
-    found = salvage.page_rows(connection, "task_executions", EXECUTION_COLUMNS, tail, params)
+    found = salvage.page_rows(connection, "task_executions", PAGE_COLUMNS, tail, params)
     return salvage.page(
         found,
         limit,
@@ -72,7 +78,9 @@ def unsettled_executions(
     if since is not None:
         conditions.append("e.scheduled_at >= ?")
         params.append(values.to_us(values.instant("since", since)))
-    columns = ", ".join(f"e.{column}" for column in EXECUTION_COLUMNS.split(", "))
+    columns = ", ".join(
+        column if column == "NULL" else f"e.{column}" for column in PAGE_COLUMNS.split(", ")
+    )
     found = salvage.page_rows(
         connection,
         "task_executions AS e",

@@ -22,6 +22,11 @@ ExecutionState = Literal["running", "succeeded", "failed"]
 MAX_RETRY_COUNT = 1_000_000
 MAX_MISSED_BATCH = 1_000
 MAX_EXECUTION_BATCH = 1_000  # executions, finishes or run marks in one batched request
+MAX_LOG_LINES = 200  # log lines kept per run (the first ones; a last line says how many more)
+MAX_LOG_LINE_CHARS = 500
+# What made a run: its schedule, a manual trigger, a retry of a failed attempt, or a catch-up
+# (a late fire run after a downtime, possibly standing for several coalesced ones).
+TRIGGERS = frozenset({"schedule", "trigger", "retry", "catch-up"})
 
 
 def idempotency_key(task_id: str, scheduled_at: datetime, retry_count: int = 0) -> str:
@@ -101,9 +106,29 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogLine:
+    """One line a run logged (``ctx.log``): when, at which level, what (at most
+    MAX_LOG_LINE_CHARS characters: longer text is cut)."""
+
+    at: datetime
+    level: str
+    message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", values.instant("at", self.at))
+        values.text("level", self.level, max_chars=values.MAX_ID_CHARS)
+        if not isinstance(self.message, str):
+            raise InvalidValue("message", f"expected text, got {type(self.message).__name__}")
+        object.__setattr__(self, "message", values.truncated(self.message, MAX_LOG_LINE_CHARS))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionOutcome:
-    """How a run ended. ``duration_seconds`` defaults to ``completed_at - started_at``;
-    ``retry_count`` None keeps the execution's own (the one it was recorded with).
+    """How a run ended. ``run_started_at`` is when the task really began (after any wait to be
+    admitted; None if it never began or is not known): ``duration_seconds`` defaults to
+    ``completed_at`` minus it, or minus the execution's dispatch if it is None. ``retry_count``
+    None keeps the execution's own (the one it was recorded with). ``logs``: the lines the run
+    logged, at most MAX_LOG_LINES.
     """
 
     completed_at: datetime
@@ -112,9 +137,22 @@ class ExecutionOutcome:
     error_message: str | None = None
     retry_count: int | None = None
     duration_seconds: float | None = None
+    run_started_at: datetime | None = None
+    logs: tuple[LogLine, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "completed_at", values.instant("completed_at", self.completed_at))
+        if self.run_started_at is not None:
+            started = values.instant("run_started_at", self.run_started_at)
+            object.__setattr__(self, "run_started_at", started)
+            if started > self.completed_at:
+                raise InvalidValue("run_started_at", "is after completed_at")
+        if not isinstance(self.logs, tuple) or not all(
+            isinstance(line, LogLine) for line in self.logs
+        ):
+            raise InvalidValue("logs", "expected a tuple of log lines")
+        if len(self.logs) > MAX_LOG_LINES:
+            raise InvalidValue("logs", f"has {len(self.logs)} lines, at most {MAX_LOG_LINES}")
         values.flag("success", self.success)
         if self.result is not None and not isinstance(self.result, Mapping):
             raise InvalidValue("result", f"expected a map, got {type(self.result).__name__}")
@@ -128,9 +166,11 @@ class ExecutionOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewExecution:
-    """One attempt of a fire of a task, recorded when it starts (``outcome`` None) or once it
-    has ended. ``retry_count`` 0 is the fire's first attempt, 1 its first retry...: each attempt
-    is recorded once. The record keeps this ``retry_count`` unless ``outcome`` gives one.
+    """One attempt of a fire of a task, recorded when it is dispatched (``started_at``;
+    ``outcome`` None) or once it has ended. ``retry_count`` 0 is the fire's first attempt, 1 its
+    first retry...: each attempt is recorded once. The record keeps this ``retry_count`` unless
+    ``outcome`` gives one. ``trigger``: what made it (one of TRIGGERS). The execution belongs to
+    the task's current incarnation (the task row's ``created_at`` when it is recorded).
     """
 
     task_id: str
@@ -138,9 +178,12 @@ class NewExecution:
     started_at: datetime
     outcome: ExecutionOutcome | None = None
     retry_count: int = 0
+    trigger: str = "schedule"
 
     def __post_init__(self) -> None:
         values.identifier("task_id", self.task_id)
+        if self.trigger not in TRIGGERS:
+            raise InvalidValue("trigger", f"expected one of {', '.join(sorted(TRIGGERS))}")
         object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
         object.__setattr__(self, "started_at", values.instant("started_at", self.started_at))
         values.count("retry_count", self.retry_count, high=MAX_RETRY_COUNT)
@@ -171,6 +214,14 @@ class RunMark:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionRecord:
+    """One attempt. ``started_at`` is when it was recorded and dispatched (the scheduler's
+    clock); ``run_started_at`` when the task really began on its executor, after any wait to be
+    admitted (None while it waits, if it never began, or for a run stored before schema
+    version 6); ``duration_seconds`` is from the real start to ``completed_at``. ``trigger``:
+    schedule, trigger (manual), retry or catch-up (None before version 6). ``logs``: what the
+    run logged through ``ctx.log``.
+    """
+
     execution_id: str
     task_id: str
     scheduled_at: datetime
@@ -182,6 +233,9 @@ class ExecutionRecord:
     error_message: str | None
     retry_count: int
     idempotency_key: str
+    trigger: str | None = None
+    run_started_at: datetime | None = None
+    logs: tuple[LogLine, ...] = field(default=(), repr=False)
 
     @property
     def state(self) -> ExecutionState:
@@ -253,9 +307,15 @@ class RunStats:
 
 @dataclass(frozen=True, slots=True)
 class StatsReport:
+    """Run statistics, and how many tasks are stored: ``stored_tasks`` counts every task
+    definition, enabled or not (what ``task list`` shows an admin), ``enabled_tasks`` those
+    enabled (of one task only, with ``task_id``)."""
+
     overall: RunStats
     tasks: tuple[RunStats, ...]
     since: datetime | None
+    stored_tasks: int = 0
+    enabled_tasks: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

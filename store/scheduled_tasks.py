@@ -87,28 +87,34 @@ def list_tasks(
 def task_status(connection: Connection, task_id: str) -> TaskStatus:
     task = one(
         connection,
-        "SELECT enabled, last_run, next_run FROM scheduled_tasks WHERE task_id = ?",
+        "SELECT enabled, last_run, next_run, created_at FROM scheduled_tasks WHERE task_id = ?",
         [task_id],
     )
     if task is None:
         raise NotFound(f"task {task_id!r} not found")
+    # The runs of this incarnation of the task only (task_executions.current_incarnation: the
+    # task exists here, so the subquery is its created_at).
+    mine = "task_id = ?1 AND incarnation IS ?2"
     counts = one(
         connection,
-        "SELECT count(*), total(success = 1), total(success = 0), total(success IS NULL) "
-        "FROM task_executions WHERE task_id = ?",
-        [task_id],
+        "SELECT count(*), total(success = 1), total(success = 0), total(success IS NULL), "
+        f"max(scheduled_at) FROM task_executions WHERE {mine}",
+        [task_id, task[3]],
     )
     assert counts is not None
     error = one(
         connection,
         "SELECT error_message, coalesce(completed_at, started_at) FROM task_executions "
-        "WHERE task_id = ? AND success = 0 ORDER BY started_at DESC, execution_id DESC LIMIT 1",
-        [task_id],
+        f"WHERE {mine} AND success = 0 ORDER BY started_at DESC, execution_id DESC LIMIT 1",
+        [task_id, task[3]],
     )
+    # The last run counts every run of this incarnation, manual ones too, not only the
+    # schedule's fires that mark_run records.
+    last_run = max((at for at in (task[1], counts[4]) if at is not None), default=None)
     return TaskStatus(
         task_id=task_id,
         enabled=bool(task[0]),
-        last_run=values.maybe_from_us(task[1]),
+        last_run=values.maybe_from_us(last_run),
         next_run=values.maybe_from_us(task[2]),
         runs=int(counts[0]),
         succeeded=int(counts[1]),

@@ -12,7 +12,11 @@ did not run, one row per fire or per range of them), and the index that finds th
 scheduler must look at again after a takeover. Version 4 adds the instant through which each
 task's fires are accounted for, from which a scheduler taking over plans what is owed. Version 5
 records which cron rules each schedule was written under (croniter's own reading before, Vixie
-cron's from then on), so that a schedule whose meaning changed can say so.
+cron's from then on), so that a schedule whose meaning changed can say so. Version 6 tells the truth
+about runs: each execution carries its task's incarnation (the ``created_at`` of the task row it
+ran for, so that an id deleted and created again starts an empty history), what made it
+(``trigger``), when it really started (``run_started_at``, after any wait to be admitted) and
+the lines it logged (``logs``).
 """
 
 from __future__ import annotations
@@ -181,12 +185,30 @@ V5_CRON_RULES = Migration(
     ),
 )
 
+V6_TRUTHFUL_HISTORY = Migration(
+    6,
+    "executions: the task's incarnation, the trigger, the real start and the run's log lines",
+    (
+        "ALTER TABLE task_executions ADD COLUMN incarnation INTEGER",
+        "ALTER TABLE task_executions ADD COLUMN trigger TEXT",
+        "ALTER TABLE task_executions ADD COLUMN run_started_at INTEGER",
+        "ALTER TABLE task_executions ADD COLUMN logs BLOB",
+        # A run recorded since the task row was created is of that incarnation; an older one
+        # (of an id deleted and created again) stays NULL: kept, but no longer the task's.
+        """UPDATE task_executions SET incarnation = (
+            SELECT t.created_at FROM scheduled_tasks AS t
+            WHERE t.task_id = task_executions.task_id
+            AND t.created_at <= task_executions.started_at)""",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
     V3_RUN_POLICIES_AND_MISSED_RUNS,
     V4_ACCOUNTED_THROUGH,
     V5_CRON_RULES,
+    V6_TRUTHFUL_HISTORY,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

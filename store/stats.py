@@ -9,14 +9,17 @@ from datetime import datetime
 from store import values
 from store._sql import Connection, Row, one, rows
 from store.records import RunStats, StatsReport
+from store.task_executions import current_incarnation
 
 
 def stats(connection: Connection, since: datetime | None, task_id: str | None) -> StatsReport:
     """Run counts, rates and durations per task and over all tasks (or of one task).
 
-    Only executions started at or after ``since`` count. Costs a scan of the matching rows.
+    Only executions started at or after ``since`` count, and of a task only those of its
+    current incarnation (all of a deleted task's: ``task_executions.current_incarnation``).
+    Costs a scan of the matching rows.
     """
-    conditions, params = ["1"], list[object]()
+    conditions, params = [current_incarnation("task_executions.task_id")], list[object]()
     if since is not None:
         conditions.append("started_at >= ?")
         params.append(values.to_us(values.instant("since", since)))
@@ -64,10 +67,19 @@ def stats(connection: Connection, since: datetime | None, task_id: str | None) -
             [*params, rank - 1],
         )
         overall_p95 = None if found is None else found[0]
+    counted = one(
+        connection,
+        "SELECT count(*), total(enabled = 1) FROM scheduled_tasks"
+        + ("" if task_id is None else " WHERE task_id = ?"),
+        [] if task_id is None else [task_id],
+    )
+    assert counted is not None
     return StatsReport(
         overall=_run_stats(None, overall, overall_p95),
         tasks=tuple(_run_stats(row[0], row[1:], p95_by_task.get(row[0])) for row in per_task),
         since=since,
+        stored_tasks=int(counted[0]),
+        enabled_tasks=int(counted[1]),
     )
 
 

@@ -13,6 +13,9 @@ Invariants every implementation keeps:
   larger token; a write given a ``Fence`` with an older token raises LeaseLost.
 - **Time is an argument.** Methods whose effect depends on the time take ``now``.
 - **Values round-trip verbatim**, ids with quotes and semicolons included.
+- **A re-created id starts a new history.** An execution belongs to the incarnation of its task
+  it was recorded under; ``history``, ``task_status`` and ``stats`` count only the current
+  incarnation's (all of a deleted task's). Deleting a task keeps its executions.
 
 Errors: InvalidValue (a StoreError and a ValueError) names the field that is out of its domain
 (oversize config or result, NUL in text, a naive datetime); NotFound (also a LookupError) for a
@@ -124,7 +127,8 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_task(self, task_id: str) -> bool:
-        """Remove a definition (history stays); False if there was none."""
+        """Remove a definition (its executions stay, no longer its history once the id is
+        created again); False if there was none."""
 
     @abstractmethod
     async def mark_run(
@@ -141,7 +145,8 @@ class Store(ABC):
 
     @abstractmethod
     async def task_status(self, task_id: str) -> TaskStatus:
-        """Last and next run, run counts and the last error of one task; NotFound."""
+        """Last run (the schedule's or any run's of this incarnation, manual ones too), next
+        run, run counts and the last error of the task's current incarnation; NotFound."""
 
     # ------------------------------------------------------------ executions
 
@@ -155,7 +160,8 @@ class Store(ABC):
     async def finish_execution(
         self, execution_id: str, outcome: ExecutionOutcome, *, fence: Fence | None = None
     ) -> Recorded[ExecutionRecord]:
-        """Record how a run ended; NotFound; a finished run is a duplicate."""
+        """Record how a run ended (its real start, duration and log lines with it); NotFound;
+        a finished run is a duplicate."""
 
     @abstractmethod
     async def record_fires(
@@ -181,7 +187,7 @@ class Store(ABC):
 
     @abstractmethod
     async def get_execution(self, execution_id: str) -> ExecutionRecord:
-        """NotFound if there is no such execution."""
+        """The execution, with its log lines; NotFound if there is no such execution."""
 
     @abstractmethod
     async def execution_outcomes(self, execution_ids: Sequence[str]) -> dict[str, bool | None]:
@@ -193,7 +199,8 @@ class Store(ABC):
     async def history(
         self, task_id: str, *, before: str | None = None, limit: int = 50
     ) -> Page[ExecutionRecord]:
-        """One task's executions, latest start first, from the cursor ``before``."""
+        """The executions of the task's current incarnation (without their log lines), latest
+        start first, from the cursor ``before``."""
 
     @abstractmethod
     async def unsettled_executions(
@@ -208,7 +215,8 @@ class Store(ABC):
     async def stats(
         self, *, since: datetime | None = None, task_id: str | None = None
     ) -> StatsReport:
-        """Counts, success and failure rates, mean/min/max/p95 durations."""
+        """Counts, success and failure rates, mean/min/max/p95 durations (of current
+        incarnations); how many tasks are stored, and enabled."""
 
     # ------------------------------------------------------------ dead letters
 

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgpack
+
 from bus.ids import format_message_id, new_message_id
 from config.store import StoreSettings
 from store import values
@@ -27,6 +29,7 @@ from store.operations import BatchOperation, Outcome
 from store.records import (
     ExecutionOutcome,
     ExecutionRecord,
+    LogLine,
     NewExecution,
     Recorded,
     RunMark,
@@ -35,8 +38,19 @@ from store.scheduled_tasks import mark_runs
 
 EXECUTION_COLUMNS = (
     "execution_id, task_id, scheduled_at, started_at, completed_at, success, duration_seconds, "
-    "result, error_message, retry_count, idempotency_key"
+    "result, error_message, retry_count, idempotency_key, trigger, run_started_at, logs"
 )
+# The task's incarnation: the created_at of its row when the execution is recorded (NULL if the
+# task is not stored). A task's history, status and statistics are those of its current
+# incarnation, so an id deleted and created again starts afresh; the older rows stay.
+INCARNATION = "(SELECT created_at FROM scheduled_tasks WHERE task_id = {task})"
+
+
+def current_incarnation(task: str, incarnation: str = "incarnation") -> str:
+    """SQL true for an execution of the current incarnation of its task (``task``: an SQL
+    expression of its id), or of any, once the task is deleted (its runs are then all that is
+    left of it)."""
+    return f"{incarnation} IS coalesce({INCARNATION.format(task=task)}, {incarnation})"
 
 
 def execution_from_row(row: Row) -> ExecutionRecord:
@@ -52,6 +66,28 @@ def execution_from_row(row: Row) -> ExecutionRecord:
         error_message=row[8],
         retry_count=row[9],
         idempotency_key=row[10],
+        trigger=row[11],
+        run_started_at=values.maybe_from_us(row[12]),
+        logs=logs_from(row[13]),
+    )
+
+
+def packed_logs(lines: Sequence[LogLine]) -> bytes | None:
+    """A run's log lines as one msgpack array of ``[µs, level, message]`` (None: no lines)."""
+    if not lines:
+        return None
+    data: bytes = msgpack.packb(
+        [[values.to_us(line.at), line.level, line.message] for line in lines], use_bin_type=True
+    )
+    return data
+
+
+def logs_from(data: bytes | None) -> tuple[LogLine, ...]:
+    if data is None:
+        return ()
+    return tuple(
+        LogLine(at=values.from_us(at), level=level, message=message)
+        for at, level, message in msgpack.unpackb(data, raw=False)
     )
 
 
@@ -151,12 +187,16 @@ class RecordExecution(BatchOperation[Recorded[ExecutionRecord]]):
         pending: list[tuple[int, ExecutionRecord]] = []  # (index in operations, its record)
         new_rows: list[list[object]] = []
         tokens = lease_tokens(connection, (operation.fence for operation in operations))
+        incarnations = _incarnations(
+            connection, [operation.new.task_id for operation in operations]
+        )
         for index, operation in enumerate(operations):
             fence = operation.fence
             try:
                 if fence is not None:
                     check_token(fence, tokens[fence.lease])
-                record, row = _execution_row(operation.new, operation.limits)
+                incarnation = incarnations.get(operation.new.task_id)
+                record, row = _execution_row(operation.new, operation.limits, incarnation)
             except (InvalidValue, LeaseLost) as exc:
                 outcomes.append(Outcome(error=exc))
                 continue
@@ -214,36 +254,55 @@ def record_fires(
     return recorded
 
 
-# Rows per INSERT statement (11 parameters each; SQLite binds at most 32,766).
+# Rows per INSERT statement (15 parameters each; SQLite binds at most 32,766).
 _ROWS_PER_INSERT = 500
 _PENDING: Outcome[Recorded[ExecutionRecord]] = Outcome()  # a placeholder, replaced before return
 
 
 @functools.cache
 def _insert_executions_sql(count: int) -> str:
-    rows_ = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    rows_ = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
     return (
-        f"INSERT INTO task_executions ({EXECUTION_COLUMNS}) VALUES {rows_} "
+        f"INSERT INTO task_executions ({EXECUTION_COLUMNS}, incarnation) VALUES {rows_} "
         "ON CONFLICT (idempotency_key) DO NOTHING"
     )
 
 
+def _incarnations(connection: Connection, task_ids: Sequence[str]) -> dict[str, int]:
+    """The current incarnation (``created_at``) of each stored task of ``task_ids``: looked up
+    once per batch, which costs a record far less than a subquery per row."""
+    unique = list(dict.fromkeys(task_ids))
+    found: dict[str, int] = {}
+    for first in range(0, len(unique), _IDS_PER_SELECT):
+        chunk = unique[first : first + _IDS_PER_SELECT]
+        marks = ", ".join(["?"] * len(chunk))
+        for task_id, created_at in rows(
+            connection,
+            f"SELECT task_id, created_at FROM scheduled_tasks WHERE task_id IN ({marks})",
+            chunk,
+        ):
+            found[task_id] = created_at
+    return found
+
+
 def _execution_row(
-    new: NewExecution, limits: StoreSettings
+    new: NewExecution, limits: StoreSettings, incarnation: int | None
 ) -> tuple[ExecutionRecord, list[object]]:
-    """The record of a new attempt, and its row's values in EXECUTION_COLUMNS order; raises
-    InvalidValue for a result that cannot be stored.
+    """The record of a new attempt, and its row's values in EXECUTION_COLUMNS order, then its
+    incarnation; raises InvalidValue for a result that cannot be stored.
     """
     execution_id = format_message_id(new_message_id())
     outcome = new.outcome
     retries = new.retry_count
-    result = decoded = completed = success = duration = error = None
+    result = decoded = completed = success = duration = error = run_started = None
+    logs: tuple[LogLine, ...] = ()
     if outcome is not None:
         result, decoded = values.encoded("result", outcome.result, limits.max_value_bytes)
         completed, success = outcome.completed_at, outcome.success
+        run_started, logs = outcome.run_started_at, outcome.logs
         duration = outcome.duration_seconds
         if duration is None:
-            duration = (completed - new.started_at).total_seconds()
+            duration = (completed - (run_started or new.started_at)).total_seconds()
         if outcome.error_message is not None:
             error = values.truncated(outcome.error_message, limits.max_error_chars)
         if outcome.retry_count is not None:
@@ -260,6 +319,9 @@ def _execution_row(
         error_message=error,
         retry_count=retries,
         idempotency_key=new.idempotency_key,
+        trigger=new.trigger,
+        run_started_at=run_started,
+        logs=logs,
     )
     row: list[object] = [
         execution_id,
@@ -273,6 +335,10 @@ def _execution_row(
         error,
         retries,
         record.idempotency_key,
+        new.trigger,
+        None if run_started is None else values.to_us(run_started),
+        packed_logs(logs),
+        incarnation,
     ]
     return record, row
 
@@ -289,22 +355,22 @@ def finish_execution(
 ) -> Recorded[ExecutionRecord]:
     """Record how a run ended; finishing a finished run writes nothing (a duplicate).
 
-    ``duration_seconds`` defaults to the time from the run's start to ``completed_at``;
-    ``retry_count`` None keeps the one the run was recorded with.
+    ``duration_seconds`` defaults to the time from the run's real start (the outcome's
+    ``run_started_at``; the dispatch if it has none) to ``completed_at``; ``retry_count`` None keeps
+    the one the run was recorded with.
     """
     if fence is not None:
         check_fence(connection, fence)
-    completed, success, duration, result, error, retries = _ending(
-        outcome, outcome.duration_seconds, limits
-    )
+    ending = _ending(outcome, outcome.duration_seconds, limits)
     row = one(
         connection,
         "UPDATE task_executions SET completed_at = ?1, success = ?2, "
-        "duration_seconds = coalesce(?3, (?1 - started_at) / 1e6), result = ?4, "
-        "error_message = ?5, retry_count = coalesce(?6, retry_count) "
+        "duration_seconds = coalesce(?3, (?1 - coalesce(?8, started_at)) / 1e6), result = ?4, "
+        "error_message = ?5, retry_count = coalesce(?6, retry_count), run_started_at = ?8, "
+        "logs = ?9 "
         "WHERE execution_id = ?7 AND success IS NULL AND started_at <= ?1 "
         f"RETURNING {EXECUTION_COLUMNS}",
-        [completed, success, duration, result, error, retries, execution_id],
+        [*ending[:6], execution_id, *ending[6:]],
     )
     if row is not None:
         return Recorded(execution_from_row(row), duplicate=False)
@@ -336,8 +402,10 @@ def finish_executions(
 def _ending(
     outcome: ExecutionOutcome, duration: float | None, limits: StoreSettings
 ) -> list[object]:
-    """completed_at, success, duration_seconds, result, error_message, retry_count."""
+    """completed_at, success, duration_seconds, result, error_message, retry_count,
+    run_started_at, logs."""
     error = outcome.error_message
+    started = outcome.run_started_at
     return [
         values.to_us(outcome.completed_at),
         int(outcome.success),
@@ -345,4 +413,6 @@ def _ending(
         values.packed("result", outcome.result, limits.max_value_bytes),
         None if error is None else values.truncated(error, limits.max_error_chars),
         outcome.retry_count,
+        None if started is None else values.to_us(started),
+        packed_logs(outcome.logs),
     ]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar, TypeVarTuple
+from typing import Any, Generic, TypeVar, TypeVarTuple
 
 from scheduler.clock import Clock
 from tasks.errors import TaskCancelled, TaskUsageError
@@ -20,6 +21,7 @@ from tasks.services import TaskServices
 
 __all__ = [
     "ProgressCallback",
+    "RunLog",
     "TaskCancelled",
     "TaskContext",
 ]  # TaskCancelled: check_cancelled raises it
@@ -29,12 +31,68 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 ProgressCallback = Callable[[float, str], Awaitable[None]]
 MAX_NOTE_CHARS = 500
+MAX_LOG_LINES = 200  # lines a run keeps (the store's bound): the first ones, then a count
+MAX_LOG_LINE_CHARS = 500
 
 _logger = logging.getLogger("taskbus.task")
 
 
 async def _no_progress(fraction: float, note: str) -> None:
     return None
+
+
+class RunLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``ctx.log``: a logger whose lines name the task and the run (``<task id> [<execution
+    id>] message``, and ``task_id``/``execution_id`` on each record), and which keeps what the run
+    logged at INFO and above (DEBUG too when enabled), stamped by the run's clock: at most
+    MAX_LOG_LINES lines of MAX_LOG_LINE_CHARS characters, the last of them saying how many more
+    were not kept. The executor stores them with the run's outcome (``taskbus task logs
+    <task> --run <execution id>``).
+    """
+
+    def __init__(
+        self, logger: logging.Logger, *, task_id: str, execution_id: str, clock: Clock
+    ) -> None:
+        super().__init__(logger, {"task_id": task_id, "execution_id": execution_id})
+        self._prefix = f"{task_id} [{execution_id}]"
+        self._clock = clock
+        self._kept: list[tuple[datetime, str, str]] = []
+        self._dropped = 0
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
+        return f"{self._prefix} {msg}", kwargs
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.INFO or self.isEnabledFor(level):
+            self._keep(level, msg, args, kwargs.get("exc_info"))
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # the caller's line, not this
+        super().log(level, msg, *args, **kwargs)
+
+    def _keep(self, level: int, msg: Any, args: tuple[Any, ...], exc_info: Any) -> None:
+        if len(self._kept) >= MAX_LOG_LINES - 1:
+            self._dropped += 1
+            return
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = f"{msg} {args!r}"
+        if exc_info:
+            error = sys.exc_info()[1] if exc_info is True else exc_info
+            if isinstance(error, tuple):
+                error = error[1]
+            if isinstance(error, BaseException):
+                text += f" ({type(error).__name__}: {error})"
+        text = text if len(text) <= MAX_LOG_LINE_CHARS else text[: MAX_LOG_LINE_CHARS - 1] + "…"
+        self._kept.append((self._clock.wall(), logging.getLevelName(level), text))
+
+    def lines(self) -> tuple[tuple[datetime, str, str], ...]:
+        """What the run logged: (instant, level name, text) each, oldest first."""
+        if not self._dropped:
+            return tuple(self._kept)
+        last = self._kept[-1][0] if self._kept else self._clock.wall()
+        note = f"{self._dropped} more lines not kept (at most {MAX_LOG_LINES} per run)"
+        return (*self._kept, (last, "WARNING", note))
 
 
 class TaskContext(Generic[OptionsT_co]):
@@ -77,8 +135,8 @@ class TaskContext(Generic[OptionsT_co]):
         self.services = services
         self.clock = clock
         self.data_dir = data_dir
-        self.log = logging.LoggerAdapter(
-            logger or _logger, {"task_id": task_id, "execution_id": execution_id}
+        self.log = RunLog(
+            logger or _logger, task_id=task_id, execution_id=execution_id, clock=clock
         )
         self.cancelled = cancelled if cancelled is not None else asyncio.Event()
         self._cancel_reason = ""

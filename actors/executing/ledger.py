@@ -60,6 +60,7 @@ def _finish_size(finish: Finish) -> int:
     """About how many bytes an outcome adds to a batched finish request."""
     _, outcome = finish
     size = 256 + len(outcome.error_message or "")
+    size += sum(64 + 4 * len(line.message) for line in outcome.logs)  # 4: UTF-8 at worst
     if outcome.result:
         size += len(msgpack.packb(dict(outcome.result), use_bin_type=True, default=str))
     return size

@@ -9,7 +9,8 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from tasks.errors import TaskCancelled
 from tasks.result import TaskResult
 
 T = TypeVar("T")
+Logged = tuple[tuple[datetime, str, str], ...]  # a run's ctx.log lines (tasks.context.RunLog)
 
 
 class BusServices:
@@ -57,11 +59,17 @@ class TaskRunner:
     loop_lag_s: Callable[[], float]
     log: logging.Logger
     counters: Counter[str]
+    # What each run logged, by execution id, until its settlement takes it (``take_logs``).
+    logs: dict[str, Logged] = field(default_factory=dict)
+
+    def take_logs(self, execution_id: str) -> Logged:
+        return self.logs.pop(execution_id, ())
 
     async def run(
         self, dispatch: Dispatch, task_class: type[BaseTask], announce: Announce
     ) -> TaskResult:
-        """The run's result: what the task returned, or its failure, timeout or cancellation."""
+        """The run's result: what the task returned, or its failure, timeout or cancellation;
+        what it logged is kept for its settlement (``take_logs``)."""
         cancelled = asyncio.Event()
         try:
             options = task_class.read_options(dispatch.config, task_id=dispatch.task_id)
@@ -83,6 +91,19 @@ class TaskRunner:
             data_dir=self.data_dir,
             loop_lag_s=self.loop_lag_s,
         )
+        try:
+            return await self._execute(dispatch, task_class, context, announce)
+        finally:
+            self.logs[dispatch.execution_id] = context.log.lines()
+
+    async def _execute(
+        self,
+        dispatch: Dispatch,
+        task_class: type[BaseTask],
+        context: TaskContext[Any],
+        announce: Announce,
+    ) -> TaskResult:
+        cancelled = context.cancelled
         await announce("started")
         self.counters["started"] += 1
         try:

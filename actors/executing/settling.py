@@ -5,15 +5,17 @@ run is settled at least once and its result never lost once stored."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 
 from actors.actor import Actor
 from actors.executing.ledger import Ledger
+from actors.executing.running import Logged
 from actors.executing.status import StatusEvents
 from actors.scheduling.protocol import Dispatch, RunResult
 from config import topics
 from scheduler import Clock
-from store.records import ExecutionOutcome
+from store.records import MAX_LOG_LINES, ExecutionOutcome, LogLine
 from tasks.result import TaskResult
 
 ENQUEUE_TIMEOUT_S = 30.0  # for the broker to confirm a queued result
@@ -30,7 +32,10 @@ class Settlement:
         *,
         clock: Clock,
         counters: Counter[str],
+        logs: Callable[[str], Logged] | None = None,
     ) -> None:
+        """``logs``: what a run logged, taken once by its execution id (TaskRunner.take_logs)."""
+        self._logs = logs
         self._actor = actor
         self._ledger = ledger
         self._status = status
@@ -40,9 +45,9 @@ class Settlement:
     async def settle(self, dispatch: Dispatch, result: TaskResult, *, started: datetime) -> None:
         """Store the outcome, queue the result, publish the status (in this order)."""
         completed = self._clock.wall()
-        await self._ledger.finish(
-            dispatch.execution_id, outcome_of(result, started=started, completed=completed)
-        )
+        logged = () if self._logs is None else self._logs(dispatch.execution_id)
+        outcome = outcome_of(result, started=started, completed=completed, logged=logged)
+        await self._ledger.finish(dispatch.execution_id, outcome)
         await self._actor.bus.enqueue(
             topics.RESULT_QUEUE,
             RunResult(
@@ -64,8 +69,12 @@ class Settlement:
         await self._status(dispatch, state, error=result.error)
 
 
-def outcome_of(result: TaskResult, *, started: datetime, completed: datetime) -> ExecutionOutcome:
-    """The stored outcome of a run: its data, with its error types and whether it was skipped."""
+def outcome_of(
+    result: TaskResult, *, started: datetime, completed: datetime, logged: Logged = ()
+) -> ExecutionOutcome:
+    """The stored outcome of a run: its data, with its error types and whether it was skipped;
+    ``started`` is when the task really began (after admission), its duration from then;
+    ``logged``, what it logged (the first MAX_LOG_LINES lines)."""
     names = error_types(result)
     data = dict(result.data)
     if names:
@@ -78,6 +87,11 @@ def outcome_of(result: TaskResult, *, started: datetime, completed: datetime) ->
         result=data,
         error_message=result.error,
         duration_seconds=max(0.0, (completed - started).total_seconds()),
+        run_started_at=min(started, completed),
+        logs=tuple(
+            LogLine(at=at, level=level, message=message)
+            for at, level, message in logged[:MAX_LOG_LINES]
+        ),
     )
 
 

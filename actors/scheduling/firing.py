@@ -38,7 +38,7 @@ from actors.storing.wire import plain
 from bus import AskTimeout
 from bus.envelope import Payload
 from config.sections import SchedulerSettings
-from scheduler import Clock, MisfirePlan, TaskPlan, jittered, sleep
+from scheduler import Clock, MisfirePlan, PlannedRun, TaskPlan, jittered, sleep
 from store.records import (
     MAX_MISSED_BATCH,
     ExecutionOutcome,
@@ -65,6 +65,15 @@ class Fire:
     attempt: int = 1
     coalesced: int = 0
     reason: str = "schedule"
+
+
+def scheduled(task: CompiledTask, run: PlannedRun) -> Fire:
+    """The fire of a planned run: ``catch-up`` if it stands for missed fires (coalesced) or is
+    later than the misfire policy's grace (a fire missed while down, run anyway), else
+    ``schedule``."""
+    late = run.coalesced > 0 or run.late_s > task.policies.misfire.grace_s
+    reason = "catch-up" if late else "schedule"
+    return Fire(task, run.instant, coalesced=run.coalesced, reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +176,7 @@ class Firing:
 
         async def fire(batch: list[tuple[CompiledTask, MisfirePlan]]) -> None:
             async with in_flight:
-                fires = [
-                    Fire(task, run.instant, coalesced=run.coalesced)
-                    for task, plan in batch
-                    for run in plan.runs
-                ]
+                fires = [scheduled(task, run) for task, plan in batch for run in plan.runs]
                 marks = [self._mark(task, plan) for task, plan in batch]
                 await self._dispatch(await self._record(fires, marks))
 
@@ -186,7 +191,7 @@ class Firing:
             return
         plan = task_plan.plan
         await self._record_missed(task, plan)
-        fires = [Fire(task, run.instant, coalesced=run.coalesced) for run in plan.runs]
+        fires = [scheduled(task, run) for run in plan.runs]
         chunks = [fires[start : start + FIRE_BATCH] for start in range(0, len(fires), FIRE_BATCH)]
         chunks = chunks or [[]]  # nothing runs: the write still accounts for the plan
         fired: list[Fired] = []
@@ -247,6 +252,7 @@ class Firing:
                 scheduled_at=fire.instant,
                 started_at=started,
                 retry_count=fire.attempt - 1,
+                trigger=fire.reason,
             )
             for fire in fires
         ]

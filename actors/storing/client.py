@@ -313,6 +313,7 @@ def _new_execution_payload(new: NewExecution) -> dict[str, Any]:
         "scheduled_at": new.scheduled_at.isoformat(),
         "started_at": new.started_at.isoformat(),
         "retry_count": new.retry_count,
+        "trigger": new.trigger,
     }
 
 
@@ -320,6 +321,9 @@ def _outcome_payload(outcome: ExecutionOutcome, *, retry_count: bool) -> dict[st
     payload = plain(outcome)
     if outcome.result is not None:
         payload["result"] = dict(outcome.result)
+    for name in ("run_started_at", "logs"):  # only when there is one: a smaller request
+        if not payload[name]:
+            payload.pop(name)
     if not retry_count:
         payload.pop("retry_count")
     return payload

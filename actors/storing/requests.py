@@ -32,8 +32,10 @@ from actors.storing.fields import (
 from store import Fence
 from store.errors import InvalidValue
 from store.records import (
+    MAX_LOG_LINES,
     MAX_MISSED_BATCH,
     ExecutionOutcome,
+    LogLine,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
@@ -74,7 +76,14 @@ def outcome(
         if required
         else request.optional("completed_at", instant, None)
     )
-    names: tuple[str, ...] = ("success", "result", "error_message", "duration_seconds")
+    names: tuple[str, ...] = (
+        "success",
+        "result",
+        "error_message",
+        "duration_seconds",
+        "run_started_at",
+        "logs",
+    )
     if retry_count:
         names += ("retry_count",)
     if completed is None:
@@ -88,7 +97,30 @@ def outcome(
         error_message=request.optional("error_message", message, None),
         retry_count=request.optional("retry_count", count, None) if retry_count else None,
         duration_seconds=request.optional("duration_seconds", seconds, None),
+        run_started_at=request.optional("run_started_at", instant, None),
+        logs=request.optional("logs", log_lines, ()),
     )
+
+
+def log_lines(name: str, value: Any) -> tuple[LogLine, ...]:
+    """0 to MAX_LOG_LINES maps of ``at``, ``level``, ``message``."""
+    if not isinstance(value, list | tuple):
+        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
+    if len(value) > MAX_LOG_LINES:
+        raise InvalidValue(name, f"has {len(value)} lines, at most {MAX_LOG_LINES}")
+    return tuple(_log_line(f"{name}[{index}]", entry) for index, entry in enumerate(value))
+
+
+def _log_line(name: str, value: Any) -> LogLine:
+    entry = Fields(mapping(name, value))
+    with inside(name):
+        line = LogLine(
+            at=entry.required("at", instant),
+            level=entry.required("level", text),
+            message=entry.required("message", any_text),
+        )
+        entry.done()
+    return line
 
 
 def _needs_completion(name: str) -> None:
@@ -104,6 +136,7 @@ def new_execution(request: Fields) -> NewExecution:
         scheduled_at=request.required("scheduled_at", instant),
         started_at=request.required("started_at", instant),
         retry_count=request.optional("retry_count", count, 0),
+        trigger=request.optional("trigger", text, "schedule"),
         outcome=outcome(request, required=False, retry_count=False),
     )
 
@@ -151,6 +184,7 @@ def new_execution_entry(entry: Fields) -> NewExecution:
         scheduled_at=entry.required("scheduled_at", instant),
         started_at=entry.required("started_at", instant),
         retry_count=entry.optional("retry_count", count, 0),
+        trigger=entry.optional("trigger", text, "schedule"),
     )
     entry.done()
     return new

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from config import topics
@@ -38,10 +38,14 @@ def _span(seconds: float) -> str:
     return " ".join(parts) or "1s"
 
 
-def instant(value: str | None, now: datetime) -> str:
-    """``2024-05-01 09:00:00 CEST (in 3m)``, in the local zone; ``-`` for None."""
+def instant(value: str | None, now: datetime, zone: tzinfo | None = None) -> str:
+    """``2024-05-01 09:00:00 CEST (in 3m)``, in the local zone; in ``zone`` with its offset
+    (``2024-05-01 09:00:00 CEST +0200 (in 3m)``) if given; ``-`` for None."""
     if value is None:
         return "-"
+    if zone is not None:
+        zoned = datetime.fromisoformat(value).astimezone(zone)
+        return f"{zoned:%Y-%m-%d %H:%M:%S %Z %z} ({relative(value, now)})"
     zoned = datetime.fromisoformat(value).astimezone()
     return f"{zoned:%Y-%m-%d %H:%M:%S %Z} ({relative(value, now)})"
 
@@ -82,6 +86,9 @@ def event_line(topic: str, sender: str, payload: Mapping[str, Any], received: da
         value = fields.pop(key, None)
         if isinstance(value, str):
             head.append(value)
+    fraction = fields.get("fraction")
+    if isinstance(fraction, int | float) and not isinstance(fraction, bool):
+        head.append(f"{fields.pop('fraction'):.0%}")  # a run's progress: 33%
     if topic.startswith(topics.HEALTH) and isinstance(fields.get("actors"), dict):
         actors = fields.pop("actors")
         fields["unwell"] = ",".join(

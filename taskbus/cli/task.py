@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from config import topics
 from config.errors import TaskbusError
+from scheduler.policies import task_policies
 from taskbus.cli import format as fmt
 from taskbus.cli._remote import Handler, call, print_json
 from taskbus.client import TaskbusClient
@@ -32,7 +37,7 @@ def list_tasks(args: argparse.Namespace) -> int:
                 task["schedule"],
                 task["timezone"],
                 "yes" if task["enabled"] else "no",
-                fmt.relative(task["last_run"], now),
+                fmt.relative(task["status"].get("last_run", task["last_run"]), now),
                 fmt.relative(task["next_fire"], now) if task["enabled"] else "-",
                 str(task["status"]["runs"]),
                 fmt.clip(task["status"]["last_error"], 40),
@@ -54,33 +59,34 @@ def show(args: argparse.Namespace) -> int:
             print_json({"task": task, **status})
             return 0
         now = datetime.now(UTC)
+        zone = _zone(task["timezone"])
+
+        def when(value: str | None) -> str:
+            return fmt.instant(value, now, zone)
+
         runs = status["status"]
         lines = [
             ("task", task["task_id"]),
             ("class", task["task_class"]),
-            ("schedule", f"{task['schedule']}  ({task['timezone']})"),
+            ("schedule", f"{task['schedule']}  ({task['timezone']})"),  # times below in it
             *([("note", status["schedule_note"])] if status.get("schedule_note") else []),
             ("enabled", "yes" if task["enabled"] else "no"),
-            ("next run", fmt.instant(status["next_fire"], now)),
-            ("last run", fmt.instant(task["last_run"], now)),
+            ("next run", when(status["next_fire"])),
+            ("last run", when(runs.get("last_run", task["last_run"]))),
             (
                 "runs",
                 f"{runs['runs']} ({runs['succeeded']} succeeded, {runs['failed']} failed, "
                 f"{runs['running']} running)",
             ),
-            ("last error", _last_error(runs, now)),
+            ("last error", _last_error(runs, when)),
             ("options", fmt.as_json(task["config"])),
+            *_effective_policies(args, task),
         ]
-        for name in ("misfire_policy", "retry_policy", "run_policy"):
-            if task.get(name):
-                lines.append((name.replace("_", " "), fmt.as_json(task[name])))
         for retry in status["pending_retries"]:
-            lines.append(
-                ("retry", f"attempt {retry['attempt']} {fmt.instant(retry['scheduled_at'], now)}")
-            )
+            lines.append(("retry", f"attempt {retry['attempt']} {when(retry['scheduled_at'])}"))
         lines += [
             ("owner", task["owner"]),
-            ("version", f"{task['version']}, updated {fmt.instant(task['updated_at'], now)}"),
+            ("version", f"{task['version']}, updated {when(task['updated_at'])}"),
         ]
         width = max(len(name) for name, _ in lines)
         for name, value in lines:
@@ -90,10 +96,46 @@ def show(args: argparse.Namespace) -> int:
     return call(args, work)
 
 
-def _last_error(runs: dict[str, Any], now: datetime) -> str:
+def _zone(name: str) -> tzinfo | None:
+    """The task's zone (None, the local one, if this machine does not know it)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _effective_policies(args: argparse.Namespace, task: dict[str, Any]) -> list[tuple[str, str]]:
+    """The policies a run of the task follows: its own keys over the ``[scheduler]`` defaults
+    (this CLI's settings, as the scheduler reads them from the same home); ``*`` marks a key the
+    task sets itself."""
+    try:
+        effective = task_policies(
+            args.settings.scheduler,
+            misfire=task.get("misfire_policy"),
+            retry=task.get("retry_policy"),
+            run=task.get("run_policy"),
+        )
+    except TaskbusError as exc:
+        return [("policies", f"cannot be read here: {exc}")]
+    shown = []
+    for name, policy in (
+        ("misfire", effective.misfire),
+        ("retry", effective.retry),
+        ("run", effective.run),
+    ):
+        own = task.get(f"{name}_policy") or {}
+        parts = []
+        for key, value in dataclasses.asdict(policy).items():
+            text = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+            parts.append(f"{key}={text}{'*' if key in own else ''}")
+        shown.append((f"{name} policy", " ".join(parts)))
+    return shown
+
+
+def _last_error(runs: dict[str, Any], when: Callable[[str | None], str]) -> str:
     if not runs["last_error"]:
         return "-"
-    return f"{fmt.clip(runs['last_error'], 100)}  at {fmt.instant(runs['last_error_at'], now)}"
+    return f"{fmt.clip(runs['last_error'], 100)}  at {when(runs['last_error_at'])}"
 
 
 # ------------------------------------------------------------------ changes
@@ -110,6 +152,8 @@ def create(args: argparse.Namespace) -> int:
             enabled=not args.disabled,
             **_policies(args),
         )
+        for warning in task.get("warnings", ()):  # what the scheduler could not check
+            print(f"taskbus: warning: {warning}", file=sys.stderr)
         if not task["enabled"]:
             print(f"created {task['task_id']} (disabled)")
             return 0
@@ -210,21 +254,90 @@ async def _next_run(client: TaskbusClient, task_id: str) -> str:
 # ------------------------------------------------------------------ history
 
 
+LOG_HEADERS = [
+    *("RUN", "TRIGGER", "SCHEDULED", "STARTED", "WAITED", "ATTEMPT", "STATE", "DURATION"),
+    "RESULT / ERROR",
+]
+
+
 def logs(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        return run_logs(args)
     return _task_rows(
         args,
         lambda client: client.history(args.task_id, limit=args.limit),
         "has not run yet",
-        ["STARTED", "SCHEDULED", "ATTEMPT", "STATE", "DURATION", "RESULT / ERROR"],
+        LOG_HEADERS,
         lambda run: [
-            fmt.local(run["started_at"]),
+            run["execution_id"],
+            run.get("trigger") or "-",
             fmt.local(run["scheduled_at"]),
+            _started(run),
+            _waited(run),
             str(run["retry_count"] + 1),
             _state(run),
             fmt.seconds(run["duration_seconds"]),
             fmt.clip(run["error_message"] or _result(run["result"]), 60),
         ],
     )
+
+
+def _started(run: dict[str, Any]) -> str:
+    """When the task really began; a run stored before that was kept shows its dispatch."""
+    if run.get("run_started_at"):
+        return fmt.local(run["run_started_at"])
+    return "-" if run["success"] is None else fmt.local(run["started_at"])
+
+
+def _waited(run: dict[str, Any]) -> str:
+    """From its dispatch to its real start: the wait to be admitted (behind another run...)."""
+    if not run.get("run_started_at"):
+        return "-"
+    waited = datetime.fromisoformat(run["run_started_at"]) - datetime.fromisoformat(
+        run["started_at"]
+    )
+    return fmt.seconds(max(0.0, waited.total_seconds()))
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    """``task logs TASK_ID --run EXECUTION_ID``: one run, then the lines it logged."""
+
+    async def work(client: TaskbusClient) -> int:
+        reply = await client.ask(topics.STORE_EXECUTION_GET, {"execution_id": args.run})
+        run = reply["execution"]
+        if run["task_id"] != args.task_id:
+            raise TaskbusError(
+                f"run {args.run} is of task {run['task_id']!r}, not {args.task_id!r}"
+            )
+        if args.json:
+            print_json(run)
+            return 0
+        lines = [
+            ("run", run["execution_id"]),
+            ("task", run["task_id"]),
+            ("trigger", run.get("trigger") or "-"),
+            ("attempt", str(run["retry_count"] + 1)),
+            ("scheduled", fmt.local(run["scheduled_at"])),
+            ("dispatched", fmt.local(run["started_at"])),
+            ("started", fmt.local(run["run_started_at"]) if run.get("run_started_at") else "-"),
+            ("finished", fmt.local(run["completed_at"]) if run["completed_at"] else "-"),
+            ("state", _state(run)),
+            ("duration", fmt.seconds(run["duration_seconds"])),
+            ("result", fmt.clip(run["error_message"] or _result(run["result"]), 100)),
+        ]
+        width = max(len(name) for name, _ in lines)
+        for name, value in lines:
+            print(f"{name.ljust(width)}  {value}")
+        logged = run.get("logs") or []
+        print(f"\n{len(logged)} log lines" if logged else "\nnothing logged")
+        for line in logged:
+            at = datetime.fromisoformat(line["at"]).astimezone()
+            print(
+                f"{at:%H:%M:%S}.{at.microsecond // 1000:03d} {line['level']:<7} {line['message']}"
+            )
+        return 0
+
+    return call(args, work)
 
 
 def missed(args: argparse.Namespace) -> int:

@@ -100,8 +100,11 @@ def test_create_then_see_it_run_in_list_show_and_logs(cli: Run) -> None:
     _until(ran_twice, "user.reflect ran twice")
     logs = cli("task", "logs", "user.reflect").stdout.splitlines()
     assert logs[0].split() == [
-        "STARTED",
+        "RUN",
+        "TRIGGER",
         "SCHEDULED",
+        "STARTED",
+        "WAITED",
         "ATTEMPT",
         "STATE",
         "DURATION",
@@ -145,9 +148,10 @@ def test_create_then_see_it_run_in_list_show_and_logs(cli: Run) -> None:
     assert shown["class"] == "tasks.reminders:Reminder"
     assert shown["schedule"] == "every 1s  (Europe/Berlin)"
     assert shown["enabled"] == "yes"
-    assert shown["misfire policy"] == '{"mode": "skip"}'
-    assert shown["retry policy"] == '{"max_attempts": 3}'
-    assert shown["run policy"] == '{"timeout_s": 30.0}'
+    # the effective policies, * marking what the task sets over the defaults
+    assert shown["misfire policy"] == "mode=skip* grace_s=60.0 catch_up_limit=10"
+    assert "max_attempts=3*" in shown["retry policy"]
+    assert "timeout_s=30.0*" in shown["run policy"]
     assert shown["options"] == '{"message": "time to reflect"}'
     assert shown["owner"] == "cli"
     assert re.match(r"\d+ \(\d+ succeeded, 0 failed, [01] running\)", shown["runs"])
@@ -210,7 +214,7 @@ def test_update_enable_disable_reset_trigger_delete(cli: Run) -> None:
 def test_stats_health_and_store_check(cli: Run) -> None:
     stats = cli("stats").stdout
     assert re.search(r"^leader\s+scheduler@", stats, re.M), stats
-    assert re.search(r"^tasks\s+\d+ \(\d+ scheduled\)", stats, re.M), stats
+    assert re.search(r"^tasks\s+\d+ \(\d+ enabled, \d+ scheduled\)", stats, re.M), stats
     assert _json(cli("stats", "--json"))["lease_token"] >= 1
     health = cli("health")
     assert health.stdout.startswith("taskbus is healthy\n")
@@ -240,7 +244,9 @@ def test_watch_prints_events_until_interrupted(env: dict[str, str], cli: Run) ->
     )
     lines = _Lines(watch)
     try:
-        assert lines.next().startswith("watching scheduler.task.status")
+        assert watch.stderr is not None  # the banner, once subscribed, goes to stderr
+        banner = iter(watch.stderr.readline, "")
+        assert any(line.startswith("watching scheduler.task.status") for line in banner)
         cli("task", "trigger", "user.watched")
         states: list[str] = []
         while "succeeded" not in states:
@@ -287,7 +293,7 @@ def test_watch_count_and_json(cli: Run, env: dict[str, str]) -> None:
         "every 1s",
     )
     result = cli("watch", "--topic", "scheduler.task.status", "--count", "2", "--json")
-    events = [json.loads(line) for line in result.stdout.splitlines()[1:]]
+    events = [json.loads(line) for line in result.stdout.splitlines()]  # JSON lines only
     assert len(events) == 2
     assert all(event["topic"] == "scheduler.task.status.cli" for event in events)  # the owner's
     cli("task", "delete", "user.counted")

@@ -97,9 +97,12 @@ def test_the_logger_adds_task_and_execution_ids(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.INFO, logger="taskbus.task"):
         ctx.log.info("hello %s", "world")
     (record,) = caplog.records
-    assert record.getMessage() == "hello world"
+    assert record.getMessage() == f"user.report [{ctx.execution_id}] hello world"
     assert record.task_id == "user.report"  # type: ignore[attr-defined]
     assert record.execution_id == ctx.execution_id  # type: ignore[attr-defined]
+    assert record.filename == "test_context.py"  # the caller's line, not the adapter's
+    ((_at, level, text),) = ctx.log.lines()  # kept for the run's outcome
+    assert (level, text) == ("INFO", "hello world")
 
 
 async def test_run_in_thread_keeps_the_loop_responsive() -> None:
