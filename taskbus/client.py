@@ -14,8 +14,11 @@ An application that embeds taskbus gets one over inproc from ``Taskbus.client()`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from actors.storing import StoreClient
@@ -24,9 +27,14 @@ from bus.envelope import Payload
 from bus.subscription import Subscription
 from config import topics
 from config.errors import TaskbusError
+from config.paths import DEFAULT_ENDPOINT
 from config.settings import Settings
 
 DEFAULT_TIMEOUT_S = 10.0
+# How long connecting to the endpoint may take before it counts as nothing listening there: a
+# refused connection fails at once, a dropped one after this.
+PROBE_TIMEOUT_S = 1.0
+HINT = "is taskbus running? start it with scripts/up (or taskbus up)"
 # What `watch` follows by default: every task's life, dead letters, the scheduler's errors and
 # health. A prefix also matches longer topics (``scheduler.health`` matches
 # ``scheduler.health.check``, the health-check task's report).
@@ -70,9 +78,13 @@ class TaskbusClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         responder_wait_s: float = 0.0,
     ) -> AsyncIterator[TaskbusClient]:
-        """Connected to ``endpoint`` (default: the first of ``bus.endpoints``) as ``identity``."""
+        """Connected to ``endpoint`` (default: ``default_endpoint(settings)``) as ``identity``;
+        Unreachable within about a second if nothing listens there."""
         keys = KeysDirectory(settings.paths.keys_dir)
-        target = endpoint or settings.endpoints[0]
+        target = endpoint or default_endpoint(settings)
+        why = await _nothing_listens(target, min(timeout_s, PROBE_TIMEOUT_S))
+        if why is not None:
+            raise Unreachable(f"no taskbus answers at {target} ({why}): {HINT}")
         try:
             keypair, server_key = keys.identity_keypair(identity), keys.broker_public_key()
         except AuthError as exc:
@@ -90,7 +102,7 @@ class TaskbusClient:
         try:
             await client.start(timeout=timeout_s)
         except (AuthError, TimeoutError, OSError) as exc:
-            raise Unreachable(f"no taskbus answers at {target} ({exc})") from exc
+            raise Unreachable(f"no taskbus answers at {target} ({exc}): {HINT}") from exc
         try:
             yield cls(client, timeout_s=timeout_s, responder_wait_s=responder_wait_s)
         finally:
@@ -231,5 +243,44 @@ class TaskbusClient:
             await asyncio.sleep(0.05)
 
     async def _task(self, topic: str, payload: Payload) -> dict[str, Any]:
+        """The stored task; with ``warnings`` when the reply has some (a create or update whose
+        class and options no executor could check)."""
         reply = await self.ask(topic, payload)
-        return dict(reply["task"])
+        task = dict(reply["task"])
+        if reply.get("warnings"):
+            task["warnings"] = list(reply["warnings"])
+        return task
+
+
+def default_endpoint(settings: Settings) -> str:
+    """Where a client connects when not told: the first of ``bus.endpoints`` if they are
+    configured (``$TASKBUS_ENDPOINT``, a config file) to other than the default; else, when
+    ``taskbus up`` runs with this data directory (its ipc socket exists), that socket; else the
+    default tcp endpoint."""
+    socket = Path(settings.paths.ipc_endpoint.removeprefix("ipc://"))
+    if settings.endpoints == (DEFAULT_ENDPOINT,) and socket.is_socket():
+        return settings.paths.ipc_endpoint
+    return settings.endpoints[0]
+
+
+async def _nothing_listens(endpoint: str, timeout_s: float) -> str | None:
+    """Why nothing accepts a connection at a tcp:// or ipc:// ``endpoint``; None if something
+    does (whether it is a taskbus broker the HELLO then tells)."""
+    opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+        opening = asyncio.open_connection(host.strip("[]"), int(port))
+    elif endpoint.startswith("ipc://"):
+        opening = asyncio.open_unix_connection(endpoint.removeprefix("ipc://"))
+    else:
+        return None
+    try:
+        _, writer = await asyncio.wait_for(opening, timeout_s)
+    except TimeoutError:
+        return f"no connection within {timeout_s:g}s"
+    except OSError as exc:
+        return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None

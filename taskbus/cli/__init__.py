@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser.build(__doc__).parse_args(argv)
+    args = parser.build().parse_args(argv)
     return exits.guarded(lambda: _run(args))
 
 

@@ -1,10 +1,15 @@
 """The ``taskbus`` command's arguments: the global options, every command's own, and what the
 global options make of the settings. Each command's ``func`` is its handler in the module of its
-noun (up, keys, task, status, store)."""
+noun (up, keys, task, status, store).
+
+The global options (``--home``, ``--config``, ``--log-level``) are accepted before or after the
+command: every sub-command takes them too, with a suppressed default, so that one given after
+the command overrides the top level's and one not given there leaves it alone."""
 
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +17,95 @@ from config import Settings, load_settings
 from taskbus.cli import keys, status, store, task, up
 from taskbus.cli._remote import Handler
 
-Commands = Any  # argparse's private _SubParsersAction
+
+class _Commands:
+    """A parser's sub-commands, each made to take the global options too."""
+
+    def __init__(self, action: Any) -> None:  # argparse's private _SubParsersAction
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs["parents"] = [*kwargs.get("parents", ()), _GLOBALS]
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        parser: argparse.ArgumentParser = self._action.add_parser(name, **kwargs)
+        return parser
 
 
-def build(description: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskbus", description=description)
-    parser.add_argument(
+Commands = _Commands
+
+
+DESCRIPTION = """\
+Run taskbus, and manage the tasks of a running one over its authenticated bus.
+
+A mistake ends in one line on stderr and a non-zero exit code (docs/operations.md)."""
+
+EXAMPLES = """\
+examples:
+  taskbus up                          run every actor here (scripts/up does this)
+  taskbus task list                   every task with its last and next run
+  taskbus task create user.reflect --class tasks.reminders:Reminder \\
+      --schedule "0 23 * * *" --tz Europe/Berlin --option message="time to reflect"
+  taskbus task logs user.reflect      its runs, latest first
+  taskbus watch --json                events as JSON lines, until Ctrl-C
+  taskbus task list --home /srv/tb    global options go before or after the command
+  taskbus <command> --help            a command's own options"""
+
+TASK_EXAMPLES = """\
+examples:
+  taskbus task create user.reflect --class tasks.reminders:Reminder --schedule "every 10s"
+  taskbus task update user.reflect --schedule "0 23 * * *" --tz Europe/Berlin
+  taskbus task trigger user.reflect
+  taskbus task logs user.reflect --limit 5
+  taskbus task missed maintenance.log_cleanup"""
+
+
+def version() -> str:
+    """The installed distribution's version (``unknown`` when run from an uninstalled tree)."""
+    try:
+        return metadata.version("taskbus")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _global_options(default: Any) -> argparse.ArgumentParser:
+    """``--home``, ``--config`` and ``--log-level``, each defaulting to ``default``."""
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("global options (before or after the command)")
+    group.add_argument(
         "--home",
         type=Path,
-        default=None,
+        default=default,
         help="data directory (default: $TASKBUS_HOME or ~/.local/share/taskbus)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--config",
         type=Path,
-        default=None,
+        default=default,
         help="a TOML config file (default: $TASKBUS_CONFIG; see docs/configuration.md)",
     )
-    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
-    commands = parser.add_subparsers(dest="command", required=True)
+    group.add_argument(
+        "--log-level",
+        default=default,
+        choices=["debug", "info", "warning", "error"],
+        help="what goes to stderr (default: log_level, i.e. $TASKBUS_LOG_LEVEL or info)",
+    )
+    return options
+
+
+# Given after the command, a global option overrides the top level's; absent, it leaves it alone.
+_GLOBALS = _global_options(argparse.SUPPRESS)
+
+
+def build(description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskbus",
+        description=description or DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_global_options(None)],
+    )
+    parser.add_argument("--version", action="version", version=f"taskbus {version()}")
+    commands = _Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     _add_run_commands(commands)
     _add_keys_commands(commands)
     _add_task_commands(commands)
@@ -78,17 +153,19 @@ def _client_options() -> argparse.ArgumentParser:
 _CLIENT = _client_options()
 
 
-def _verbs(commands: Commands, noun: str, helptext: str) -> Commands:
+def _verbs(commands: Commands, noun: str, helptext: str, epilog: str | None = None) -> Commands:
     """The sub-commands of ``taskbus <noun>``, which names one in ``<noun>_command``."""
-    parser = commands.add_parser(noun, help=helptext)
-    return parser.add_subparsers(dest=f"{noun}_command", required=True)
+    parser = commands.add_parser(noun, help=helptext, description=helptext, epilog=epilog)
+    return _Commands(parser.add_subparsers(dest=f"{noun}_command", required=True))
 
 
 def _connecting(
     commands: Commands, name: str, helptext: str, func: Handler
 ) -> argparse.ArgumentParser:
     """A command that talks to a running taskbus: it takes the client options."""
-    command: argparse.ArgumentParser = commands.add_parser(name, parents=[_CLIENT], help=helptext)
+    command: argparse.ArgumentParser = commands.add_parser(
+        name, parents=[_CLIENT], help=helptext, description=helptext
+    )
     command.set_defaults(func=func)
     return command
 
@@ -163,7 +240,7 @@ def _add_keys_commands(commands: Commands) -> None:
 
 
 def _add_task_commands(commands: Commands) -> None:
-    verbs = _verbs(commands, "task", "list, show, create and change tasks")
+    verbs = _verbs(commands, "task", "list, show, create and change tasks", TASK_EXAMPLES)
     listing = _connecting(verbs, "list", "every task with its last and next run", task.list_tasks)
     _json_flag(listing)
     show = _connecting(verbs, "show", "one task: definition, policies, run counts", task.show)
@@ -185,6 +262,10 @@ def _add_task_commands(commands: Commands) -> None:
         rows = _connecting(verbs, verb, helptext, func)
         rows.add_argument("task_id")
         rows.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+        if verb == "logs":
+            rows.add_argument(
+                "--run", default=None, help="one run (its execution id): what it logged"
+            )
         _json_flag(rows)
 
 

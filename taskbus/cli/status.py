@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from config import topics
 from taskbus.cli import format as fmt
 from taskbus.cli._remote import call, print_json
 from taskbus.cli.exits import EXIT_CRITICAL, EXIT_DEGRADED
@@ -24,7 +28,8 @@ def stats(args: argparse.Namespace) -> int:
         upcoming = stats["next_due"]
         runs = stats["runs"]
         print(f"leader           {stats['leader']} (lease token {stats['lease_token']})")
-        print(f"tasks            {stats['tasks']} ({stats['scheduled']} scheduled)")
+        enabled = f"{stats['enabled']} enabled, " if "enabled" in stats else ""
+        print(f"tasks            {stats['tasks']} ({enabled}{stats['scheduled']} scheduled)")
         if upcoming:
             when = fmt.relative(upcoming["at"], datetime.now(UTC))
             print(f"next due         {upcoming['task_id']} {when}")
@@ -73,32 +78,79 @@ def health(args: argparse.Namespace) -> int:
 
 
 def watch(args: argparse.Namespace) -> int:
+    """Events as they happen. ``--json``: every event as one JSON object a line on stdout;
+    otherwise one line per change, through ``Changes``. The banner goes to stderr."""
+
     async def work(client: TaskbusClient) -> int:
         with stop_signals() as stop:
             events = await client.watch(*(args.topic or ()))
-            print(f"watching {', '.join(events.prefixes)} (Ctrl-C to stop)", flush=True)
-            seen = 0
+            print(
+                f"watching {', '.join(events.prefixes)} (Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            changes = Changes()
+            shown = 0
             stopping = asyncio.ensure_future(stop.wait())
             try:
-                while args.count is None or seen < args.count:
+                while args.count is None or shown < args.count:
                     getting = asyncio.ensure_future(events.get())
                     await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     if not getting.done():
                         getting.cancel()
                         break
                     event = getting.result()
-                    seen += 1
                     if args.json:
                         line = {"topic": event.topic, "sender": event.sender, **event.payload}
                         print(fmt.as_json(line), flush=True)
-                    else:
+                    elif changes.new(event.topic, event.payload):
                         received = datetime.now().astimezone()
                         print(
                             fmt.event_line(event.topic, event.sender, event.payload, received),
                             flush=True,
                         )
+                    else:
+                        continue
+                    shown += 1
             finally:
                 stopping.cancel()
         return 0
 
     return call(args, work)
+
+
+class Changes:
+    """Which events a person watching needs to see: health only when it changes (it is also
+    published every few seconds unchanged), and a run's state once per transition (the
+    scheduler and then the executor both announce ``queued``); everything else, progress
+    included, each time."""
+
+    REMEMBERED = 1_000  # runs whose last state is kept
+
+    def __init__(self) -> None:
+        self._health: tuple[object, ...] | None = None
+        self._states: OrderedDict[str, object] = OrderedDict()
+
+    def new(self, topic: str, payload: Mapping[str, Any]) -> bool:
+        if topic == topics.HEALTH:
+            actors = payload.get("actors")
+            statuses = sorted(
+                (str(name), str(actor.get("status")) if isinstance(actor, dict) else "")
+                for name, actor in (actors.items() if isinstance(actors, dict) else ())
+            )
+            health = (payload.get("status"), *statuses)  # reasons' changing numbers aside
+            changed, self._health = health != self._health, health
+            return changed
+        run, state = payload.get("execution_id"), payload.get("state")
+        if (
+            not isinstance(run, str)
+            or state == "progress"
+            or not topic.startswith(topics.STATUS_EVENTS)
+        ):
+            return True
+        changed = self._states.get(run) != state
+        self._states[run] = state
+        self._states.move_to_end(run)
+        if len(self._states) > self.REMEMBERED:
+            self._states.popitem(last=False)
+        return changed

@@ -7,14 +7,16 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import zmq.auth
 
-from tests.e2e.procs import ROOT, free_port, running_up, taskbus
+from tests.e2e.procs import ROOT, free_port, running_up, start_taskbus, taskbus, wait_for_line
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,9 +60,7 @@ def test_the_tour_creates_a_task_watches_it_run_and_shows_its_history(tmp_path: 
             outputs[" ".join(printed[:2])] = result.stdout
         assert "maintenance.log_cleanup" in outputs["task list"]
         assert outputs["task create"].startswith("created user.reflect: next run")
-        events = outputs["watch"].splitlines()
-        assert events[0].startswith("watching ")
-        assert len(events) == 4
+        assert len(outputs["watch"].splitlines()) == 3  # the events; the banner is on stderr
         assert " succeeded " in outputs["task logs"]
         assert "time to reflect" in outputs["task logs"]
         assert "tasks.reminders:Reminder" in outputs["task show"]
@@ -91,17 +91,59 @@ def test_the_up_command_creates_keys_and_an_encrypted_store(tmp_path: Path) -> N
     assert header != b"SQLite format 3\x00"  # encrypted: not a plain SQLite file
 
 
-def test_the_embedding_snippet_runs_as_printed(tmp_path: Path) -> None:
+def test_the_embedding_snippet_runs_as_printed_twice_in_a_row(tmp_path: Path) -> None:
     snippet = _block("python", "## Embedding taskbus in an application")
-    result = subprocess.run(
-        [sys.executable, "-c", snippet],
-        env=_env(tmp_path),
-        cwd=tmp_path,  # as in the host application's own directory
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "time to reflect\n"
+    env = _env(tmp_path)
+    for run in ("first", "second"):  # the second finds user.reflect stored by the first
+        result = subprocess.run(
+            [sys.executable, "-c", snippet],
+            env=env,
+            cwd=tmp_path,  # as in the host application's own directory
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode == 0, (run, result.stderr)
+        assert result.stdout == "time to reflect\n", run
+        assert "Traceback" not in result.stderr
     assert (tmp_path / "home" / "taskbus.db").exists()
+
+
+def test_the_client_snippet_runs_as_printed_against_a_running_taskbus(tmp_path: Path) -> None:
+    snippet = _block("python", "## A client in another process or on another host")
+    env = _env(tmp_path)
+    with running_up(env):
+        result = subprocess.run(
+            [sys.executable, "-c", snippet],
+            env={key: value for key, value in env.items() if key != "TASKBUS_ENDPOINT"},
+            cwd=tmp_path,  # another directory: the client finds taskbus by TASKBUS_HOME
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "scheduler.task.status.cli user.nightly succeeded" in result.stdout
+    assert "True {'topic': 'user.reminder', 'message': 'nightly check'}" in result.stdout
+
+
+def test_up_prints_what_the_readme_says(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    home = tmp_path / "home"
+    up = start_taskbus(env, "up")
+    try:
+        printed = "".join(wait_for_line(up, "actors running:", 30))
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.communicate(timeout=30)
+    assert f"taskbus: data in {home}\n" in printed
+    assert f"taskbus: encrypted store at {home / 'taskbus.db'}" in printed
+    assert f"{env['TASKBUS_ENDPOINT']}, ipc://{home / 'run' / 'broker.sock'}" in printed
+    key_file = home / "keys" / "server" / "broker.key"
+    assert f"taskbus: broker public key {key_file}\n" in printed
+    public, secret = zmq.auth.load_certificate(key_file)  # the file another host trusts
+    assert public
+    assert secret is None
+    readme = (ROOT / "README.md").read_text()
+    assert "the file of the broker's public key (`keys/server/broker.key`)" in readme
