@@ -345,11 +345,21 @@ class TaskRequests:
             "status": plain(status),
             "next_fire": _iso(self._roster.next_fire(task_id)),
             "schedule_note": self._meaning_note(record),
+            "warnings": self._class_warnings(record),
             "pending_retries": [
                 {"scheduled_at": instant.isoformat(), "attempt": attempt}
                 for instant, attempt in self._retries.pending(task_id)
             ],
         }
+
+    def _class_warnings(self, record: TaskRecord) -> list[str]:
+        """What the catalogue says of the stored class and options now: nothing when they check,
+        why they could not be checked, or why they would be refused (the executors that run the
+        category changed since the task was written)."""
+        try:
+            return self._catalogue.check(record.task_id, record.task_class, record.config)
+        except InvalidValue as exc:
+            return [str(exc)]
 
     def _meaning_note(self, record: TaskRecord) -> str | None:
         task = self._roster.get(record.task_id)

@@ -70,6 +70,7 @@ def show(args: argparse.Namespace) -> int:
             ("class", task["task_class"]),
             ("schedule", f"{task['schedule']}  ({task['timezone']})"),  # times below in it
             *([("note", status["schedule_note"])] if status.get("schedule_note") else []),
+            *(("warning", warning) for warning in status.get("warnings", ())),
             ("enabled", "yes" if task["enabled"] else "no"),
             ("next run", when(status["next_fire"])),
             ("last run", when(runs.get("last_run", task["last_run"]))),
@@ -152,8 +153,7 @@ def create(args: argparse.Namespace) -> int:
             enabled=not args.disabled,
             **_policies(args),
         )
-        for warning in task.get("warnings", ()):  # what the scheduler could not check
-            print(f"taskbus: warning: {warning}", file=sys.stderr)
+        _warn(task)
         if not task["enabled"]:
             print(f"created {task['task_id']} (disabled)")
             return 0
@@ -177,10 +177,16 @@ def update(args: argparse.Namespace) -> int:
         if not changes:
             raise TaskbusError("nothing to change: give --schedule, --tz, --option ...")
         task = await client.update(args.task_id, **changes)
+        _warn(task)
         print(f"updated {task['task_id']} to version {task['version']}")
         return 0
 
     return call(args, work)
+
+
+def _warn(task: dict[str, Any]) -> None:
+    for warning in task.get("warnings", ()):  # what the scheduler could not check
+        print(f"taskbus: warning: {warning}", file=sys.stderr)
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:

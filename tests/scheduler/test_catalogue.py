@@ -198,6 +198,15 @@ async def test_no_executor_up_accepts_with_a_warning(start: Start) -> None:
     assert reply["warnings"] == [
         "no executor of category 'user' is up: the class and its options are not checked"
     ]
+    status = await rig.ask(topics.TASK_STATUS, task_id="user.x")  # what task show prints
+    assert status["warnings"] == reply["warnings"]
+
+
+async def test_status_says_what_the_catalogue_says_of_a_stored_task_now(start: Start) -> None:
+    rig = await start()
+    await rig.knows("user")
+    await rig.create("user.ok", REMINDER)
+    assert (await rig.ask(topics.TASK_STATUS, task_id="user.ok"))["warnings"] == []
 
 
 async def test_a_duplicate_id_is_exists(start: Start) -> None:
