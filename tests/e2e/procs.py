@@ -4,12 +4,13 @@ process prints."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +79,39 @@ def running_up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         up.send_signal(signal.SIGTERM)
         remaining = up.communicate(timeout=30)[1]
     assert up.returncode == 0, remaining
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def checked_cli(env: dict[str, str]) -> Run:
+    """``run(*args, expect=0)``: the CLI against ``env``'s taskbus, its exit code checked and no
+    traceback on stderr."""
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        result = taskbus(env, *args)
+        assert result.returncode == expect, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    return run
+
+
+def until(check: Callable[[], bool], what: str, deadline_s: float = 30) -> None:
+    """Return once ``check()`` holds; fail naming ``what`` after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {deadline_s}s: {what}")
+        time.sleep(0.1)
+
+
+def until_ran(env: dict[str, str], task_id: str, deadline_s: float = 30) -> None:
+    """Return once ``task logs`` shows a successful run of ``task_id``."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        found = taskbus(env, "task", "logs", task_id, "--json")
+        if found.returncode == 0 and any(run["success"] for run in json.loads(found.stdout)):
+            return
+        assert time.monotonic() < deadline, f"{task_id} did not run: {found.stderr}"
+        time.sleep(0.2)

@@ -12,18 +12,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.procs import ROOT, free_port, running_up, taskbus
+from tests.e2e.procs import ROOT, Run, checked_cli, free_port, running_up, taskbus, until
 
 pytestmark = pytest.mark.timeout(180)
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +40,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def cli(env: dict[str, str]) -> Run:
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        result = taskbus(env, *args)
-        assert result.returncode == expect, (args, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
-
-    return run
+    return checked_cli(env)
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
-
-
-def _until(check: Callable[[], bool], what: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {deadline_s}s: {what}")
-        time.sleep(0.1)
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -97,7 +80,7 @@ def test_create_then_see_it_run_in_list_show_and_logs(cli: Run) -> None:
         runs = _json(cli("task", "logs", "user.reflect", "--json"))
         return sum(run["success"] is True for run in runs) >= 2
 
-    _until(ran_twice, "user.reflect ran twice")
+    until(ran_twice, "user.reflect ran twice")
     logs = cli("task", "logs", "user.reflect").stdout.splitlines()
     assert logs[0].split() == [
         "RUN",
@@ -199,7 +182,7 @@ def test_update_enable_disable_reset_trigger_delete(cli: Run) -> None:
     triggered = cli("task", "trigger", "user.note").stdout
     execution_id = re.fullmatch(r"triggered user\.note: execution (\S+)\n", triggered)
     assert execution_id
-    _until(
+    until(
         lambda: any(
             run["execution_id"] == execution_id.group(1) and run["success"] is True
             for run in _json(cli("task", "logs", "user.note", "--json"))

@@ -10,12 +10,11 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import ROOT, free_port, taskbus, wait_for_line
+from tests.e2e.procs import ROOT, free_port, taskbus, until_ran, wait_for_line
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,7 +68,7 @@ def test_your_first_task_as_printed(tmp_path: Path) -> None:
         for line in lines[1:]:
             command = shlex.split(line)[1:]
             if command[:2] == ["task", "logs"]:
-                _until_ran(env, command[2])
+                until_ran(env, command[2])
             result = taskbus(env, *command)
             assert result.returncode == 0, (line, result.stderr)
             outputs.append(result.stdout)
@@ -82,13 +81,3 @@ def test_your_first_task_as_printed(tmp_path: Path) -> None:
         up.send_signal(signal.SIGTERM)
         remaining = up.communicate(timeout=30)[1]
     assert up.returncode == 0, remaining
-
-
-def _until_ran(env: dict[str, str], task_id: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        found = taskbus(env, "task", "logs", task_id, "--json")
-        if found.returncode == 0 and any(run["success"] for run in json.loads(found.stdout)):
-            return
-        assert time.monotonic() < deadline, f"{task_id} did not run: {found.stderr}"
-        time.sleep(0.2)

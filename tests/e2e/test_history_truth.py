@@ -9,18 +9,16 @@ import json
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.e2e.procs import free_port, running_up, taskbus, wait_for_line
+from tests.e2e.procs import Run, checked_cli, free_port, running_up, until, wait_for_line
 
 pytestmark = pytest.mark.timeout(180)
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
 NAP = "tests.e2e.history_tasks:Nap"
 NEVER = "0 0 1 1 *"  # fires once a year: the runs here are the triggered ones
 
@@ -42,27 +40,11 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str
 
 @pytest.fixture
 def cli(up: tuple[dict[str, str], Any]) -> Run:
-    env, _ = up
-
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        result = taskbus(env, *args)
-        assert result.returncode == expect, (args, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
-
-    return run
+    return checked_cli(up[0])
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
-
-
-def _until(check: Callable[[], bool], what: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {deadline_s}s: {what}")
-        time.sleep(0.2)
 
 
 def _finished(cli: Run, task_id: str, count: int) -> list[dict[str, Any]]:
@@ -72,7 +54,7 @@ def _finished(cli: Run, task_id: str, count: int) -> list[dict[str, Any]]:
         found[:] = _json(cli("task", "logs", task_id, "--json"))
         return sum(run["success"] is not None for run in found) >= count
 
-    _until(done, f"{count} runs of {task_id} finished")
+    until(done, f"{count} runs of {task_id} finished")
     return found
 
 

@@ -3,20 +3,26 @@ embedding snippet run exactly as printed."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import zmq.auth
 
-from tests.e2e.procs import ROOT, free_port, running_up, start_taskbus, taskbus, wait_for_line
+from tests.e2e.procs import (
+    ROOT,
+    free_port,
+    running_up,
+    start_taskbus,
+    taskbus,
+    until_ran,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,7 +60,7 @@ def test_the_tour_creates_a_task_watches_it_run_and_shows_its_history(tmp_path: 
             # The README's reader stops `watch` with Ctrl-C; here it stops after 3 events.
             command = ["watch", "--count", "3"] if printed == ["watch"] else printed
             if command[:2] == ["task", "logs"]:
-                _until_ran(env, command[2])
+                until_ran(env, command[2])
             result = taskbus(env, *command)
             assert result.returncode == 0, (command, result.stderr)
             outputs[" ".join(printed[:2])] = result.stdout
@@ -67,16 +73,6 @@ def test_the_tour_creates_a_task_watches_it_run_and_shows_its_history(tmp_path: 
         assert outputs["health"].startswith("taskbus is healthy")
         assert outputs["stats"].startswith("leader")
         assert up.poll() is None
-
-
-def _until_ran(env: dict[str, str], task_id: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        found = taskbus(env, "task", "logs", task_id, "--json")
-        if found.returncode == 0 and any(run["success"] for run in json.loads(found.stdout)):
-            return
-        assert time.monotonic() < deadline, f"{task_id} did not run: {found.stderr}"
-        time.sleep(0.2)
 
 
 def test_the_up_command_creates_keys_and_an_encrypted_store(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ gets back is the store's own records, and what it catches is the store's own exc
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from actors import ActorSystem
@@ -24,7 +22,7 @@ from store import (
 )
 from store.records import RunMark
 from tests.store.conftest import T0, at
-from tests.storing.test_actor import Served, serve, system  # noqa: F401  (the fixture)
+from tests.storing.test_actor import Served
 
 SPEC = TaskSpec(
     task_id="user.report",
@@ -36,19 +34,6 @@ SPEC = TaskSpec(
     owner="cli",
     next_run=at(3600),
 )
-
-
-@pytest.fixture
-async def served(system: ActorSystem, db_path: Path) -> Served:  # noqa: F811
-    return await serve(system, db_path)
-
-
-@pytest.fixture
-def store(served: Served) -> StoreClient:
-    async def ask(topic: str, payload: object, timeout: float | None) -> object:
-        return await served.client.ask(topic, payload, timeout=timeout)  # type: ignore[arg-type]
-
-    return StoreClient(ask)  # type: ignore[arg-type]
 
 
 async def test_tasks_come_back_as_the_store_s_own_records(
@@ -182,7 +167,7 @@ async def test_the_lease_fences_by_class(served: Served, store: StoreClient) -> 
     assert await store.release_lease("scheduler", "one", token) is True
 
 
-async def test_what_the_store_did_not_decide_stays_the_bus_s(system: ActorSystem) -> None:  # noqa: F811
+async def test_what_the_store_did_not_decide_stays_the_bus_s(system: ActorSystem) -> None:
     """No store on the bus: the bus's RemoteError, not a store error."""
     client = await system.client("lonely")
     store = StoreClient(client.ask, timeout_s=5)

@@ -4,30 +4,14 @@ its field; a history page leaves the log lines to ``store.execution.get``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from actors import ActorSystem
 from actors.storing.client import StoreClient
 from store import ExecutionOutcome, InvalidValue, LogLine, NewExecution, TaskSpec
 from tests.store.conftest import at
-from tests.storing.test_actor import Served, serve, system  # noqa: F401  (the fixture)
+from tests.storing.test_actor import Served
 
 SPEC = TaskSpec(task_id="user.x", task_class="tasks.reminders:Reminder", schedule="@hourly")
-
-
-@pytest.fixture
-async def served(system: ActorSystem, db_path: Path) -> Served:  # noqa: F811
-    return await serve(system, db_path)
-
-
-@pytest.fixture
-def store(served: Served) -> StoreClient:
-    async def ask(topic: str, payload: object, timeout: float | None) -> object:
-        return await served.client.ask(topic, payload, timeout=timeout)  # type: ignore[arg-type]
-
-    return StoreClient(ask)  # type: ignore[arg-type]
 
 
 async def test_trigger_real_start_and_log_lines_round_trip(
