@@ -223,6 +223,17 @@ class StoreActor(Actor):
         found = await self.store.missed_runs(page.task_id, before=page.before, limit=page.limit)
         return self._page("missed", found)
 
+    # ------------------------------------------------------------ run steps
+
+    @on_request(topics.STORE_STEP_PUT, read=requests.step_put)
+    async def step_put(self, request: Envelope, put: requests.StepPut) -> Payload:
+        recorded = await self.store.put_step(put.run_key, put.outcome)
+        return {"step": plain(recorded.record), "duplicate": recorded.duplicate}
+
+    @on_request(topics.STORE_STEP_LIST, read=requests.step_list)
+    async def step_list(self, request: Envelope, run_key: str) -> Payload:
+        return {"steps": [plain(step) for step in await self.store.run_steps(run_key)]}
+
     # ------------------------------------------------------------ retention
 
     @on_request(topics.STORE_RETENTION_RUN, read=requests.retention)

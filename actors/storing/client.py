@@ -41,6 +41,8 @@ from store.records import (
     RetentionReport,
     RunMark,
     StatsReport,
+    StepOutcome,
+    StepRecord,
     TaskRecord,
     TaskSpec,
     TaskStatus,
@@ -244,6 +246,18 @@ class StoreClient:
         payload = {"task_id": task_id, "before": before, "limit": limit}
         reply = await self._call(topics.STORE_MISSED_LIST, payload)
         return _page(MissedRunRecord, "missed", reply)
+
+    # ------------------------------------------------------------ run steps
+
+    async def put_step(self, run_key: str, outcome: StepOutcome) -> Recorded[StepRecord]:
+        """Keep a finished step once (the first put wins; a second is a duplicate)."""
+        payload = {"run_key": run_key} | plain(outcome)
+        reply = await self._call(topics.STORE_STEP_PUT, payload)
+        return Recorded(from_plain(StepRecord, reply["step"]), bool(reply["duplicate"]))
+
+    async def run_steps(self, run_key: str) -> tuple[StepRecord, ...]:
+        reply = await self._call(topics.STORE_STEP_LIST, {"run_key": run_key})
+        return tuple(from_plain(StepRecord, step) for step in reply["steps"])
 
     async def run_retention(
         self, *, retention_days: float | None = None, max_executions: int | None = None
