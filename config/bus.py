@@ -120,6 +120,7 @@ def default_acl() -> tuple[AclRule, ...]:
             _rule("@executor", "ask", prefix)
             for prefix in (
                 topics.STORE_EXECUTIONS,
+                topics.STORE_STEPS,
                 topics.STORE_DEAD_LETTER_ADD,
                 topics.STORE_STATS,
                 topics.STORE_MAINTENANCE,

@@ -14,7 +14,8 @@ but ``config``, ``bus.ids`` (execution ids) and ``bus.nesting`` (the nesting lim
 - ``records``, ``values``: the records and the checks of every stored value; ``errors``;
 - the SQL, as plain functions of a connection, one module per table: ``scheduled_tasks``,
   ``task_executions`` (its pages: ``history``; its statistics: ``stats``), ``dead_letters``,
-  ``missed_runs``, ``leases`` (the lease and the write ``Fence``); ``retention``: the chunked
+  ``missed_runs``, ``run_steps`` (the recorded steps of runs), ``leases`` (the lease and the
+  write ``Fence``); ``retention``: the chunked
   deletes of retention;
 - private helpers: ``_sql`` (the typed DB-API), ``_paging`` (keyset cursors), ``_files``.
 
@@ -40,9 +41,12 @@ from store.records import (
     RetentionReport,
     RunStats,
     StatsReport,
+    StepOutcome,
+    StepRecord,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    run_key,
 )
 from store.store import Store
 
@@ -73,10 +77,13 @@ __all__ = [
     "RetentionReport",
     "RunStats",
     "StatsReport",
+    "StepOutcome",
+    "StepRecord",
     "Store",
     "StoreError",
     "TaskRecord",
     "TaskSpec",
     "TaskStatus",
     "WrongKey",
+    "run_key",
 ]

@@ -3,9 +3,9 @@
 Each request's arguments are checked here, then it runs as one job of the database thread
 (``store.worker``), whose SQL is in the modules of the tables: ``scheduled_tasks``,
 ``task_executions`` (its pages in ``history``, its statistics in ``stats``), ``dead_letters``,
-``missed_runs``, ``leases``, and ``retention``. Keys: ``store.keys``; rotation and its recovery
-at start: ``store.rekey``. What the store knows to be wrong with its file (damage met, writes
-refused): ``store.condition``; when the engine fails: ``store.worker``.
+``missed_runs``, ``run_steps``, ``leases``, and ``retention``. Keys: ``store.keys``; rotation
+and its recovery at start: ``store.rekey``. What the store knows to be wrong with its file
+(damage met, writes refused): ``store.condition``; when the engine fails: ``store.worker``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from store import (
     leases,
     missed_runs,
     retention,
+    run_steps,
     salvage,
     scheduled_tasks,
     stats,
@@ -64,6 +65,8 @@ from store.records import (
     RetentionReport,
     RunMark,
     StatsReport,
+    StepOutcome,
+    StepRecord,
     TaskRecord,
     TaskSpec,
     TaskStatus,
@@ -86,6 +89,7 @@ _CHECKED: tuple[tuple[str, str, Callable[[Row], object] | None], ...] = (
     ("task_executions", task_executions.EXECUTION_COLUMNS, task_executions.execution_from_row),
     ("dead_letters", dead_letters.DEAD_LETTER_COLUMNS, dead_letters.dead_letter_from_row),
     ("missed_runs", missed_runs.MISSED_RUN_COLUMNS, missed_runs.missed_run_from_row),
+    ("run_steps", run_steps.STEP_COLUMNS, run_steps.step_from_row),
     ("scheduler_lease", "name, holder, expires_at, token", None),
     ("schema_version", "version, description, applied_at", None),
 )
@@ -507,6 +511,27 @@ class LibsqlStore(Store):
             what=_paged(f"the missed runs of task {task_id!r}", before),
         )
 
+    # ------------------------------------------------------------ run steps
+
+    async def put_step(self, run_key: str, outcome: StepOutcome) -> Recorded[StepRecord]:
+        run_key = values.identifier("run_key", run_key)
+        if not isinstance(outcome, StepOutcome):
+            raise InvalidValue("step", f"expected a StepOutcome, got {type(outcome).__name__}")
+        encoded = (
+            run_steps.encode_result(outcome.result, self.settings)
+            if outcome.status == "ok"
+            else None
+        )
+        return await self._running.write(
+            lambda c: run_steps.put_step(c, run_key, outcome, encoded, self.settings)
+        )
+
+    async def run_steps(self, run_key: str) -> tuple[StepRecord, ...]:
+        run_key = values.identifier("run_key", run_key)
+        return await self._running.read(
+            lambda c: run_steps.run_steps(c, run_key), what=f"the steps of run {run_key!r}"
+        )
+
     # ------------------------------------------------------------ retention
 
     async def run_retention(
@@ -537,6 +562,7 @@ class LibsqlStore(Store):
             if deleted < step:
                 break
         letters = await self._chunks(partial(retention.delete_dead_letters_before, cutoff=cutoff))
+        steps = await self._chunks(retention.delete_orphan_steps)
         freed = 0
         while step := await self._running.call(partial(_free, _VACUUM_PAGES)):
             freed += step
@@ -546,6 +572,7 @@ class LibsqlStore(Store):
             dead_letters_expired=letters,
             pages_freed=freed,
             cutoff=cutoff,
+            steps_deleted=steps,
         )
 
     async def _chunks(self, delete: Callable[..., int]) -> int:

@@ -1,9 +1,9 @@
 """What the store keeps and returns, as frozen values.
 
 Inputs (``TaskSpec``, ``NewExecution``, ``ExecutionOutcome``, ``NewDeadLetter``,
-``NewMissedRun``) check their fields at construction and raise InvalidValue naming the field;
-records read back from the database are trusted. Instants are aware datetimes in UTC; maps are
-plain dicts.
+``NewMissedRun``, ``StepOutcome``) check their fields at construction and raise InvalidValue
+naming the field; records read back from the database are trusted. Instants are aware
+datetimes in UTC; maps are plain dicts.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ MAX_LOG_LINE_CHARS = 500
 # What made a run: its schedule, a manual trigger, a retry of a failed attempt, or a catch-up
 # (a late fire run after a downtime, possibly standing for several coalesced ones).
 TRIGGERS = frozenset({"schedule", "trigger", "retry", "catch-up"})
+StepStatus = Literal["ok", "error"]
+STEP_STATUSES = frozenset({"ok", "error"})
 
 
 def idempotency_key(task_id: str, scheduled_at: datetime, retry_count: int = 0) -> str:
@@ -193,6 +195,63 @@ class NewExecution:
     @property
     def idempotency_key(self) -> str:
         return idempotency_key(self.task_id, self.scheduled_at, self.retry_count)
+
+
+def run_key(task_id: str, scheduled_at: datetime) -> str:
+    """The key of a fire, shared by all its attempts: ``<task id>@<microseconds>``, its
+    first attempt's idempotency key (a retry's adds ``#<retry_count>``)."""
+    return idempotency_key(task_id, scheduled_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepOutcome:
+    """How one step of a run ended, as ``put_step`` stores it: ``status`` ``ok`` with its
+    ``result`` (any msgpack-able value, None included), or ``error`` with its ``error`` text (a
+    final failure: the step's own retries were spent). ``attempts``: how many times the step ran
+    before this outcome (1 or more); ``name`` is the step's id in its run (``collect`` or
+    ``collect[key]``).
+    """
+
+    name: str
+    status: StepStatus
+    started_at: datetime
+    finished_at: datetime
+    result: Any = field(default=None, repr=False)
+    error: str | None = None
+    attempts: int = 1
+
+    def __post_init__(self) -> None:
+        values.identifier("name", self.name)
+        if self.status not in STEP_STATUSES:
+            raise InvalidValue("status", f"expected ok or error, got {self.status!r}")
+        object.__setattr__(self, "started_at", values.instant("started_at", self.started_at))
+        finished = values.instant("finished_at", self.finished_at)
+        object.__setattr__(self, "finished_at", finished)
+        if finished < self.started_at:
+            raise InvalidValue("finished_at", "is before started_at")
+        values.count("attempts", self.attempts, low=1, high=MAX_RETRY_COUNT)
+        if self.status == "error":
+            values.message("error", self.error)
+            if self.result is not None:
+                raise InvalidValue("result", "a failed step has no result")
+        elif self.error is not None:
+            raise InvalidValue("error", "a step that succeeded has no error")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRecord:
+    """One step of a run as stored: its run's key (``run_key``), its outcome, and how many
+    bytes its encoded result takes (``size_bytes``, 0 for a failed step)."""
+
+    run_key: str
+    name: str
+    status: str
+    result: Any = field(repr=False)
+    error: str | None
+    attempts: int
+    started_at: datetime
+    finished_at: datetime
+    size_bytes: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -404,3 +463,4 @@ class RetentionReport:
     dead_letters_expired: int
     pages_freed: int
     cutoff: datetime
+    steps_deleted: int = 0  # steps of runs none of whose attempts is kept any more

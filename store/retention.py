@@ -1,6 +1,7 @@
-"""Retention: deleting the executions and dead letters older than the retention, and the
-oldest executions beyond the cap, in chunks (``LibsqlStore.run_retention`` runs each chunk as its
-own write, so that other writes interleave).
+"""Retention: deleting the executions and dead letters older than the retention, the oldest
+executions beyond the cap, and the steps of runs none of whose attempts is kept, in chunks
+(``LibsqlStore.run_retention`` runs each chunk as its own write, so that other writes
+interleave).
 """
 
 from __future__ import annotations
@@ -38,4 +39,19 @@ def delete_dead_letters_before(connection: Connection, cutoff: datetime, chunk: 
         "DELETE FROM dead_letters WHERE dead_letter_id IN (SELECT dead_letter_id "
         "FROM dead_letters WHERE failed_at < ? ORDER BY failed_at LIMIT ?)",
         [values.to_us(cutoff), chunk],
+    ).rowcount
+
+
+def delete_orphan_steps(connection: Connection, chunk: int) -> int:
+    """Delete up to ``chunk`` steps of runs that no kept execution belongs to: none whose
+    idempotency key is the run key, or the run key followed by ``#<retry>`` (the keys from
+    ``run_key || '#'`` up to ``run_key || '$'``, found through the key's index)."""
+    return connection.execute(
+        "DELETE FROM run_steps WHERE step_id IN (SELECT s.step_id FROM run_steps AS s "
+        "WHERE NOT EXISTS (SELECT 1 FROM task_executions AS e "
+        "WHERE e.idempotency_key = s.run_key) "
+        "AND NOT EXISTS (SELECT 1 FROM task_executions AS e "
+        "WHERE e.idempotency_key > s.run_key || '#' AND e.idempotency_key < s.run_key || '$') "
+        "LIMIT ?)",
+        [chunk],
     ).rowcount

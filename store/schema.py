@@ -16,7 +16,9 @@ cron's from then on), so that a schedule whose meaning changed can say so. Versi
 about runs: each execution carries its task's incarnation (the ``created_at`` of the task row it
 ran for, so that an id deleted and created again starts an empty history), what made it
 (``trigger``), when it really started (``run_started_at``, after any wait to be admitted) and
-the lines it logged (``logs``).
+the lines it logged (``logs``). Version 7 keeps the steps of runs (``run_steps``): one row per
+(run key, step name), the run key being a fire's key shared by all its attempts, so that a retried
+or re-dispatched run finds the steps it finished.
 """
 
 from __future__ import annotations
@@ -202,6 +204,29 @@ V6_TRUTHFUL_HISTORY = Migration(
     ),
 )
 
+V7_RUN_STEPS = Migration(
+    7,
+    "the recorded steps of runs",
+    (
+        # One finished step of a run: its result (msgpack, as {"value": result}) or its final
+        # error. The UNIQUE index makes a second write of a step a no-op (the first one wins)
+        # and serves a run's listing; retention finds a run's steps through it too.
+        """CREATE TABLE run_steps (
+            step_id     INTEGER PRIMARY KEY,
+            run_key     TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            result      BLOB,
+            error       TEXT,
+            attempts    INTEGER NOT NULL,
+            started_at  INTEGER NOT NULL,
+            finished_at INTEGER NOT NULL,
+            size_bytes  INTEGER NOT NULL,
+            UNIQUE (run_key, name)
+        )""",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
@@ -209,6 +234,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     V4_ACCOUNTED_THROUGH,
     V5_CRON_RULES,
     V6_TRUTHFUL_HISTORY,
+    V7_RUN_STEPS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

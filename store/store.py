@@ -13,6 +13,9 @@ Invariants every implementation keeps:
   larger token; a write given a ``Fence`` with an older token raises LeaseLost.
 - **Time is an argument.** Methods whose effect depends on the time take ``now``.
 - **Values round-trip verbatim**, ids with quotes and semicolons included.
+- **A step's result is stored once.** ``put_step`` keeps the first outcome of a (run key, step
+  name); a second put of the same step returns the stored one, with ``duplicate`` set, and writes
+  nothing. Retention deletes a run's steps once none of the run's attempts is kept.
 - **A re-created id starts a new history.** An execution belongs to the incarnation of its task
   it was recorded under; ``history``, ``task_status`` and ``stats`` count only the current
   incarnation's (all of a deleted task's). Deleting a task keeps its executions.
@@ -46,6 +49,8 @@ from store.records import (
     RetentionReport,
     RunMark,
     StatsReport,
+    StepOutcome,
+    StepRecord,
     TaskRecord,
     TaskSpec,
     TaskStatus,
@@ -251,6 +256,17 @@ class Store(ABC):
     ) -> Page[MissedRunRecord]:
         """One task's missed runs, latest ``first_at`` first, from the cursor ``before``."""
 
+    # ------------------------------------------------------------ run steps
+
+    @abstractmethod
+    async def put_step(self, run_key: str, outcome: StepOutcome) -> Recorded[StepRecord]:
+        """Keep a finished step of the run ``run_key`` (a fire's key: ``store.run_key``) once;
+        InvalidValue names ``result`` if it is not msgpack-able or over the value bound."""
+
+    @abstractmethod
+    async def run_steps(self, run_key: str) -> tuple[StepRecord, ...]:
+        """The steps kept for the run, in the order they were stored (none: empty)."""
+
     # ------------------------------------------------------------ retention
 
     @abstractmethod
@@ -262,7 +278,8 @@ class Store(ABC):
         max_executions: int | None = None,
     ) -> RetentionReport:
         """Delete executions and dead letters older than the retention, then the oldest
-        executions beyond ``max_executions``.
+        executions beyond ``max_executions``, then the steps of runs none of whose executions
+        is kept.
         """
 
     # ------------------------------------------------------------ the lease

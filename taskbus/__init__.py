@@ -18,6 +18,10 @@ from taskbus.embedding import Taskbus
 from taskbus.instance import InUse
 from tasks import (
     BaseTask,
+    StepFailed,
+    StepRetry,
+    StepsChanged,
+    StepTimedOut,
     TaskCancelled,
     TaskContext,
     TaskDefinitionError,
@@ -35,6 +39,10 @@ __all__ = [
     "Refused",
     "RemoteError",
     "Settings",
+    "StepFailed",
+    "StepRetry",
+    "StepTimedOut",
+    "StepsChanged",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinitionError",

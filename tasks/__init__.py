@@ -9,6 +9,9 @@ from tasks.context import ProgressCallback, TaskContext
 from tasks.effective import effective_options, effective_schedule, effective_timeout_s
 from tasks.errors import (
     OptionsError,
+    StepFailed,
+    StepsChanged,
+    StepTimedOut,
     TaskCancelled,
     TaskDefinitionError,
     TaskPermissionError,
@@ -20,12 +23,20 @@ from tasks.permissions import TaskPermissions, category_of
 from tasks.registry import BUILTIN_MODULES, TaskRegistry
 from tasks.result import TaskResult
 from tasks.services import TaskServices
+from tasks.steps import MemoryJournal, StepJournal, StepRetry, StoredStep
 
 __all__ = [
     "BUILTIN_MODULES",
     "BaseTask",
+    "MemoryJournal",
     "OptionsError",
     "ProgressCallback",
+    "StepFailed",
+    "StepJournal",
+    "StepRetry",
+    "StepTimedOut",
+    "StepsChanged",
+    "StoredStep",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinitionError",

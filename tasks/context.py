@@ -1,5 +1,6 @@
-"""What a running task is given: its options, a logger, the clock, cancellation, progress, and
-helpers that keep blocking work off the event loop. The executor builds one per run.
+"""What a running task is given: its options, a logger, the clock, cancellation, progress,
+checkpointed steps (``tasks.steps``), and helpers that keep blocking work off the event loop.
+The executor builds one per run.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from scheduler.clock import Clock
 from tasks.errors import TaskCancelled, TaskUsageError
 from tasks.options import TaskOptions
 from tasks.services import TaskServices
+from tasks.steps import MemoryJournal, RunSteps, StepJournal, StepRetry, step_id
 
 __all__ = [
     "ProgressCallback",
     "RunLog",
+    "StepRetry",
     "TaskCancelled",
     "TaskContext",
 ]  # TaskCancelled: check_cancelled raises it
@@ -103,7 +106,8 @@ class TaskContext(Generic[OptionsT_co]):
     event; ``idle_probe`` says whether the host is idle (default: never idle, the safe answer);
     ``loop_lag_s`` is the executor's measured event-loop lag in seconds (default 0);
     ``threads`` (default: the loop's shared executor) and ``processes`` (default none:
-    ``run_in_process`` then raises) run blocking and heavy work.
+    ``run_in_process`` then raises) run blocking and heavy work; ``steps`` keeps the run's
+    steps (default: in memory, for this context only).
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class TaskContext(Generic[OptionsT_co]):
         threads: ThreadPoolExecutor | None = None,
         processes: ProcessPoolExecutor | None = None,
         data_dir: Path | None = None,
+        steps: StepJournal | None = None,
     ) -> None:
         if scheduled_at.utcoffset() is None:
             raise TaskUsageError(f"scheduled_at must be aware, not {scheduled_at.isoformat()}")
@@ -145,6 +150,7 @@ class TaskContext(Generic[OptionsT_co]):
         self._loop_lag = loop_lag_s
         self._thread_pool = threads
         self._process_pool = processes
+        self._steps = RunSteps(steps or MemoryJournal(), clock, self.run_in_thread)
 
     @property
     def options(self) -> OptionsT_co:
@@ -190,6 +196,38 @@ class TaskContext(Generic[OptionsT_co]):
 
     def loop_lag_s(self) -> float:
         return self._loop_lag() if self._loop_lag is not None else 0.0
+
+    # ------------------------------------------------------------ checkpointed steps
+
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        key: str | int | None = None,
+        retry: StepRetry | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """The result of ``fn(*args)``, run once per run of the fire and stored before it is
+        returned: a step the run finished before (an earlier attempt, an executor that died)
+        returns its stored result without running ``fn`` (docs/runs.md).
+
+        The step's id is ``name``, or ``name[key]`` for one of a family (a loop's pages); ids,
+        never positions, identify steps, so steps awaited together are safe. A coroutine
+        function is awaited; any other callable runs in the thread pool (``run_in_thread``).
+        The result must be plain data (TaskUsageError, before anything is stored). ``timeout_s``
+        bounds each attempt (StepTimedOut, on the run's clock). Without ``retry`` a failure
+        propagates and nothing is stored (the task's retry policy runs the run, and the step,
+        again); with a :class:`StepRetry`, the step is tried that often, then its error is
+        stored and StepFailed raised, now and in every later run of the fire.
+        """
+        ident = step_id(name, key)
+        return await self._steps.step(ident, fn, args, retry=retry, timeout_s=timeout_s)
+
+    def check_steps(self) -> None:
+        """For the executor, once the run has succeeded: StepsChanged if steps recorded by an
+        earlier attempt were never asked for by this one (the run's code changed)."""
+        self._steps.check_unchanged()
 
     # ------------------------------------------------------------ off the event loop
 

@@ -41,3 +41,35 @@ class TaskCancelled(TaskbusError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"task cancelled: {reason}")
+
+
+class StepFailed(TaskbusError):
+    """A step of the run failed for good: its own retries were spent, and its error is stored,
+    so every later run of the same fire raises it again without running the step."""
+
+    def __init__(self, step: str, error: str) -> None:
+        self.step = step
+        self.error = error
+        super().__init__(f"step {step!r} failed: {error}")
+
+
+class StepsChanged(TaskbusError):
+    """The run's code no longer matches its recorded steps: steps recorded by an earlier
+    attempt of the run were never asked for by this one (``steps``, sorted)."""
+
+    def __init__(self, steps: tuple[str, ...]) -> None:
+        self.steps = steps
+        super().__init__(
+            "the run's recorded steps do not match its code: recorded but never asked for: "
+            + ", ".join(repr(step) for step in steps)
+        )
+
+
+class StepTimedOut(TaskbusError):
+    """One try of a step overran the step's ``timeout_s`` (not a TimeoutError, which would read
+    as the run's own timeout)."""
+
+    def __init__(self, step: str, timeout_s: float) -> None:
+        self.step = step
+        self.timeout_s = timeout_s
+        super().__init__(f"step {step!r} timed out after {timeout_s:g}s")

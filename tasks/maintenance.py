@@ -30,8 +30,9 @@ class LogCleanupOptions(TaskOptions):
 
 
 class LogCleanup(BaseTask):
-    """Deletes executions older than ``retention_days`` and beyond ``max_executions``, and old
-    dead letters (``store.retention.run``); the result is the store's report.
+    """Deletes executions older than ``retention_days`` and beyond ``max_executions``, old dead
+    letters, and the steps of the runs deleted (``store.retention.run``); the result is the
+    store's report.
     """
 
     task_id = "maintenance.log_cleanup"

@@ -45,6 +45,12 @@ class TaskResult:
         return cls(success=False, data=data, error=error)
 
 
+def check_plain(path: str, value: object) -> None:
+    """TaskUsageError naming ``path`` (``result <path>: ...``) unless ``value`` is plain data
+    (msgpack-able: None, bool, int, float, str, bytes, and lists and str-keyed maps of them)."""
+    _check_plain(path, value)
+
+
 def _check_plain(path: str, value: object) -> None:
     if isinstance(value, _SCALARS):
         return

@@ -101,6 +101,7 @@ class ExecutorActor(Actor):
             loop_lag_s=lambda: self.lag.lag_s,
             log=self.log,
             counters=self.counters,
+            store=self._store,
         )
         self._settlement = Settlement(
             self,

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from actors.actor import Actor
+from actors.executing.journal import StoreJournal
 from actors.executing.status import Announce
 from actors.scheduling.protocol import Dispatch
+from actors.storing.client import StoreClient
 from config.errors import TaskbusError
 from scheduler import Clock, error_names
+from store.records import run_key
 from tasks.base import BaseTask
 from tasks.context import TaskContext
 from tasks.errors import TaskCancelled
@@ -59,6 +62,8 @@ class TaskRunner:
     loop_lag_s: Callable[[], float]
     log: logging.Logger
     counters: Counter[str]
+    # Where runs keep their steps (None: in memory, each run its own: tests without a store).
+    store: StoreClient | None = None
     # What each run logged, by execution id, until its settlement takes it (``take_logs``).
     logs: dict[str, Logged] = field(default_factory=dict)
 
@@ -90,6 +95,11 @@ class TaskRunner:
             processes=self.processes,
             data_dir=self.data_dir,
             loop_lag_s=self.loop_lag_s,
+            steps=(
+                None
+                if self.store is None
+                else StoreJournal(self.store, run_key(dispatch.task_id, dispatch.scheduled_at))
+            ),
         )
         try:
             return await self._execute(dispatch, task_class, context, announce)
@@ -107,7 +117,10 @@ class TaskRunner:
         await announce("started")
         self.counters["started"] += 1
         try:
-            return await within(self.clock, dispatch.timeout_s, task_class().execute(context))
+            result = await within(self.clock, dispatch.timeout_s, task_class().execute(context))
+            if result.success:
+                context.check_steps()  # StepsChanged: the code no longer asks for a kept step
+            return result
         except TimeoutError:
             cancelled.set()
             self.counters["timed_out"] += 1

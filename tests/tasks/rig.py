@@ -25,7 +25,7 @@ from config.actors import ActorSettings
 from config.sections import CategorySettings, ResourceSettings, SchedulerSettings
 from store import LibsqlStore
 from store.records import TaskSpec
-from tasks import TaskRegistry
+from tasks import BaseTask, TaskRegistry
 from tests.asking import Asking
 from tests.bus.waits import eventually
 from tests.conftest import OPEN_ACL, TEST_ROLES
@@ -95,6 +95,7 @@ async def start(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Start]:
         category: str = "user",
         builtin: Sequence[TaskSpec] = (),
         process_pool: ProcessPoolExecutor | None = None,
+        classes: Sequence[type[BaseTask]] = (),
         **resources: Any,
     ) -> Rig:
         system = await ActorSystem.embedded(
@@ -117,7 +118,7 @@ async def start(keys: KeysDirectory, tmp_path: Path) -> AsyncIterator[Start]:
             lambda: system.status()["scheduler"]["state"] == ActorState.RUNNING, "leads", 10
         )
         registry = TaskRegistry.with_builtins()
-        for cls in (Gated, Forever, IdleWork):
+        for cls in (Gated, Forever, IdleWork, *classes):
             registry.register(cls)
         probe = FixedProbe()
         executors: list[ExecutorActor] = []
