@@ -4,7 +4,16 @@ Schedules and their DST rules, jitter, misfire and retry policies, and the timin
 keeps the next due fire in a heap. The scheduler actor (in ``actors``) drives it with a clock.
 """
 
-from scheduler.clock import Clock, FakeClock, Reading, SystemClock, Timer, sleep, wall_jump_s
+from scheduler.clock import (
+    Clock,
+    FakeClock,
+    Reading,
+    SystemClock,
+    Timer,
+    sleep,
+    wall_jump_s,
+    within,
+)
 from scheduler.compiled import clear_schedule_cache, compile_schedule
 from scheduler.cron import CronSchedule, changed_meaning
 from scheduler.dst import DEFAULT_DST_POLICY, DstPolicy
@@ -58,4 +67,5 @@ __all__ = [
     "plan_window",
     "sleep",
     "wall_jump_s",
+    "within",
 ]

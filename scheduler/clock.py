@@ -14,13 +14,15 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from scheduler._instants import utc
-from scheduler.errors import ScheduleError
+from scheduler.errors import ScheduleError, TimedOut
+
+T = TypeVar("T")
 
 
 class Timer(Protocol):
@@ -43,6 +45,23 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     def call_later(self, delay_s: float, callback: Callable[[], object]) -> Timer: ...
+
+
+async def within(clock: Clock, timeout_s: float, work: Awaitable[T]) -> T:
+    """``await work``, cancelled once ``timeout_s`` has passed on ``clock``'s monotonic time
+    (``TimedOut``, a TimeoutError); a TimeoutError ``work`` raised of its own passes through."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as deadline:
+            timer = clock.call_later(timeout_s, lambda: deadline.reschedule(loop.time()))
+            try:
+                return await work
+            finally:
+                timer.cancel()
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise TimedOut(timeout_s) from exc
+        raise
 
 
 async def sleep(clock: Clock, seconds: float) -> None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from scheduler.clock import Clock, sleep
+from scheduler.clock import Clock, sleep, within
+from scheduler.errors import TimedOut
 from tasks.errors import StepFailed, StepsChanged, StepTimedOut, TaskCancelled, TaskUsageError
 from tasks.result import check_plain
 
@@ -242,15 +243,7 @@ class RunSteps:
 
 async def _within(clock: Clock, timeout_s: float, work: Awaitable[T], ident: str) -> T:
     """``await work``, cancelled once ``timeout_s`` has passed on ``clock`` (StepTimedOut)."""
-    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(None) as deadline:
-            timer = clock.call_later(timeout_s, lambda: deadline.reschedule(loop.time()))
-            try:
-                return await work
-            finally:
-                timer.cancel()
-    except TimeoutError as exc:
-        if deadline.expired():
-            raise StepTimedOut(ident, timeout_s) from exc
-        raise
+        return await within(clock, timeout_s, work)
+    except TimedOut as exc:
+        raise StepTimedOut(ident, timeout_s) from exc

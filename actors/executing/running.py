@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +20,7 @@ from actors.executing.status import Announce
 from actors.scheduling.protocol import Dispatch
 from actors.storing.client import StoreClient
 from config.errors import TaskbusError
-from scheduler import Clock, error_names
+from scheduler import Clock, error_names, within
 from store.records import run_key
 from tasks.base import BaseTask
 from tasks.context import TaskContext
@@ -134,17 +134,6 @@ class TaskRunner:
         except Exception as exc:  # the task's own failure: recorded, never fatal here
             self.log.warning("task %s failed: %s: %s", dispatch.task_id, type(exc).__name__, exc)
             return failure(exc)
-
-
-async def within(clock: Clock, timeout_s: float, work: Awaitable[T]) -> T:
-    """``await work``, cancelled once ``timeout_s`` has passed on ``clock`` (TimeoutError)."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(None) as deadline:
-        timer = clock.call_later(timeout_s, lambda: deadline.reschedule(loop.time()))
-        try:
-            return await work
-        finally:
-            timer.cancel()
 
 
 def failure(error: BaseException) -> TaskResult:

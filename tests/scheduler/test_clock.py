@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler import FakeClock, ScheduleError, SystemClock, sleep
+from scheduler import FakeClock, ScheduleError, SystemClock, sleep, within
+from scheduler.errors import TimedOut
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -100,3 +101,22 @@ def test_many_small_advances_reach_a_timer_due_at_a_whole_instant() -> None:
     assert total < 10.0  # the trap this guards against
     assert fired == [T0 + timedelta(seconds=10)]
     assert clock.wall() == T0 + timedelta(seconds=10)
+
+
+async def test_within_says_whose_timeout_it_was() -> None:
+    """The clock's deadline is ``TimedOut``; a TimeoutError the work raised of its own is not."""
+    clock = FakeClock(T0)
+    never = asyncio.Event()
+    waiting = asyncio.ensure_future(within(clock, 5.0, never.wait()))
+    await asyncio.sleep(0)
+    clock.advance(5.0)
+    with pytest.raises(TimedOut) as expired:
+        await waiting
+    assert (expired.value.timeout_s, str(expired.value)) == (5.0, "timed out after 5s")
+
+    async def gives_up() -> None:
+        raise TimeoutError("the work's own")
+
+    with pytest.raises(TimeoutError) as own:
+        await within(clock, 5.0, gives_up())
+    assert not isinstance(own.value, TimedOut)

@@ -15,12 +15,11 @@ from actors.executing.actor import HANDBACK_PAUSE_S
 from actors.executing.admission import Admission
 from actors.executing.lag import LagMonitor
 from actors.executing.resources import Load
-from actors.executing.running import within
 from actors.scheduling.protocol import Dispatch
 from bus import Delivery, Envelope
 from config import topics
 from config.sections import CategorySettings, ResourceSettings
-from scheduler import FakeClock
+from scheduler import FakeClock, within
 from tasks import TaskRegistry
 from tests.bus.waits import eventually
 from tests.tasks.gates import Gated
