@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ class InFlight:
 @dataclass(slots=True)
 class CellStats:
     handled: int = 0
+    by_topic: Counter[str] = field(default_factory=Counter)  # handled, per topic or queue
     errors: int = 0
     last_error: str = ""
     cancelled: list[str] = field(default_factory=list)
@@ -250,6 +252,7 @@ class ActorCell:
             self._refuse(route, item, refusal.code, refusal.reason)  # work is settled, never leaked
             return
         self.stats.handled += 1
+        self.stats.by_topic[item.envelope.topic if route.kind == "work" else item.topic] += 1
         if route.kind == "request":
             try:
                 client.reply(item, result if isinstance(result, dict) else {})
