@@ -157,6 +157,7 @@ def default_acl() -> tuple[AclRule, ...]:
         _rule("@admin", "subscribe", topics.SCHEDULER),
         _rule("@admin", "receive", topics.SCHEDULER),
         _rule("*", "ask", topics.TASK),
+        _rule("*", "ask", topics.RUN),  # the scheduler checks the run's task is the asker's
         _rule("*", "ask", topics.HEALTH),
         _rule("*", "subscribe", topics.STATUS_EVENTS),
         _rule("*", "subscribe", topics.DEAD_EVENTS),

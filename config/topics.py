@@ -33,6 +33,8 @@ TASK_GET: Final = "scheduler.task.get"
 TASK_LIST: Final = "scheduler.task.list"
 TASK_HISTORY: Final = "scheduler.task.history"
 TASK_MISSED: Final = "scheduler.task.missed"
+RUN = "scheduler.run."  # the run family: one run (an execution) and its steps
+RUN_GET: Final = "scheduler.run.get"
 SCHEDULER_STATS: Final = "scheduler.stats"
 
 # ------------------------------------------------------------------ events

@@ -195,6 +195,12 @@ class TaskbusClient:
         reply = await self.ask(topics.TASK_MISSED, {"task_id": task_id, "limit": limit})
         return list(reply["missed"])
 
+    async def run(self, execution_id: str) -> dict[str, Any]:
+        """``{run, steps}``: one execution with its logs, and its fire's steps in the order they
+        were stored, each ``name``, ``status``, ``attempts``, ``started_at``, ``finished_at``,
+        ``size``, ``error`` (no results). Refused ``not_found``, ``denied`` (another's task)."""
+        return await self.ask(topics.RUN_GET, {"execution_id": execution_id})
+
     # ------------------------------------------------------------ the system
 
     async def stats(self, wait_s: float | None = None) -> dict[str, Any]:

@@ -251,6 +251,10 @@ class SchedulerActor(Actor):
     async def missed(self, request: Envelope, page: TaskPageOf) -> Payload:
         return await self._requests.missed(request.sender, page)
 
+    @on_request(topics.RUN_GET, read=requests.read_run_ref)
+    async def get_run(self, request: Envelope, execution_id: str) -> Payload:
+        return await self._requests.get_run(request.sender, execution_id)
+
     @on_request(topics.SCHEDULER_STATS, read=requests.read_nothing)
     async def stats(self, request: Envelope, _: None) -> Payload:
         return await self._requests.stats()

@@ -1,5 +1,6 @@
-"""Serving ``scheduler.task.*`` and ``scheduler.stats``: each request's reader (declared beside its
-route on ``SchedulerActor``) and what its handler does (``TaskRequests``).
+"""Serving ``scheduler.task.*``, ``scheduler.run.get`` and ``scheduler.stats``: each request's
+reader (declared beside its route on ``SchedulerActor``) and what its handler does
+(``TaskRequests``).
 
 A reader checks the request's fields before anything is asked of the store: their types, the task
 id (``<category>.<name>``), no unknown field. A create or an update is then compiled once (its
@@ -14,6 +15,7 @@ the actor's ``refusal`` turns it into a code.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -38,7 +40,7 @@ from config.errors import ConfigError
 from config.sections import SchedulerSettings, check_task_id
 from scheduler import Clock
 from store.errors import Conflict, InvalidValue, LeaseLost, NotFound
-from store.records import Page, TaskRecord, TaskSpec
+from store.records import Page, TaskRecord, TaskSpec, run_key
 from store.salvage import PartialPage
 from tasks.permissions import TaskPermissions
 
@@ -163,6 +165,21 @@ def read_task_page_of(request: Fields) -> TaskPageOf:
         request.optional("before", fields.text, None),
         request.optional("limit", fields.positive, 50),
     )
+
+
+def run_ref(name: str, value: Any) -> str:
+    """An execution id: a UUID in its text form."""
+    checked = fields.identifier(name, value)
+    try:
+        uuid.UUID(checked)
+    except ValueError as error:
+        raise InvalidValue(name, f"{checked!r}: expected a run's execution id (a UUID)") from error
+    return checked
+
+
+@strict
+def read_run_ref(request: Fields) -> str:
+    return request.required("execution_id", run_ref)
 
 
 @strict
@@ -397,6 +414,31 @@ class TaskRequests:
         await self._owned(sender, page.task_id, "read")
         found = await self._store.missed_runs(page.task_id, before=page.before, limit=page.limit)
         return _page("missed", [plain(m) for m in found.items], found)
+
+    async def get_run(self, sender: str, execution_id: str) -> Payload:
+        """One execution with its logs, and the steps of its fire in the order they were stored
+        (without their results: a step's result may be large)."""
+        try:
+            execution = await self._store.get_execution(execution_id)
+        except NotFound as error:
+            raise NotFound(f"run {execution_id!r} not found") from error
+        await self._owned(sender, execution.task_id, "read")
+        steps = await self._store.run_steps(run_key(execution.task_id, execution.scheduled_at))
+        return {
+            "run": plain(execution),
+            "steps": [
+                {
+                    "name": step.name,
+                    "status": step.status,
+                    "attempts": step.attempts,
+                    "started_at": step.started_at.isoformat(),
+                    "finished_at": step.finished_at.isoformat(),
+                    "size": step.size_bytes,
+                    "error": step.error,
+                }
+                for step in steps
+            ],
+        }
 
     async def stats(self) -> Payload:
         report = await self._store.stats(per_task=False)

@@ -78,6 +78,27 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
 
 
+def size(count: int) -> str:
+    """``512B``, ``2.0KiB``, ``1.5MiB``: a byte count."""
+    if count < 1024:
+        return f"{count}B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f}KiB"
+    return f"{count / (1024 * 1024):.1f}MiB"
+
+
+def run_state(run: Mapping[str, Any]) -> str:
+    """An execution's ``success`` in a word: running, succeeded or failed."""
+    if run["success"] is None:
+        return "running"
+    return "succeeded" if run["success"] else "failed"
+
+
+def run_result(result: Mapping[str, Any] | None) -> str:
+    """An execution's result data as JSON, or nothing."""
+    return "" if not result else as_json(result)
+
+
 def event_line(topic: str, sender: str, payload: Mapping[str, Any], received: datetime) -> str:
     """``12:03:04 scheduler.task.status user.x queued attempt=1 (scheduler)``."""
     fields = dict(payload)

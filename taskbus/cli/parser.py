@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
-from taskbus.cli import keys, status, store, task, up
+from taskbus.cli import keys, run, status, store, task, up
 from taskbus.cli._remote import Handler
 
 
@@ -46,6 +46,7 @@ examples:
   taskbus task create user.reflect --class tasks.reminders:Reminder \\
       --schedule "0 23 * * *" --tz Europe/Berlin --option message="time to reflect"
   taskbus task logs user.reflect      its runs, latest first
+  taskbus run show EXECUTION_ID       one run: its steps and what it logged
   taskbus watch --json                events as JSON lines, until Ctrl-C
   taskbus task list --home /srv/tb    global options go before or after the command
   taskbus <command> --help            a command's own options"""
@@ -109,6 +110,7 @@ def build(description: str | None = None) -> argparse.ArgumentParser:
     _add_run_commands(commands)
     _add_keys_commands(commands)
     _add_task_commands(commands)
+    _add_run_show_commands(commands)
     _add_status_commands(commands)
     _add_store_commands(commands)
     return parser
@@ -267,6 +269,15 @@ def _add_task_commands(commands: Commands) -> None:
                 "--run", default=None, help="one run (its execution id): what it logged"
             )
         _json_flag(rows)
+
+
+def _add_run_show_commands(commands: Commands) -> None:
+    verbs = _verbs(commands, "run", "one run of a task: its steps and what it logged")
+    show = _connecting(
+        verbs, "show", "one run (an execution id): its times, steps and log lines", run.show
+    )
+    show.add_argument("execution_id")
+    _json_flag(show)
 
 
 def _add_task_definitions(verbs: Commands) -> None:

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from config import topics
 from config.errors import TaskbusError
 from scheduler.policies import task_policies
 from taskbus.cli import format as fmt
+from taskbus.cli import run as runs
 from taskbus.cli._remote import Handler, call, print_json
 from taskbus.client import TaskbusClient
 
@@ -281,9 +281,9 @@ def logs(args: argparse.Namespace) -> int:
             _started(run),
             _waited(run),
             str(run["retry_count"] + 1),
-            _state(run),
+            fmt.run_state(run),
             fmt.seconds(run["duration_seconds"]),
-            fmt.clip(run["error_message"] or _result(run["result"]), 60),
+            fmt.clip(run["error_message"] or fmt.run_result(run["result"]), 60),
         ],
     )
 
@@ -306,11 +306,11 @@ def _waited(run: dict[str, Any]) -> str:
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    """``task logs TASK_ID --run EXECUTION_ID``: one run, then the lines it logged."""
+    """``task logs TASK_ID --run EXECUTION_ID``: one run, then the lines it logged (asked of the
+    scheduler, which checks the run's task is the asker's; refused if it is another task's)."""
 
     async def work(client: TaskbusClient) -> int:
-        reply = await client.ask(topics.STORE_EXECUTION_GET, {"execution_id": args.run})
-        run = reply["execution"]
+        run = (await client.run(args.run))["run"]
         if run["task_id"] != args.task_id:
             raise TaskbusError(
                 f"run {args.run} is of task {run['task_id']!r}, not {args.task_id!r}"
@@ -318,29 +318,8 @@ def run_logs(args: argparse.Namespace) -> int:
         if args.json:
             print_json(run)
             return 0
-        lines = [
-            ("run", run["execution_id"]),
-            ("task", run["task_id"]),
-            ("trigger", run.get("trigger") or "-"),
-            ("attempt", str(run["retry_count"] + 1)),
-            ("scheduled", fmt.local(run["scheduled_at"])),
-            ("dispatched", fmt.local(run["started_at"])),
-            ("started", fmt.local(run["run_started_at"]) if run.get("run_started_at") else "-"),
-            ("finished", fmt.local(run["completed_at"]) if run["completed_at"] else "-"),
-            ("state", _state(run)),
-            ("duration", fmt.seconds(run["duration_seconds"])),
-            ("result", fmt.clip(run["error_message"] or _result(run["result"]), 100)),
-        ]
-        width = max(len(name) for name, _ in lines)
-        for name, value in lines:
-            print(f"{name.ljust(width)}  {value}")
-        logged = run.get("logs") or []
-        print(f"\n{len(logged)} log lines" if logged else "\nnothing logged")
-        for line in logged:
-            at = datetime.fromisoformat(line["at"]).astimezone()
-            print(
-                f"{at:%H:%M:%S}.{at.microsecond // 1000:03d} {line['level']:<7} {line['message']}"
-            )
+        runs.print_run(run)
+        runs.print_logs(run)
         return 0
 
     return call(args, work)
@@ -384,13 +363,3 @@ def _task_rows(
         return 0
 
     return call(args, work)
-
-
-def _state(run: dict[str, Any]) -> str:
-    if run["success"] is None:
-        return "running"
-    return "succeeded" if run["success"] else "failed"
-
-
-def _result(result: dict[str, Any] | None) -> str:
-    return "" if not result else fmt.as_json(result)

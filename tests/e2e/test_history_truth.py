@@ -1,7 +1,7 @@
 """History that tells the truth, through the CLI against one live ``taskbus up``: a run's dispatch,
 real start and end kept apart, its trigger shown, a re-created id starting an empty history,
 ``task show`` in the task's zone with its effective policies, one count of tasks, and what a run
-logged through ``ctx.log`` kept with it (``task logs --run``)."""
+logged through ``ctx.log`` kept with it (``task logs --run``), and a run's steps (``run show``)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import re
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.procs import Run, checked_cli, free_port, running_up, until, wait_for_line
+from tests.e2e.step_tasks import RELEASE
 
 pytestmark = pytest.mark.timeout(180)
 
 NAP = "tests.e2e.history_tasks:Nap"
+STEPS = "tests.e2e.step_tasks:ThreeSteps"
 NEVER = "0 0 1 1 *"  # fires once a year: the runs here are the triggered ones
 
 
@@ -32,7 +35,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str
         "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
         "TZ": "UTC",
         "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
-        "TASKBUS_SCHEDULER__TASK_MODULES": '["tests.e2e.history_tasks"]',
+        "TASKBUS_SCHEDULER__TASK_MODULES": '["tests.e2e.history_tasks", "tests.e2e.step_tasks"]',
     }
     with running_up(environment) as process:
         yield environment, process
@@ -183,3 +186,36 @@ def test_what_a_run_logs_is_kept_with_it_and_names_the_task_and_the_run(
     cli("task", "create", "user.other", "--class", NAP, "--schedule", NEVER)
     wrong = cli("task", "logs", "user.other", "--run", execution_id, expect=1)
     assert "is of task 'user.chatty'" in wrong.stderr
+
+
+def test_run_show_lists_a_runs_steps(cli: Run, tmp_path: Path) -> None:
+    (tmp_path / RELEASE).touch()  # the run goes through its three steps at once
+    cli("task", "create", "user.stepped", "--class", STEPS, "--schedule", NEVER)
+    cli("task", "update", "user.stepped", "--option", f"marker_dir={tmp_path}")
+    execution_id = cli("task", "trigger", "user.stepped").stdout.split()[-1]
+    (run,) = _finished(cli, "user.stepped", 1)
+    assert run["success"] is True, run
+
+    shown = cli("run", "show", execution_id).stdout
+    assert f"run         {execution_id}" in shown
+    assert "task        user.stepped" in shown
+    assert "state       succeeded" in shown
+    assert "3 steps" in shown
+    table = shown[shown.index("NAME") :].splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "ATTEMPTS", "STARTED", "TOOK", "SIZE"]
+    assert [row.split()[:3] for row in table[1:4]] == [
+        ["one", "ok", "1"],
+        ["two", "ok", "1"],
+        ["three", "ok", "1"],
+    ]
+    reply = _json(cli("run", "show", execution_id, "--json"))
+    assert reply["run"]["execution_id"] == execution_id
+    assert [step["name"] for step in reply["steps"]] == ["one", "two", "three"]
+    assert all("result" not in step for step in reply["steps"])
+    # the same ask serves task logs --run
+    assert (
+        _json(cli("task", "logs", "user.stepped", "--run", execution_id, "--json"))
+        == (reply["run"])
+    )
+    unknown = cli("run", "show", "00000000-0000-4000-8000-000000000000", expect=1)
+    assert "not found" in unknown.stderr

@@ -178,6 +178,13 @@ async def test_an_owner_s_task_is_refused_to_every_other_identity(settings: Sett
             # the owner and the admin may
             assert (await alice.get("user.private_plan"))["config"] == {"message": "mine"}
             assert (await admin.disable("user.private_plan"))["enabled"] is False
+            # a run is its task's: the owner reads it over the default ACL, another is refused
+            run_id = await alice.trigger("user.private_plan")
+            assert (await alice.run(run_id))["run"]["task_id"] == "user.private_plan"
+            with pytest.raises(Refused) as refused:
+                await bob.run(run_id)
+            assert refused.value.code == "denied"
+            assert "'bob' may not read task 'user.private_plan'" in refused.value.reason
 
 
 async def test_a_task_s_events_reach_its_owner_and_the_admins_only(settings: Settings) -> None:
