@@ -119,12 +119,19 @@ def fence(name: str, value: Any) -> Fence:
     return parsed
 
 
-def entries(name: str, value: Any, read: Callable[[Fields], T], *, low: int = 1) -> tuple[T, ...]:
-    """``low`` to MAX_EXECUTION_BATCH maps, each read by ``read`` (which must call ``done``);
-    a bad entry is named with its index: ``executions[3].scheduled_at: is required``.
+def entries(
+    name: str,
+    value: Any,
+    read: Callable[[Fields], T],
+    *,
+    low: int = 1,
+    high: int = MAX_EXECUTION_BATCH,
+) -> tuple[T, ...]:
+    """``low`` to ``high`` maps, each read by ``read`` (which must call ``done``); a bad entry is
+    named with its index: ``executions[3].scheduled_at: is required``.
     """
     parsed: list[T] = []
-    for index, entry in enumerate(_batch(name, value, low)):
+    for index, entry in enumerate(_batch(name, value, low, high)):
         item = f"{name}[{index}]"
         fields_ = Fields(mapping(item, entry))
         with inside(item):
@@ -135,16 +142,17 @@ def entries(name: str, value: Any, read: Callable[[Fields], T], *, low: int = 1)
 def identifiers(name: str, value: Any) -> tuple[str, ...]:
     """1 to MAX_EXECUTION_BATCH identifiers."""
     return tuple(
-        identifier(f"{name}[{index}]", item) for index, item in enumerate(_batch(name, value, 1))
+        identifier(f"{name}[{index}]", item)
+        for index, item in enumerate(_batch(name, value, 1, MAX_EXECUTION_BATCH))
     )
 
 
-def _batch(name: str, value: Any, low: int) -> list[Any] | tuple[Any, ...]:
-    """A list of ``low`` to MAX_EXECUTION_BATCH entries."""
+def _batch(name: str, value: Any, low: int, high: int) -> list[Any] | tuple[Any, ...]:
+    """A list of ``low`` to ``high`` entries."""
     if not isinstance(value, list | tuple):
         raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
-    if not low <= len(value) <= MAX_EXECUTION_BATCH:
-        raise InvalidValue(name, f"has {len(value)} entries, expected {low}..{MAX_EXECUTION_BATCH}")
+    if not low <= len(value) <= high:
+        raise InvalidValue(name, f"has {len(value)} entries, expected {low}..{high}")
     return value
 
 

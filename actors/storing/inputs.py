@@ -15,7 +15,6 @@ from actors.storing.fields import (
     entries,
     flag,
     identifier,
-    inside,
     instant,
     mapping,
     message,
@@ -95,22 +94,16 @@ def outcome(
 
 def log_lines(name: str, value: Any) -> tuple[LogLine, ...]:
     """0 to MAX_LOG_LINES maps of ``at``, ``level``, ``message``."""
-    if not isinstance(value, list | tuple):
-        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
-    if len(value) > MAX_LOG_LINES:
-        raise InvalidValue(name, f"has {len(value)} lines, at most {MAX_LOG_LINES}")
-    return tuple(_log_line(f"{name}[{index}]", entry) for index, entry in enumerate(value))
+    return entries(name, value, _log_line, low=0, high=MAX_LOG_LINES)
 
 
-def _log_line(name: str, value: Any) -> LogLine:
-    entry = Fields(mapping(name, value))
-    with inside(name):
-        line = LogLine(
-            at=entry.required("at", instant),
-            level=entry.required("level", text),
-            message=entry.required("message", any_text),
-        )
-        entry.done()
+def _log_line(entry: Fields) -> LogLine:
+    line = LogLine(
+        at=entry.required("at", instant),
+        level=entry.required("level", text),
+        message=entry.required("message", any_text),
+    )
+    entry.done()
     return line
 
 
@@ -148,23 +141,17 @@ def missed_runs(name: str, value: Any) -> tuple[NewMissedRun, ...]:
     """1 to MAX_MISSED_BATCH maps of ``first_at``, ``last_at``, ``count``, ``reason``; a bad
     entry is named with its index: ``runs[3].last_at: is before first_at``.
     """
-    if not isinstance(value, list | tuple):
-        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
-    if not 1 <= len(value) <= MAX_MISSED_BATCH:
-        raise InvalidValue(name, f"has {len(value)} entries, expected 1..{MAX_MISSED_BATCH}")
-    return tuple(_missed_run(f"{name}[{index}]", entry) for index, entry in enumerate(value))
+    return entries(name, value, _missed_run, high=MAX_MISSED_BATCH)
 
 
-def _missed_run(name: str, value: Any) -> NewMissedRun:
-    entry = Fields(mapping(name, value))
-    with inside(name):
-        run = NewMissedRun(
-            first_at=entry.required("first_at", instant),
-            last_at=entry.required("last_at", instant),
-            count=entry.required("count", positive),
-            reason=entry.required("reason", text),
-        )
-        entry.done()
+def _missed_run(entry: Fields) -> NewMissedRun:
+    run = NewMissedRun(
+        first_at=entry.required("first_at", instant),
+        last_at=entry.required("last_at", instant),
+        count=entry.required("count", positive),
+        reason=entry.required("reason", text),
+    )
+    entry.done()
     return run
 
 
