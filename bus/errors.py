@@ -53,9 +53,15 @@ class NoResponder(RemoteError):
     code = "no_responder"
 
 
+class Busy(RemoteError):
+    """The responder's mailbox is full (``busy``): the same ask may succeed a moment later."""
+
+    code = "busy"
+
+
 def remote_error(code: str, reason: str, *, topic: str | None = None) -> RemoteError:
     """The refusal a remote answered with, as its most precise class."""
-    kind = NoResponder if code == NoResponder.code else RemoteError
+    kind = _PRECISE.get(code, RemoteError)
     return kind(code, reason, topic=topic)
 
 
@@ -69,3 +75,6 @@ class BusClosed(BusError):
     """The client or broker was stopped."""
 
     code = "closed"
+
+
+_PRECISE: dict[str, type[RemoteError]] = {NoResponder.code: NoResponder, Busy.code: Busy}

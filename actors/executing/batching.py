@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from bus import AskTimeout, BusError, RemoteError
+from bus import BusError, Busy
 from scheduler import Clock, SystemClock, sleep
 
 K = TypeVar("K")
@@ -23,9 +23,9 @@ V = TypeVar("V")
 log = logging.getLogger("taskbus.executor")
 
 RETRY_PAUSE_S = 0.2  # between two tries of a batch the store did not take
-# What the store did not decide: the bus refused the ask (busy, no responder...) or no answer
-# came in time. Asking again may succeed; a StoreError (the store's own answer) would not.
-TRANSIENT: tuple[type[Exception], ...] = (RemoteError, AskTimeout, TimeoutError)
+# What asking again may cure: the store's mailbox was full (busy), or no answer came in time.
+# A store's own answer (StoreError) or any other refusal (denied, no responder...) would not.
+TRANSIENT: tuple[type[Exception], ...] = (Busy, TimeoutError)
 
 
 class StoreBatch(Generic[K, V]):

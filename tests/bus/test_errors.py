@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bus import BusError, EnvelopeError, NoResponder, Refused, RemoteError
+from bus import BusError, Busy, EnvelopeError, NoResponder, Refused, RemoteError
+from bus.errors import remote_error
 from bus.topics import check_topic
 from config import TaskbusError
 from tests.conftest import ClientFactory
@@ -50,3 +51,10 @@ async def test_a_broker_refusal_reaches_the_asker_as_refused(make_client: Client
     assert type(caught.value) is NoResponder  # the most precise class: a RemoteError
     assert isinstance(caught.value, RemoteError)
     assert caught.value.code == "no_responder"
+
+
+def test_a_remote_refusal_gets_its_most_precise_class() -> None:
+    assert type(remote_error("busy", "full")) is Busy
+    assert type(remote_error("no_responder", "nobody")) is NoResponder
+    assert type(remote_error("denied", "no")) is RemoteError
+    assert str(remote_error("busy", "full", topic="store.x")) == "store.x: busy: full"

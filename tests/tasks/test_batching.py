@@ -12,6 +12,7 @@ import pytest
 from actors.executing.batching import RETRY_PAUSE_S, StoreBatch
 from actors.executing.resources import SystemProbe
 from bus import RemoteError
+from bus.errors import remote_error
 from scheduler import FakeClock
 from store.errors import InvalidValue
 from tests.bus.waits import eventually
@@ -41,7 +42,9 @@ async def test_a_busy_store_is_asked_again_and_other_errors_fail_the_whole_batch
     async def send(items: list[str]) -> list[str | BaseException]:
         tries.append(items)
         if len(tries) == 1:
-            raise RemoteError("busy", "store cannot take it now")
+            raise remote_error("busy", "store cannot take it now")  # as the bus client makes it
+        if "denied" in items:
+            raise remote_error("denied", "'executor-x' may not ask 'store.execution.finish_many'")
         if "bad" in items:
             raise InvalidValue("executions[0]", "bad")  # the store's own refusal
         return [item.upper() for item in items]
@@ -55,6 +58,10 @@ async def test_a_busy_store_is_asked_again_and_other_errors_fail_the_whole_batch
     assert tries[:2] == [["a", "b"], ["a", "b"]]
     with pytest.raises(InvalidValue, match=r"executions\[0\]: bad"):
         await batch.submit("bad")
+    tried = len(tries)
+    with pytest.raises(RemoteError, match="denied"):  # a refusal asking again cannot cure
+        await batch.submit("denied")
+    assert len(tries) == tried + 1
 
 
 async def test_requests_are_cut_by_estimated_size() -> None:
