@@ -24,6 +24,7 @@ from typing import Any
 from actors.storing import StoreClient
 from bus import AskTimeout, AuthError, BusClient, Envelope, KeysDirectory, NoResponder, RemoteError
 from bus.envelope import Payload
+from bus.errors import remote_error
 from bus.subscription import Subscription
 from config import topics
 from config.errors import TaskbusError
@@ -243,7 +244,7 @@ class TaskbusClient:
                 if loop.time() >= deadline:
                     raise Unreachable(f"nothing in the running taskbus answers {topic!r}") from exc
             except RemoteError as exc:
-                raise RemoteError(exc.code, exc.reason, topic=topic) from exc
+                raise remote_error(exc.code, exc.reason, topic=topic) from exc
             except AskTimeout as exc:
                 raise Unreachable(str(exc)) from exc
             await asyncio.sleep(0.05)
