@@ -38,6 +38,21 @@ def rows(connection: Connection, sql: str, params: Params = ()) -> list[Row]:
     return connection.execute(sql, tuple(params)).fetchall()
 
 
+IDS_PER_SELECT = 1_000  # values in one IN (...) list: far below SQLite's bound of 32,766
+
+
+def rows_in(connection: Connection, select: str, column: str, values: Sequence[Any]) -> list[Row]:
+    """``{select} WHERE {column} IN (values)``, each distinct value asked once, in selects of
+    at most IDS_PER_SELECT values."""
+    unique = list(dict.fromkeys(values))
+    found: list[Row] = []
+    for first in range(0, len(unique), IDS_PER_SELECT):
+        chunk = unique[first : first + IDS_PER_SELECT]
+        marks = ", ".join(["?"] * len(chunk))
+        found.extend(rows(connection, f"{select} WHERE {column} IN ({marks})", chunk))
+    return found
+
+
 def one(connection: Connection, sql: str, params: Params = ()) -> Row | None:
     """The first row. Every row is fetched: a RETURNING statement left with rows unread stays
     "in progress" in libsql and makes the COMMIT fail.

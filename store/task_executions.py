@@ -22,7 +22,7 @@ import msgpack
 from bus.ids import format_message_id, new_message_id
 from config.store import StoreSettings
 from store import values
-from store._sql import Connection, Row, one, rows
+from store._sql import Connection, Row, one, rows_in
 from store.errors import InvalidValue, LeaseLost, NotFound
 from store.leases import Fence, check_fence, check_token, lease_tokens
 from store.operations import BatchOperation, Outcome
@@ -111,38 +111,17 @@ def execution_outcomes(
     """Whether each known execution succeeded (True), failed (False) or is unfinished (None);
     an unknown id is left out.
     """
-    found: dict[str, bool | None] = {}
-    unique = list(dict.fromkeys(execution_ids))
-    for first in range(0, len(unique), _IDS_PER_SELECT):
-        chunk = unique[first : first + _IDS_PER_SELECT]
-        marks = ", ".join(["?"] * len(chunk))
-        for execution_id, success in rows(
-            connection,
-            f"SELECT execution_id, success FROM task_executions WHERE execution_id IN ({marks})",
-            chunk,
-        ):
-            found[execution_id] = None if success is None else bool(success)
-    return found
-
-
-_IDS_PER_SELECT = 1_000
-_KEYS_PER_SELECT = 1_000  # keys per lookup of recorded attempts
+    select = "SELECT execution_id, success FROM task_executions"
+    return {
+        execution_id: None if success is None else bool(success)
+        for execution_id, success in rows_in(connection, select, "execution_id", execution_ids)
+    }
 
 
 def executions_by_keys(connection: Connection, keys: Sequence[str]) -> dict[str, Row]:
     """The stored executions of ``keys``, by idempotency key."""
-    unique = list(dict.fromkeys(keys))
-    found: dict[str, Row] = {}
-    for first in range(0, len(unique), _KEYS_PER_SELECT):
-        chunk = unique[first : first + _KEYS_PER_SELECT]
-        marks = ", ".join(["?"] * len(chunk))
-        for row in rows(
-            connection,
-            f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE idempotency_key IN ({marks})",
-            chunk,
-        ):
-            found[row[10]] = row
-    return found
+    select = f"SELECT {EXECUTION_COLUMNS} FROM task_executions"
+    return {row[10]: row for row in rows_in(connection, select, "idempotency_key", keys)}
 
 
 # ------------------------------------------------------------------ recording
@@ -271,18 +250,8 @@ def _insert_executions_sql(count: int) -> str:
 def _incarnations(connection: Connection, task_ids: Sequence[str]) -> dict[str, int]:
     """The current incarnation (``created_at``) of each stored task of ``task_ids``: looked up
     once per batch, which costs a record far less than a subquery per row."""
-    unique = list(dict.fromkeys(task_ids))
-    found: dict[str, int] = {}
-    for first in range(0, len(unique), _IDS_PER_SELECT):
-        chunk = unique[first : first + _IDS_PER_SELECT]
-        marks = ", ".join(["?"] * len(chunk))
-        for task_id, created_at in rows(
-            connection,
-            f"SELECT task_id, created_at FROM scheduled_tasks WHERE task_id IN ({marks})",
-            chunk,
-        ):
-            found[task_id] = created_at
-    return found
+    select = "SELECT task_id, created_at FROM scheduled_tasks"
+    return dict(rows_in(connection, select, "task_id", task_ids))
 
 
 def _execution_row(
