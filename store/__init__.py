@@ -14,9 +14,9 @@ but ``config``, ``bus.ids`` (execution ids) and ``bus.nesting`` (the nesting lim
 - ``records``, ``values``: the records and the checks of every stored value; ``errors``;
 - the SQL, as plain functions of a connection, one module per table: ``scheduled_tasks``,
   ``task_executions`` (its pages: ``history``; its statistics: ``stats``), ``dead_letters``,
-  ``missed_runs``, ``run_steps`` (the recorded steps of runs), ``leases`` (the lease and the
-  write ``Fence``); ``retention``: the chunked
-  deletes of retention;
+  ``missed_runs``, ``run_steps`` (the recorded steps of runs), ``runs`` (durable runs: their
+  state, start keys and inboxes of signals), ``leases`` (the lease and the write ``Fence``);
+  ``retention``: the chunked deletes of retention;
 - private helpers: ``_sql`` (the typed DB-API), ``_paging`` (keyset cursors), ``_files``.
 
 Reference: docs/store.md.
@@ -27,19 +27,27 @@ from store.keys import MASTER_KEY_ENV, MASTER_KEY_FILE, DatabaseKey, MasterKey
 from store.leases import Fence, LeaseGrant
 from store.libsql_store import LibsqlStore, RekeyReport
 from store.records import (
+    FINAL_RUN_STATES,
+    MAX_INBOX_SIGNALS,
+    MAX_SIGNAL_NAME_CHARS,
+    RUN_STATES,
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
+    InboxSignal,
     Lease,
     LogLine,
     MissedRunRecord,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
+    NewSignal,
     Page,
     Recorded,
     RetentionReport,
+    RunRecord,
     RunStats,
+    RunSuspension,
     StatsReport,
     StepOutcome,
     StepRecord,
@@ -51,14 +59,19 @@ from store.records import (
 from store.store import Store
 
 __all__ = [
+    "FINAL_RUN_STATES",
     "MASTER_KEY_ENV",
     "MASTER_KEY_FILE",
+    "MAX_INBOX_SIGNALS",
+    "MAX_SIGNAL_NAME_CHARS",
+    "RUN_STATES",
     "Conflict",
     "DatabaseKey",
     "DeadLetterRecord",
     "ExecutionOutcome",
     "ExecutionRecord",
     "Fence",
+    "InboxSignal",
     "InvalidValue",
     "Lease",
     "LeaseGrant",
@@ -70,12 +83,15 @@ __all__ = [
     "NewDeadLetter",
     "NewExecution",
     "NewMissedRun",
+    "NewSignal",
     "NotFound",
     "Page",
     "Recorded",
     "RekeyReport",
     "RetentionReport",
+    "RunRecord",
     "RunStats",
+    "RunSuspension",
     "StatsReport",
     "StepOutcome",
     "StepRecord",

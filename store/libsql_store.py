@@ -3,7 +3,8 @@
 Each request's arguments are checked here, then it runs as one job of the database thread
 (``store.worker``), whose SQL is in the modules of the tables: ``scheduled_tasks``,
 ``task_executions`` (its pages in ``history``, its statistics in ``stats``), ``dead_letters``,
-``missed_runs``, ``run_steps``, ``leases``, and ``retention``. Keys: ``store.keys``; rotation
+``missed_runs``, ``run_steps``, ``runs`` (durable runs and their inboxes), ``leases``, and
+``retention``. Keys: ``store.keys``; rotation
 and its recovery at start: ``store.rekey``. What the store knows to be wrong with its file
 (damage met, writes refused): ``store.condition``; when the engine fails: ``store.worker``.
 """
@@ -29,6 +30,7 @@ from store import (
     missed_runs,
     retention,
     run_steps,
+    runs,
     salvage,
     scheduled_tasks,
     stats,
@@ -50,26 +52,34 @@ from store.keys import (
 from store.leases import Fence, LeaseGrant
 from store.operations import Outcome
 from store.records import (
+    FINAL_RUN_STATES,
     MAX_EXECUTION_BATCH,
     MAX_MISSED_BATCH,
+    RUN_ACTIONS,
+    RUN_STATES,
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
+    InboxSignal,
     Lease,
     MissedRunRecord,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
+    NewSignal,
     Page,
     Recorded,
     RetentionReport,
     RunMark,
+    RunRecord,
+    RunSuspension,
     StatsReport,
     StepOutcome,
     StepRecord,
     TaskRecord,
     TaskSpec,
     TaskStatus,
+    check_run_key,
 )
 from store.rekey import open_finishing_rotation, rekey_by_copy, remove_work_files
 from store.schema import MIGRATIONS, Migration
@@ -90,6 +100,8 @@ _CHECKED: tuple[tuple[str, str, Callable[[Row], object] | None], ...] = (
     ("dead_letters", dead_letters.DEAD_LETTER_COLUMNS, dead_letters.dead_letter_from_row),
     ("missed_runs", missed_runs.MISSED_RUN_COLUMNS, missed_runs.missed_run_from_row),
     ("run_steps", run_steps.STEP_COLUMNS, run_steps.step_from_row),
+    ("runs", runs.RUN_COLUMNS, runs.run_from_row),
+    ("run_inbox", runs.SIGNAL_COLUMNS, runs.signal_from_row),
     ("scheduler_lease", "name, holder, expires_at, token", None),
     ("schema_version", "version, description, applied_at", None),
 )
@@ -532,6 +544,128 @@ class LibsqlStore(Store):
             lambda c: run_steps.run_steps(c, run_key), what=f"the steps of run {run_key!r}"
         )
 
+    # ------------------------------------------------------------ durable runs
+
+    async def suspend_run(self, suspension: RunSuspension) -> RunRecord:
+        if not isinstance(suspension, RunSuspension):
+            raise InvalidValue(
+                "suspension", f"expected a RunSuspension, got {type(suspension).__name__}"
+            )
+        return await self._running.write(lambda c: runs.suspend_run(c, suspension))
+
+    async def wake_run(self, run_key: str, *, now: datetime) -> RunRecord | None:
+        run_key = values.identifier("run_key", run_key)
+        now = values.instant("now", now)
+        return await self._running.write(lambda c: runs.wake_run(c, run_key, now))
+
+    async def put_signal(
+        self, new: NewSignal, *, task_id: str, scheduled_at: datetime
+    ) -> tuple[InboxSignal, RunRecord]:
+        if not isinstance(new, NewSignal):
+            raise InvalidValue("signal", f"expected a NewSignal, got {type(new).__name__}")
+        task_id, scheduled_at = _fire(new.run_key, task_id, scheduled_at)
+        encoded = runs.encode_payload(new.payload, self.settings)
+        return await self._running.write(
+            lambda c: runs.put_signal(c, new, encoded, task_id, scheduled_at)
+        )
+
+    async def run_signals(self, run_key: str) -> tuple[InboxSignal, ...]:
+        run_key = values.identifier("run_key", run_key)
+        return await self._running.read(
+            lambda c: runs.run_signals(c, run_key), what=f"the signals of run {run_key!r}"
+        )
+
+    async def control_run(
+        self,
+        run_key: str,
+        *,
+        task_id: str,
+        scheduled_at: datetime,
+        action: str,
+        reason: str | None = None,
+        now: datetime,
+    ) -> tuple[RunRecord, str]:
+        run_key = values.identifier("run_key", run_key)
+        task_id, scheduled_at = _fire(run_key, task_id, scheduled_at)
+        if action not in RUN_ACTIONS:
+            raise InvalidValue("action", f"expected one of {', '.join(sorted(RUN_ACTIONS))}")
+        why = self._reason(reason)
+        now = values.instant("now", now)
+        return await self._running.write(
+            lambda c: runs.control_run(
+                c,
+                run_key,
+                task_id=task_id,
+                scheduled_at=scheduled_at,
+                action=action,
+                reason=why,
+                now=now,
+            )
+        )
+
+    async def get_run(self, run_key: str) -> RunRecord:
+        run_key = values.identifier("run_key", run_key)
+        return await self._running.read(lambda c: runs.get_run(c, run_key), what=f"run {run_key!r}")
+
+    async def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        states: Sequence[str] = (),
+        after: str | None = None,
+        limit: int = 50,
+        owner: str | None = None,
+    ) -> Page[RunRecord]:
+        if task_id is not None:
+            task_id = values.identifier("task_id", task_id)
+        wanted = (states,) if isinstance(states, str) else tuple(states)
+        for state in wanted:
+            if state not in RUN_STATES:
+                raise InvalidValue("states", f"{state!r} is not one of {', '.join(RUN_STATES)}")
+        if owner is not None:
+            owner = values.text("owner", owner, max_chars=values.MAX_ID_CHARS, empty=True)
+        what = "the runs" + ("" if task_id is None else f" of task {task_id!r}")
+        return await self._running.read(
+            lambda c: runs.list_runs(
+                c, task_id=task_id, states=wanted, after=after, limit=limit, owner=owner
+            ),
+            what=_paged(what, after),
+        )
+
+    async def suspended_runs(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> Page[RunRecord]:
+        return await self._running.read(
+            lambda c: runs.list_runs(
+                c,
+                task_id=None,
+                states=("sleeping", "waiting"),
+                after=after,
+                limit=limit,
+                owner=None,
+            ),
+            what=_paged("the suspended runs", after),
+        )
+
+    async def finish_run(
+        self, run_key: str, state: str, *, reason: str | None = None, now: datetime
+    ) -> RunRecord | None:
+        run_key = values.identifier("run_key", run_key)
+        if state not in FINAL_RUN_STATES:
+            raise InvalidValue(
+                "state", f"expected one of {', '.join(sorted(FINAL_RUN_STATES))}, got {state!r}"
+            )
+        why = self._reason(reason)
+        now = values.instant("now", now)
+        return await self._running.write(lambda c: runs.finish_run(c, run_key, state, why, now))
+
+    def _reason(self, reason: str | None) -> str | None:
+        """A run's reason as kept: cut to ``max_error_chars``; None or empty: none."""
+        if reason is None:
+            return None
+        values.message("reason", reason)
+        return values.truncated(reason, self.settings.max_error_chars) or None
+
     # ------------------------------------------------------------ retention
 
     async def run_retention(
@@ -562,6 +696,7 @@ class LibsqlStore(Store):
             if deleted < step:
                 break
         letters = await self._chunks(partial(retention.delete_dead_letters_before, cutoff=cutoff))
+        ended = await self._chunks(partial(retention.delete_final_runs_before, cutoff=cutoff))
         steps = await self._chunks(retention.delete_orphan_steps)
         freed = 0
         while step := await self._running.call(partial(_free, _VACUUM_PAGES)):
@@ -573,6 +708,7 @@ class LibsqlStore(Store):
             pages_freed=freed,
             cutoff=cutoff,
             steps_deleted=steps,
+            runs_deleted=ended,
         )
 
     async def _chunks(self, delete: Callable[..., int]) -> int:
@@ -615,6 +751,15 @@ class LibsqlStore(Store):
 def _paged(what: str, cursor: str | None) -> str:
     """What a page read reads, in an error's words: its cursor tells one page from another."""
     return what if cursor is None else f"{what} after cursor {cursor!r}"
+
+
+def _fire(run_key: str, task_id: str, scheduled_at: datetime) -> tuple[str, datetime]:
+    """The task and instant of the fire ``run_key`` names, checked; InvalidValue names
+    ``run_key`` if it is not that fire's key."""
+    task_id = values.identifier("task_id", task_id)
+    scheduled_at = values.instant("scheduled_at", scheduled_at)
+    check_run_key("run_key", run_key, task_id, scheduled_at)
+    return task_id, scheduled_at
 
 
 def _entries(name: str, items: Sequence[T], kind: type[T], low: int, high: int) -> tuple[T, ...]:

@@ -1,9 +1,9 @@
 """What the store keeps and returns, as frozen values.
 
 Inputs (``TaskSpec``, ``NewExecution``, ``ExecutionOutcome``, ``NewDeadLetter``,
-``NewMissedRun``, ``StepOutcome``) check their fields at construction and raise InvalidValue
-naming the field; records read back from the database are trusted. Instants are aware
-datetimes in UTC; maps are plain dicts.
+``NewMissedRun``, ``StepOutcome``, ``NewSignal``, ``RunSuspension``) check their fields at
+construction and raise InvalidValue naming the field; records read back from the database are
+trusted. Instants are aware datetimes in UTC; maps are plain dicts.
 """
 
 from __future__ import annotations
@@ -24,11 +24,37 @@ MAX_MISSED_BATCH = 1_000
 MAX_EXECUTION_BATCH = 1_000  # executions, finishes or run marks in one batched request
 MAX_LOG_LINES = 200  # log lines kept per run (the first ones; a last line says how many more)
 MAX_LOG_LINE_CHARS = 500
-# What made a run: its schedule, a manual trigger, a retry of a failed attempt, or a catch-up
-# (a late fire run after a downtime, possibly standing for several coalesced ones).
-TRIGGERS = frozenset({"schedule", "trigger", "retry", "catch-up"})
+# What made a run: its schedule, a manual trigger, a retry of a failed attempt, a catch-up (a
+# late fire run after a downtime, possibly standing for several coalesced ones), or a wake (the
+# next attempt of a run that suspended: it slept, waited for a signal, or was paused).
+TRIGGERS = frozenset({"schedule", "trigger", "retry", "catch-up", "wake"})
+# The states of a run (one fire, shared by all its attempts) that used durable features: alive
+# (running, or suspended: sleeping or waiting for a signal), or final.
+RUN_STATES: tuple[str, ...] = ("running", "sleeping", "waiting", "succeeded", "failed", "cancelled")
+FINAL_RUN_STATES = frozenset({"succeeded", "failed", "cancelled"})
+SUSPENDED_RUN_STATES = frozenset({"sleeping", "waiting"})
+RUN_ACTIONS = frozenset({"cancel", "pause", "resume"})
+MAX_SIGNAL_NAME_CHARS = 100  # printable, non-empty
+MAX_INBOX_SIGNALS = 1000  # signals a run's inbox may hold; the next put is refused
+MAX_START_KEY_CHARS = 200
 StepStatus = Literal["ok", "error"]
 STEP_STATUSES = frozenset({"ok", "error"})
+
+
+def signal_name(field: str, value: object) -> str:
+    """A signal's name: printable, non-empty text of at most MAX_SIGNAL_NAME_CHARS."""
+    checked = values.text(field, value, max_chars=MAX_SIGNAL_NAME_CHARS)
+    if not checked.isprintable():
+        raise InvalidValue(field, "must be printable (no control characters or line breaks)")
+    return checked
+
+
+def start_key_text(field: str, value: object) -> str:
+    """A start key: printable, non-empty text of at most MAX_START_KEY_CHARS."""
+    checked = values.text(field, value, max_chars=MAX_START_KEY_CHARS)
+    if not checked.isprintable():
+        raise InvalidValue(field, "must be printable (no control characters or line breaks)")
+    return checked
 
 
 def idempotency_key(task_id: str, scheduled_at: datetime, retry_count: int = 0) -> str:
@@ -181,9 +207,12 @@ class NewExecution:
     outcome: ExecutionOutcome | None = None
     retry_count: int = 0
     trigger: str = "schedule"
+    start_key: str | None = None
 
     def __post_init__(self) -> None:
         values.identifier("task_id", self.task_id)
+        if self.start_key is not None:
+            start_key_text("start_key", self.start_key)
         if self.trigger not in TRIGGERS:
             raise InvalidValue("trigger", f"expected one of {', '.join(sorted(TRIGGERS))}")
         object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
@@ -464,3 +493,133 @@ class RetentionReport:
     pages_freed: int
     cutoff: datetime
     steps_deleted: int = 0  # steps of runs none of whose attempts is kept any more
+    runs_deleted: int = 0  # final runs (and their inboxes) last changed before the cutoff
+
+
+# ------------------------------------------------------------------ durable runs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """A run (one fire, shared by all its attempts) that used a durable feature: it suspended,
+    got a signal, was cancelled or paused, or was started with a start key (other runs have no
+    row). ``state``: one of RUN_STATES; ``paused``: its wakes are held (a live paused run
+    suspends at its next boundary). ``wake_at``: when a suspended run wakes (None: only a
+    signal or a resume wakes it); ``waiting``: the signal a ``waiting`` run waits for;
+    ``consumed``: how many signals of that name it had consumed when it suspended. ``attempt``:
+    the last attempt the store heard of; ``wakes``: how many attempts were wakes (not retries).
+    ``signals``: how many signals its inbox holds (filled by ``get_run`` and ``list_runs``).
+    """
+
+    run_key: str
+    task_id: str
+    scheduled_at: datetime
+    state: str
+    paused: bool
+    wake_at: datetime | None
+    waiting: str | None
+    consumed: int
+    attempt: int
+    wakes: int
+    parent_key: str | None
+    spawn_key: str | None
+    start_key: str | None
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    signals: int = 0
+
+    @property
+    def suspended(self) -> bool:
+        """Sleeping or waiting: no attempt of it runs."""
+        return self.state in SUSPENDED_RUN_STATES
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_RUN_STATES
+
+    def due(self, now: datetime, available: bool = False) -> bool:
+        """Whether a suspended, unpaused run should be woken at ``now``: its ``wake_at`` has
+        come; or it waits and ``available`` (a signal named ``waiting`` it has not consumed is
+        in its inbox); or it sleeps with no ``wake_at`` (a paused suspension, resumed)."""
+        if self.paused or not self.suspended:
+            return False
+        if self.wake_at is not None and self.wake_at <= now:
+            return True
+        if self.state == "waiting":
+            return available
+        return self.wake_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSignal:
+    """A signal for a run: its ``name`` (printable, at most MAX_SIGNAL_NAME_CHARS), a
+    ``payload`` (any msgpack-able value, None included; bounded like a step's result), who sent
+    it and when."""
+
+    run_key: str
+    name: str
+    payload: Any = field(default=None, repr=False)
+    sender: str
+    sent_at: datetime
+
+    def __post_init__(self) -> None:
+        values.identifier("run_key", self.run_key)
+        signal_name("name", self.name)
+        values.text("sender", self.sender, max_chars=values.MAX_ID_CHARS, empty=True)
+        object.__setattr__(self, "sent_at", values.instant("sent_at", self.sent_at))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxSignal:
+    """A signal as a run's inbox keeps it: ``seq`` orders every signal of the store; its
+    encoded payload takes ``size_bytes``."""
+
+    seq: int
+    run_key: str
+    name: str
+    payload: Any = field(repr=False)
+    sender: str
+    sent_at: datetime
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSuspension:
+    """An attempt (``attempt``, 1 or more) of the run ``run_key`` ended without finishing the
+    run, at ``at``: it sleeps until ``wake_at``, or waits for the signal ``waiting`` (until
+    ``wake_at`` if given, having consumed ``consumed`` signals of that name), or was ``paused``
+    (``wake_at`` and ``waiting`` None)."""
+
+    run_key: str
+    task_id: str
+    scheduled_at: datetime
+    attempt: int
+    wake_at: datetime | None
+    waiting: str | None
+    consumed: int = 0
+    paused: bool = False
+    at: datetime
+
+    def __post_init__(self) -> None:
+        values.identifier("run_key", self.run_key)
+        values.identifier("task_id", self.task_id)
+        object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
+        check_run_key("run_key", self.run_key, self.task_id, self.scheduled_at)
+        values.count("attempt", self.attempt, low=1, high=MAX_RETRY_COUNT)
+        if self.wake_at is not None:
+            object.__setattr__(self, "wake_at", values.instant("wake_at", self.wake_at))
+        if self.waiting is not None:
+            signal_name("waiting", self.waiting)
+        values.count("consumed", self.consumed, high=MAX_INBOX_SIGNALS)
+        values.flag("paused", self.paused)
+        object.__setattr__(self, "at", values.instant("at", self.at))
+
+
+def check_run_key(field: str, key: str, task_id: str, scheduled_at: datetime) -> str:
+    """``key`` if it is the run key of ``task_id``'s fire at ``scheduled_at``; InvalidValue
+    names ``field`` otherwise."""
+    expected = run_key(task_id, scheduled_at)
+    if key != expected:
+        raise InvalidValue(field, f"{key!r} is not the key of that fire ({expected!r})")
+    return key

@@ -18,7 +18,9 @@ ran for, so that an id deleted and created again starts an empty history), what 
 (``trigger``), when it really started (``run_started_at``, after any wait to be admitted) and
 the lines it logged (``logs``). Version 7 keeps the steps of runs (``run_steps``): one row per
 (run key, step name), the run key being a fire's key shared by all its attempts, so that a retried
-or re-dispatched run finds the steps it finished.
+or re-dispatched run finds the steps it finished. Version 8 makes runs durable: a ``runs`` row
+for each run that suspended (slept, waited for a signal, was paused), got a signal, was
+cancelled or was started with a start key; and each run's inbox of signals (``run_inbox``).
 """
 
 from __future__ import annotations
@@ -227,6 +229,49 @@ V7_RUN_STEPS = Migration(
     ),
 )
 
+V8_DURABLE_RUNS = Migration(
+    8,
+    "durable runs: their state, start keys and inboxes of signals",
+    (
+        # One row per run (a fire: all its attempts) that used a durable feature; the others
+        # have none. Times in µs; state one of records.RUN_STATES.
+        """CREATE TABLE runs (
+            run_key      TEXT PRIMARY KEY,
+            task_id      TEXT NOT NULL,
+            scheduled_at INTEGER NOT NULL,
+            state        TEXT NOT NULL,
+            paused       INTEGER NOT NULL DEFAULT 0,
+            wake_at      INTEGER,
+            waiting      TEXT,
+            consumed     INTEGER NOT NULL DEFAULT 0,
+            attempt      INTEGER NOT NULL DEFAULT 1,
+            wakes        INTEGER NOT NULL DEFAULT 0,
+            parent_key   TEXT,
+            spawn_key    TEXT,
+            start_key    TEXT,
+            reason       TEXT,
+            created_at   INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        )""",
+        """CREATE UNIQUE INDEX runs_start_key ON runs (task_id, start_key)
+            WHERE start_key IS NOT NULL""",
+        "CREATE INDEX runs_wake ON runs (state, wake_at)",
+        "CREATE INDEX runs_task ON runs (task_id, scheduled_at)",
+        # The signals sent to runs, in one global order (seq); a payload is msgpack of
+        # {"value": payload}, like a step's result.
+        """CREATE TABLE run_inbox (
+            seq        INTEGER PRIMARY KEY,
+            run_key    TEXT NOT NULL,
+            name       TEXT NOT NULL,
+            payload    BLOB,
+            sender     TEXT NOT NULL,
+            sent_at    INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL
+        )""",
+        "CREATE INDEX run_inbox_run ON run_inbox (run_key, name, seq)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
@@ -235,6 +280,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     V5_CRON_RULES,
     V6_TRUTHFUL_HISTORY,
     V7_RUN_STEPS,
+    V8_DURABLE_RUNS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -16,13 +16,20 @@ Invariants every implementation keeps:
 - **A step's result is stored once.** ``put_step`` keeps the first outcome of a (run key, step
   name); a second put of the same step returns the stored one, with ``duplicate`` set, and writes
   nothing. Retention deletes a run's steps once none of the run's attempts is kept.
+- **A run's wake is won once.** ``wake_run`` wakes a suspended run that is due, once: of two
+  calls, one gets the run, the other None. ``suspend_run`` of a run already due (the lost
+  wakeup: its signal came while it suspended) says so (the record returned is ``running``: the
+  caller's ``wake_run`` wins it). A run that has ended (succeeded, failed, cancelled) takes no
+  signal, control or suspension any more; retention deletes it, and its inbox, once it is older
+  than the retention.
 - **A re-created id starts a new history.** An execution belongs to the incarnation of its task
   it was recorded under; ``history``, ``task_status`` and ``stats`` count only the current
   incarnation's (all of a deleted task's). Deleting a task keeps its executions.
 
 Errors: InvalidValue (a StoreError and a ValueError) names the field that is out of its domain
-(oversize config or result, NUL in text, a naive datetime); NotFound (also a LookupError) for a
-missing task or execution; Conflict for a stale ``expected_version``; LeaseLost for a stale lease;
+(oversize config, result or payload, NUL in text, a naive datetime, a full inbox); NotFound (also
+a LookupError) for a missing task, execution or run; Conflict for a stale ``expected_version``
+or a change to a run that has ended (``run <key> is succeeded``); LeaseLost for a stale lease;
 StoreError for everything else (the file, the disk).
 """
 
@@ -39,15 +46,19 @@ from store.records import (
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
+    InboxSignal,
     Lease,
     MissedRunRecord,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
+    NewSignal,
     Page,
     Recorded,
     RetentionReport,
     RunMark,
+    RunRecord,
+    RunSuspension,
     StatsReport,
     StepOutcome,
     StepRecord,
@@ -180,6 +191,10 @@ class Store(ABC):
         """Record several fires (each as ``record_execution``, in order) and the run state of
         their tasks (each as ``mark_run``; a task that is gone is passed over) in one write: all
         of it, or nothing if it raises (LeaseLost for a stale fence).
+
+        A fire with a ``start_key`` (only ``record_fires`` looks at it) gives its run a ``runs``
+        row holding the key; a fire whose (task, start key) another run holds is not recorded,
+        and its place in the answer is that run's latest attempt, as a duplicate.
         """
 
     @abstractmethod
@@ -267,6 +282,85 @@ class Store(ABC):
     async def run_steps(self, run_key: str) -> tuple[StepRecord, ...]:
         """The steps kept for the run, in the order they were stored (none: empty)."""
 
+    # ------------------------------------------------------------ durable runs
+
+    @abstractmethod
+    async def suspend_run(self, suspension: RunSuspension) -> RunRecord:
+        """Record that an attempt suspended (the run sleeps or waits; paused if it was or the
+        suspension says so). A run that has ended, or whose row knows of a later attempt, is
+        returned unchanged. If the run is due at once (the lost-wakeup rule: its signal is in
+        its inbox already, its time has passed), the record returned says ``running``: wake it
+        now, through ``wake_run``. The stored row stays suspended, and due, until a
+        ``wake_run`` wins it (a wake never asked for is still owed to the next scheduler).
+        """
+
+    @abstractmethod
+    async def wake_run(self, run_key: str, *, now: datetime) -> RunRecord | None:
+        """Wake the run if it is suspended, not paused and due at ``now`` (``RunRecord.due``):
+        it is ``running`` again, with one more wake and one more attempt (``attempt``, the one
+        to fire). None otherwise (unknown, running, ended, paused, not due)."""
+
+    @abstractmethod
+    async def put_signal(
+        self, new: NewSignal, *, task_id: str, scheduled_at: datetime
+    ) -> tuple[InboxSignal, RunRecord]:
+        """Add a signal to the inbox of the run (``task_id``'s fire at ``scheduled_at``, whose
+        row is created if it has none); returns it and the run, its ``signals`` counted.
+        Conflict if the run has ended; InvalidValue names ``payload`` (not msgpack-able, too
+        deep, over the value bound) or ``inbox`` (it holds MAX_INBOX_SIGNALS). Nothing is
+        woken: the caller calls ``wake_run`` for a run waiting for that name."""
+
+    @abstractmethod
+    async def run_signals(self, run_key: str) -> tuple[InboxSignal, ...]:
+        """The run's inbox, in the order the signals were sent (none: empty)."""
+
+    @abstractmethod
+    async def control_run(
+        self,
+        run_key: str,
+        *,
+        task_id: str,
+        scheduled_at: datetime,
+        action: str,
+        reason: str | None = None,
+        now: datetime,
+    ) -> tuple[RunRecord, str]:
+        """``cancel`` (the run ends, ``cancelled``), ``pause`` (its wakes are held) or
+        ``resume`` (released; a due run is woken by the caller's ``wake_run``) the run, whose
+        row is created if it has none; returns the run after and its state before. Conflict
+        if the run has ended, except that cancelling a cancelled run returns it unchanged."""
+
+    @abstractmethod
+    async def get_run(self, run_key: str) -> RunRecord:
+        """The run, its ``signals`` counted; NotFound if it has no row."""
+
+    @abstractmethod
+    async def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        states: Sequence[str] = (),
+        after: str | None = None,
+        limit: int = 50,
+        owner: str | None = None,
+    ) -> Page[RunRecord]:
+        """Runs with a row in run key order, from the cursor ``after``: of ``task_id`` only, in
+        ``states`` only (all if empty), of tasks ``owner`` owns only, if given."""
+
+    @abstractmethod
+    async def suspended_runs(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> Page[RunRecord]:
+        """Every sleeping or waiting run (paused ones too), in run key order: what a scheduler
+        taking over must wake."""
+
+    @abstractmethod
+    async def finish_run(
+        self, run_key: str, state: str, *, reason: str | None = None, now: datetime
+    ) -> RunRecord | None:
+        """End the run (``state``: succeeded, failed or cancelled) if it has a row and has not
+        ended yet (one that has is returned unchanged); None if it has no row."""
+
     # ------------------------------------------------------------ retention
 
     @abstractmethod
@@ -278,8 +372,9 @@ class Store(ABC):
         max_executions: int | None = None,
     ) -> RetentionReport:
         """Delete executions and dead letters older than the retention, then the oldest
-        executions beyond ``max_executions``, then the steps of runs none of whose executions
-        is kept.
+        executions beyond ``max_executions``, then the runs that ended before the retention
+        (and their inboxes), then the steps of runs none of whose executions is kept (unless
+        the run has not ended).
         """
 
     # ------------------------------------------------------------ the lease

@@ -21,7 +21,7 @@ import msgpack
 
 from bus.ids import format_message_id, new_message_id
 from config.store import StoreSettings
-from store import values
+from store import runs, values
 from store._sql import Connection, Row, one, rows_in
 from store.errors import InvalidValue, LeaseLost, NotFound
 from store.leases import Fence, check_fence, check_token, lease_tokens
@@ -116,6 +116,20 @@ def execution_outcomes(
         execution_id: None if success is None else bool(success)
         for execution_id, success in rows_in(connection, select, "execution_id", execution_ids)
     }
+
+
+def latest_attempt(connection: Connection, key: str) -> ExecutionRecord | None:
+    """The last attempt of the run ``key`` (a fire's key): of the executions whose idempotency
+    key is the run key or the run key followed by ``#<retry>``, the one started last."""
+    row = one(
+        connection,
+        f"SELECT {EXECUTION_COLUMNS} FROM task_executions WHERE idempotency_key = ?1 "
+        f"UNION ALL SELECT {EXECUTION_COLUMNS} FROM task_executions "
+        "WHERE idempotency_key > ?1 || '#' AND idempotency_key < ?1 || '$' "
+        "ORDER BY started_at DESC, retry_count DESC, execution_id DESC LIMIT 1",
+        [key],
+    )
+    return None if row is None else execution_from_row(row)
 
 
 def executions_by_keys(connection: Connection, keys: Sequence[str]) -> dict[str, Row]:
@@ -218,17 +232,31 @@ def record_fires(
     duplicate returns the first record of its attempt), then each task's run state as
     ``mark_run`` (a task that is gone is passed over). All of it or nothing: a stale fence or a
     record that cannot be stored raises, and the caller's transaction drops what was done.
+
+    A fire with a ``start_key`` gives its run a ``runs`` row holding the key
+    (``runs.start_runs``); a fire whose key another run of its task holds is not recorded: it
+    is answered with that run's latest attempt, as a duplicate.
     """
     if fence is not None:
         check_fence(connection, fence)
+    started = (
+        runs.start_runs(connection, news, now)
+        if any(new.start_key is not None for new in news)
+        else {}
+    )
     recorded: list[Recorded[ExecutionRecord]] = []
-    if news:
-        operations = [RecordExecution(new, fence, limits) for new in news]
+    fresh = [new for index, new in enumerate(news) if index not in started]
+    if fresh:
+        operations = [RecordExecution(new, fence, limits) for new in fresh]
         for outcome in RecordExecution.run_batch(connection, operations):
             if outcome.error is not None:
                 raise outcome.error
             assert outcome.value is not None
             recorded.append(outcome.value)
+    for index in sorted(started):  # in order: each goes where its fire was
+        latest = latest_attempt(connection, started[index])
+        assert latest is not None  # start_runs keeps a key only for a run with an attempt
+        recorded.insert(index, Recorded(latest, duplicate=True))
     mark_runs(connection, marks, now)
     return recorded
 
