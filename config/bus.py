@@ -112,8 +112,8 @@ def default_acl() -> tuple[AclRule, ...]:
         _rule("@admin", "*", topics.BUS),
         _rule("@internal", "ask", topics.BUS_STATS),
         _rule("*", "*", topics.BUS, allow=False),
-        # the store: served by the store, asked by schedulers and, for runs and maintenance,
-        # executors; admins read and maintain it
+        # the store: served by the store, asked by schedulers and, for runs (their steps,
+        # suspensions, signals) and maintenance, executors; admins read and maintain it
         _rule("@store", "serve", topics.STORE),
         _rule("@scheduler", "ask", topics.STORE),
         *(
@@ -121,6 +121,7 @@ def default_acl() -> tuple[AclRule, ...]:
             for prefix in (
                 topics.STORE_EXECUTIONS,
                 topics.STORE_STEPS,
+                topics.STORE_RUNS,
                 topics.STORE_DEAD_LETTER_ADD,
                 topics.STORE_STATS,
                 topics.STORE_MAINTENANCE,
@@ -141,6 +142,7 @@ def default_acl() -> tuple[AclRule, ...]:
         _rule("@scheduler", "serve", topics.SCHEDULER),
         _rule("@health", "serve", topics.HEALTH),
         _rule("@scheduler", "publish", topics.TASK),
+        _rule("@scheduler", "publish", topics.RUN_DELIVER),  # a run's signals and controls
         _rule("@executor", "publish", topics.TASK),
         _rule("@executor", "publish", topics.HEALTH_CHECK_EVENTS),
         _rule("@executor", "publish", topics.CATALOGUE_EVENTS),  # only executors announce classes

@@ -35,6 +35,11 @@ TASK_HISTORY: Final = "scheduler.task.history"
 TASK_MISSED: Final = "scheduler.task.missed"
 RUN = "scheduler.run."  # the run family: one run (an execution) and its steps
 RUN_GET: Final = "scheduler.run.get"
+RUN_SIGNAL: Final = "scheduler.run.signal"
+RUN_CANCEL: Final = "scheduler.run.cancel"
+RUN_PAUSE: Final = "scheduler.run.pause"
+RUN_RESUME: Final = "scheduler.run.resume"
+RUN_LIST: Final = "scheduler.run.list"
 SCHEDULER_STATS: Final = "scheduler.stats"
 
 # ------------------------------------------------------------------ events
@@ -53,6 +58,8 @@ LIVENESS: Final = "actors.liveness"
 
 DISPATCH_QUEUES: Final = "scheduler.task.dispatch."  # + "<category>"
 RESULT_QUEUE: Final = "scheduler.task.result"
+# + "<category>": the scheduler pushes a run's signals and controls to the executors (events)
+RUN_DELIVER: Final = "scheduler.run.deliver."
 
 # ------------------------------------------------------------------ the store (internal)
 
@@ -81,6 +88,16 @@ STORE_MISSED_LIST: Final = "store.missed.list"
 STORE_STEPS = "store.step."  # a run's steps: the family executors may ask
 STORE_STEP_PUT: Final = "store.step.put"
 STORE_STEP_LIST: Final = "store.step.list"
+STORE_RUNS = "store.run."  # durable runs: suspensions, wakes, signals, control; executors may ask
+STORE_RUN_SUSPEND: Final = "store.run.suspend"
+STORE_RUN_WAKE: Final = "store.run.wake"
+STORE_RUN_SIGNAL_PUT: Final = "store.run.signal.put"
+STORE_RUN_SIGNAL_LIST: Final = "store.run.signal.list"
+STORE_RUN_CONTROL: Final = "store.run.control"
+STORE_RUN_GET: Final = "store.run.get"
+STORE_RUN_LIST: Final = "store.run.list"
+STORE_RUN_SUSPENDED: Final = "store.run.suspended"
+STORE_RUN_FINISH: Final = "store.run.finish"
 STORE_RETENTION_RUN: Final = "store.retention.run"
 STORE_LEASE_ACQUIRE: Final = "store.lease.acquire"
 STORE_LEASE_RENEW: Final = "store.lease.renew"

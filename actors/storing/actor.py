@@ -9,7 +9,8 @@ topic nobody answers. Topics and payloads: docs/store.md; the typed asking side:
 
 Many requests are handled at once (``concurrency``), so that writes arriving together share one
 group commit; a write is answered only once it is committed. Times that matter (task updates,
-leases, retention) come from the actor's ``clock``, never from the requester.
+leases, retention, when a run is due to wake) come from the actor's ``clock``, never from the
+requester.
 
 Health: the actor reports ``critical`` while its store cannot read (part of) its file and
 ``degraded`` while the file refuses writes (``Store.critical``/``degraded``), and dies,
@@ -32,7 +33,7 @@ from bus.envelope import Payload
 from config import topics
 from store.errors import StoreError
 from store.libsql_store import LibsqlStore
-from store.records import ExecutionOutcome, NewDeadLetter, Page
+from store.records import ExecutionOutcome, NewDeadLetter, Page, RunSuspension
 from store.salvage import PartialPage
 from store.store import Store
 
@@ -234,6 +235,78 @@ class StoreActor(Actor):
     async def step_list(self, request: Envelope, run_key: str) -> Payload:
         return {"steps": [plain(step) for step in await self.store.run_steps(run_key)]}
 
+    # ------------------------------------------------------------ durable runs
+    # The instant a suspension is judged at (``at``) and ``now`` are the actor's clock.
+
+    @on_request(topics.STORE_RUN_SUSPEND, read=requests.run_suspend)
+    async def run_suspend(self, request: Envelope, ask: requests.Suspend) -> Payload:
+        suspension = RunSuspension(
+            run_key=ask.run_key,
+            task_id=ask.task_id,
+            scheduled_at=ask.scheduled_at,
+            attempt=ask.attempt,
+            wake_at=ask.wake_at,
+            waiting=ask.waiting,
+            consumed=ask.consumed,
+            paused=ask.paused,
+            at=self._clock(),
+        )
+        return {"run": plain(await self.store.suspend_run(suspension))}
+
+    @on_request(topics.STORE_RUN_WAKE, read=requests.run_ref)
+    async def run_wake(self, request: Envelope, run_key: str) -> Payload:
+        return {"run": _maybe(await self.store.wake_run(run_key, now=self._clock()))}
+
+    @on_request(topics.STORE_RUN_SIGNAL_PUT, read=requests.run_signal_put)
+    async def run_signal_put(self, request: Envelope, put: requests.SignalPut) -> Payload:
+        signal, run = await self.store.put_signal(
+            put.new, task_id=put.task_id, scheduled_at=put.scheduled_at
+        )
+        return {"signal": plain(signal), "run": plain(run)}
+
+    @on_request(topics.STORE_RUN_SIGNAL_LIST, read=requests.run_ref)
+    async def run_signal_list(self, request: Envelope, run_key: str) -> Payload:
+        return {"signals": [plain(signal) for signal in await self.store.run_signals(run_key)]}
+
+    @on_request(topics.STORE_RUN_CONTROL, read=requests.run_control)
+    async def run_control(self, request: Envelope, ask: requests.Control) -> Payload:
+        run, before = await self.store.control_run(
+            ask.run_key,
+            task_id=ask.task_id,
+            scheduled_at=ask.scheduled_at,
+            action=ask.action,
+            reason=ask.reason,
+            now=self._clock(),
+        )
+        return {"run": plain(run), "before": before}
+
+    @on_request(topics.STORE_RUN_GET, read=requests.run_ref)
+    async def run_get(self, request: Envelope, run_key: str) -> Payload:
+        return {"run": plain(await self.store.get_run(run_key))}
+
+    @on_request(topics.STORE_RUN_LIST, read=requests.run_page)
+    async def run_list(self, request: Envelope, page: requests.RunPage) -> Payload:
+        found = await self.store.list_runs(
+            task_id=page.task_id,
+            states=page.states,
+            after=page.after,
+            limit=page.limit,
+            owner=page.owner,
+        )
+        return self._page("runs", found)
+
+    @on_request(topics.STORE_RUN_SUSPENDED, read=requests.suspended_page)
+    async def run_suspended(self, request: Envelope, page: requests.SuspendedPage) -> Payload:
+        found = await self.store.suspended_runs(after=page.after, limit=page.limit)
+        return self._page("runs", found)
+
+    @on_request(topics.STORE_RUN_FINISH, read=requests.run_finish)
+    async def run_finish(self, request: Envelope, finish: requests.RunFinish) -> Payload:
+        run = await self.store.finish_run(
+            finish.run_key, finish.state, reason=finish.reason, now=self._clock()
+        )
+        return {"run": _maybe(run)}
+
     # ------------------------------------------------------------ retention
 
     @on_request(topics.STORE_RETENTION_RUN, read=requests.retention)
@@ -320,3 +393,7 @@ class StoreActor(Actor):
         if isinstance(page, PartialPage) and page.unreadable:
             reply["unreadable"] = list(page.unreadable)
         return reply
+
+
+def _maybe(record: Any) -> dict[str, Any] | None:
+    return None if record is None else plain(record)

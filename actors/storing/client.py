@@ -8,8 +8,8 @@ and ``actors.storing.requests`` are the serving side; ``actors.storing.wire`` is
 
 What is not the store's failure stays the bus's: no reply in time raises ``AskTimeout``; a
 refusal the store did not decide (``busy``, ``denied``, ``no_responder``...) raises
-``RemoteError``. Times that matter are the store actor's, never the asker's: no method takes
-``now``.
+``RemoteError``. Times that matter are the store actor's, never the asker's: no method sends
+``now`` (the run methods accept it, to keep :class:`store.Store`'s signatures, and ignore it).
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ from store.records import (
     DeadLetterRecord,
     ExecutionOutcome,
     ExecutionRecord,
+    InboxSignal,
     Lease,
     MissedRunRecord,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
+    NewSignal,
     Page,
     Recorded,
     RetentionReport,
     RunMark,
+    RunRecord,
+    RunSuspension,
     StatsReport,
     StepOutcome,
     StepRecord,
@@ -151,9 +155,10 @@ class StoreClient:
         fence: Fence | None = None,
     ) -> list[RecordedFire]:
         """New attempts (without outcomes) and their tasks' run marks in one write, all or
-        nothing (LeaseLost for a stale fence)."""
+        nothing (LeaseLost for a stale fence). A fire whose (task, ``start_key``) another run
+        holds is not recorded: its place holds that run's latest attempt, as a duplicate."""
         payload = {
-            "executions": [_new_execution_payload(new) for new in news],
+            "executions": [_fire_payload(new) for new in news],
             "marks": [plain(mark) for mark in marks],
             "fence": _fence(fence),
         }
@@ -259,6 +264,91 @@ class StoreClient:
         reply = await self._call(topics.STORE_STEP_LIST, {"run_key": run_key})
         return tuple(from_plain(StepRecord, step) for step in reply["steps"])
 
+    # ------------------------------------------------------------ durable runs
+    # ``now`` (and a suspension's ``at``) are taken for the Store's signature and not sent: the
+    # store actor's clock decides when a run is due.
+
+    async def suspend_run(self, suspension: RunSuspension) -> RunRecord:
+        """The run stored as suspended; ``state == "running"`` if it was due at once (fire its
+        attempt now), unchanged if it has ended or knows of a later attempt."""
+        payload = plain(suspension)
+        del payload["at"]
+        return from_plain(RunRecord, (await self._call(topics.STORE_RUN_SUSPEND, payload))["run"])
+
+    async def wake_run(self, run_key: str, *, now: datetime | None = None) -> RunRecord | None:
+        """The run, now running again, if this call woke it; None if it was not due."""
+        reply = await self._call(topics.STORE_RUN_WAKE, {"run_key": run_key})
+        return _maybe_run(reply["run"])
+
+    async def put_signal(
+        self, new: NewSignal, *, task_id: str, scheduled_at: datetime
+    ) -> tuple[InboxSignal, RunRecord]:
+        """The signal as kept in the run's inbox, and the run after (Conflict if it ended)."""
+        payload = plain(new) | {"task_id": task_id, "scheduled_at": scheduled_at.isoformat()}
+        reply = await self._call(topics.STORE_RUN_SIGNAL_PUT, payload)
+        return from_plain(InboxSignal, reply["signal"]), from_plain(RunRecord, reply["run"])
+
+    async def run_signals(self, run_key: str) -> tuple[InboxSignal, ...]:
+        reply = await self._call(topics.STORE_RUN_SIGNAL_LIST, {"run_key": run_key})
+        return tuple(from_plain(InboxSignal, signal) for signal in reply["signals"])
+
+    async def control_run(
+        self,
+        run_key: str,
+        *,
+        task_id: str,
+        scheduled_at: datetime,
+        action: str,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[RunRecord, str]:
+        """``cancel``, ``pause`` or ``resume`` the run: the run after, and its state before."""
+        payload = {
+            "run_key": run_key,
+            "task_id": task_id,
+            "scheduled_at": scheduled_at.isoformat(),
+            "action": action,
+            "reason": reason,
+        }
+        reply = await self._call(topics.STORE_RUN_CONTROL, payload)
+        return from_plain(RunRecord, reply["run"]), str(reply["before"])
+
+    async def get_run(self, run_key: str) -> RunRecord:
+        reply = await self._call(topics.STORE_RUN_GET, {"run_key": run_key})
+        return from_plain(RunRecord, reply["run"])
+
+    async def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        states: Sequence[str] = (),
+        after: str | None = None,
+        limit: int = 50,
+        owner: str | None = None,
+    ) -> Page[RunRecord]:
+        payload = {
+            "task_id": task_id,
+            "states": list(states),
+            "after": after,
+            "limit": limit,
+            "owner": owner,
+        }
+        return _page(RunRecord, "runs", await self._call(topics.STORE_RUN_LIST, payload))
+
+    async def suspended_runs(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> Page[RunRecord]:
+        """Every sleeping or waiting run (paused ones included), by run key."""
+        payload = {"after": after, "limit": limit}
+        return _page(RunRecord, "runs", await self._call(topics.STORE_RUN_SUSPENDED, payload))
+
+    async def finish_run(
+        self, run_key: str, state: str, *, reason: str | None = None, now: datetime | None = None
+    ) -> RunRecord | None:
+        """A final state on a run that has a row and has not ended; None if it has no row."""
+        payload = {"run_key": run_key, "state": state, "reason": reason}
+        return _maybe_run((await self._call(topics.STORE_RUN_FINISH, payload))["run"])
+
     async def run_retention(
         self, *, retention_days: float | None = None, max_executions: int | None = None
     ) -> RetentionReport:
@@ -322,13 +412,26 @@ def _spec_payload(spec: TaskSpec) -> dict[str, Any]:
 
 
 def _new_execution_payload(new: NewExecution) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "task_id": new.task_id,
         "scheduled_at": new.scheduled_at.isoformat(),
         "started_at": new.started_at.isoformat(),
         "retry_count": new.retry_count,
         "trigger": new.trigger,
     }
+    return payload
+
+
+def _fire_payload(new: NewExecution) -> dict[str, Any]:
+    """A fire of ``record_fires``: the only request that carries a start key, when it has one."""
+    payload = _new_execution_payload(new)
+    if new.start_key is not None:
+        payload["start_key"] = new.start_key
+    return payload
+
+
+def _maybe_run(data: Mapping[str, Any] | None) -> RunRecord | None:
+    return None if data is None else from_plain(RunRecord, data)
 
 
 def _outcome_payload(outcome: ExecutionOutcome, *, retry_count: bool) -> dict[str, Any]:

@@ -156,13 +156,15 @@ def _missed_run(entry: Fields) -> NewMissedRun:
 
 
 def new_execution_entry(entry: Fields) -> NewExecution:
-    """A new attempt without an outcome (``store.execution.record_many``)."""
+    """A new attempt without an outcome (``store.execution.record_many``); with ``start_key``,
+    a start the store records once per (task, key)."""
     new = NewExecution(
         task_id=entry.required("task_id", identifier),
         scheduled_at=entry.required("scheduled_at", instant),
         started_at=entry.required("started_at", instant),
         retry_count=entry.optional("retry_count", count, 0),
         trigger=entry.optional("trigger", text, "schedule"),
+        start_key=entry.optional("start_key", identifier, None),
     )
     entry.done()
     return new

@@ -8,6 +8,7 @@ the asking side is ``actors.storing.client``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -39,13 +40,19 @@ from actors.storing.inputs import (
 from store import Fence
 from store.errors import InvalidValue
 from store.records import (
+    FINAL_RUN_STATES,
+    RUN_ACTIONS,
+    RUN_STATES,
     ExecutionOutcome,
     NewDeadLetter,
     NewExecution,
     NewMissedRun,
+    NewSignal,
     RunMark,
     StepOutcome,
     TaskSpec,
+    check_run_key,
+    signal_name,
 )
 
 
@@ -291,6 +298,156 @@ def step_put(request: Fields) -> StepPut:
 @strict
 def step_list(request: Fields) -> str:
     return request.required("run_key", identifier)
+
+
+# ------------------------------------------------------------------ durable runs
+
+
+class Suspend(NamedTuple):
+    """A ``RunSuspension`` but its ``at``, which is the store actor's clock."""
+
+    run_key: str
+    task_id: str
+    scheduled_at: datetime
+    attempt: int
+    wake_at: datetime | None
+    waiting: str | None
+    consumed: int
+    paused: bool
+
+
+class SignalPut(NamedTuple):
+    new: NewSignal
+    task_id: str
+    scheduled_at: datetime
+
+
+class Control(NamedTuple):
+    run_key: str
+    task_id: str
+    scheduled_at: datetime
+    action: str
+    reason: str | None
+
+
+class RunPage(NamedTuple):
+    task_id: str | None
+    states: tuple[str, ...]
+    after: str | None
+    limit: int
+    owner: str | None
+
+
+class SuspendedPage(NamedTuple):
+    after: str | None
+    limit: int
+
+
+class RunFinish(NamedTuple):
+    run_key: str
+    state: str
+    reason: str | None
+
+
+def _one_of(choices: Sequence[str]) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise InvalidValue(name, f"expected a string, got {type(value).__name__}")
+        if value not in choices:
+            raise InvalidValue(name, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _run_key(request: Fields, task_id: str, scheduled_at: datetime) -> str:
+    """The request's ``run_key``, which must be the run key of its task and instant."""
+    return check_run_key("run_key", request.required("run_key", identifier), task_id, scheduled_at)
+
+
+def _states(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise InvalidValue(name, f"expected a list, got {type(value).__name__}")
+    if len(value) > len(RUN_STATES):
+        raise InvalidValue(name, f"has {len(value)} entries, expected 0..{len(RUN_STATES)}")
+    parse = _one_of(RUN_STATES)
+    return tuple(parse(f"{name}[{index}]", state) for index, state in enumerate(value))
+
+
+@strict
+def run_suspend(request: Fields) -> Suspend:
+    task_id = request.required("task_id", identifier)
+    scheduled_at = request.required("scheduled_at", instant)
+    return Suspend(
+        _run_key(request, task_id, scheduled_at),
+        task_id,
+        scheduled_at,
+        request.required("attempt", positive),
+        request.optional("wake_at", instant, None),
+        request.optional("waiting", signal_name, None),
+        request.optional("consumed", count, 0),
+        request.optional("paused", flag, False),
+    )
+
+
+@strict
+def run_ref(request: Fields) -> str:
+    return request.required("run_key", identifier)
+
+
+@strict
+def run_signal_put(request: Fields) -> SignalPut:
+    task_id = request.required("task_id", identifier)
+    scheduled_at = request.required("scheduled_at", instant)
+    new = NewSignal(
+        run_key=_run_key(request, task_id, scheduled_at),
+        name=request.required("name", signal_name),
+        payload=request.optional("payload", _anything, None),
+        sender=request.required("sender", any_text),
+        sent_at=request.required("sent_at", instant),
+    )
+    return SignalPut(new, task_id, scheduled_at)
+
+
+@strict
+def run_control(request: Fields) -> Control:
+    task_id = request.required("task_id", identifier)
+    scheduled_at = request.required("scheduled_at", instant)
+    return Control(
+        _run_key(request, task_id, scheduled_at),
+        task_id,
+        scheduled_at,
+        request.required("action", _one_of(sorted(RUN_ACTIONS))),
+        request.optional("reason", message, None),
+    )
+
+
+@strict
+def run_page(request: Fields) -> RunPage:
+    return RunPage(
+        request.optional("task_id", identifier, None),
+        request.optional("states", _states, ()),
+        request.optional("after", text, None),
+        request.optional("limit", positive, 50),
+        request.optional("owner", any_text, None),
+    )
+
+
+@strict
+def suspended_page(request: Fields) -> SuspendedPage:
+    return SuspendedPage(
+        request.optional("after", text, None),
+        request.optional("limit", positive, 100),
+    )
+
+
+@strict
+def run_finish(request: Fields) -> RunFinish:
+    return RunFinish(
+        request.required("run_key", identifier),
+        request.required("state", _one_of(sorted(FINAL_RUN_STATES))),
+        request.optional("reason", message, None),
+    )
 
 
 @strict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -323,3 +324,15 @@ def test_no_matching_rule_denies() -> None:
     acl = Acl((AclRule(identity="alice", action="*", prefix="", allow=True),))
     assert acl.allows("alice", "publish", "x")
     assert not acl.allows("bob", "publish", "x")
+
+
+def test_the_security_guide_numbers_every_default_rule_once() -> None:
+    """docs/security.md §6.4 numbers the default rules by position: adding one renumbers it."""
+    guide = (Path(__file__).parents[2] / "docs" / "security.md").read_text(encoding="utf-8")
+    table = guide.split("### 6.4 Default rules", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    numbered: list[int] = []
+    for row in table.splitlines()[2:]:
+        cell = row.split("|")[1].strip()
+        first, _, last = cell.partition("-")
+        numbered.extend(range(int(first), int(last or first) + 1))
+    assert numbered == list(range(1, len(default_acl()) + 1))
