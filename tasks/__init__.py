@@ -9,9 +9,12 @@ from tasks.context import ProgressCallback, TaskContext
 from tasks.effective import effective_options, effective_schedule, effective_timeout_s
 from tasks.errors import (
     OptionsError,
+    RunCancelled,
+    SignalTimedOut,
     StepFailed,
     StepsChanged,
     StepTimedOut,
+    Suspended,
     TaskCancelled,
     TaskDefinitionError,
     TaskPermissionError,
@@ -23,20 +26,35 @@ from tasks.permissions import TaskPermissions, category_of
 from tasks.registry import BUILTIN_MODULES, TaskRegistry
 from tasks.result import TaskResult
 from tasks.services import TaskServices
+from tasks.signals import (
+    MemoryInbox,
+    RunSignals,
+    Signal,
+    SignalInbox,
+    handlers_of,
+    signal_handler,
+)
 from tasks.steps import MemoryJournal, StepJournal, StepRetry, StoredStep
 
 __all__ = [
     "BUILTIN_MODULES",
     "BaseTask",
+    "MemoryInbox",
     "MemoryJournal",
     "OptionsError",
     "ProgressCallback",
+    "RunCancelled",
+    "RunSignals",
+    "Signal",
+    "SignalInbox",
+    "SignalTimedOut",
     "StepFailed",
     "StepJournal",
     "StepRetry",
     "StepTimedOut",
     "StepsChanged",
     "StoredStep",
+    "Suspended",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinitionError",
@@ -52,5 +70,7 @@ __all__ = [
     "effective_options",
     "effective_schedule",
     "effective_timeout_s",
+    "handlers_of",
     "require_option",
+    "signal_handler",
 ]

@@ -11,23 +11,26 @@ import math
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar, TypeVarTuple
 
 from scheduler.clock import Clock
-from tasks.errors import TaskCancelled, TaskUsageError
+from tasks._durable import DurableRun, aware, delay_s
+from tasks.errors import RunCancelled, TaskCancelled, TaskUsageError
 from tasks.options import TaskOptions
 from tasks.services import TaskServices
-from tasks.steps import MemoryJournal, RunSteps, StepJournal, StepRetry, step_id
+from tasks.signals import RunSignals, Signal, SignalInbox
+from tasks.steps import MemoryJournal, StepJournal, StepRetry, step_id
 
 __all__ = [
     "ProgressCallback",
+    "RunCancelled",
     "RunLog",
     "StepRetry",
     "TaskCancelled",
     "TaskContext",
-]  # TaskCancelled: check_cancelled raises it
+]  # TaskCancelled, RunCancelled: check_cancelled raises them
 
 OptionsT_co = TypeVar("OptionsT_co", bound=TaskOptions, covariant=True)
 T = TypeVar("T")
@@ -107,7 +110,9 @@ class TaskContext(Generic[OptionsT_co]):
     ``loop_lag_s`` is the executor's measured event-loop lag in seconds (default 0);
     ``threads`` (default: the loop's shared executor) and ``processes`` (default none:
     ``run_in_process`` then raises) run blocking and heavy work; ``steps`` keeps the run's
-    steps (default: in memory, for this context only).
+    steps (default: in memory, for this context only); ``signals`` is the run's inbox (default:
+    none, only signals pushed with ``deliver``); a sleep or a signal wait that has more than
+    ``suspend_after_s`` seconds to go suspends the run instead of waiting in place.
     """
 
     def __init__(
@@ -129,9 +134,18 @@ class TaskContext(Generic[OptionsT_co]):
         processes: ProcessPoolExecutor | None = None,
         data_dir: Path | None = None,
         steps: StepJournal | None = None,
+        signals: SignalInbox | None = None,
+        suspend_after_s: float = 1.0,
     ) -> None:
         if scheduled_at.utcoffset() is None:
             raise TaskUsageError(f"scheduled_at must be aware, not {scheduled_at.isoformat()}")
+        if (
+            not isinstance(suspend_after_s, int | float)
+            or isinstance(suspend_after_s, bool)
+            or not math.isfinite(suspend_after_s)
+            or suspend_after_s < 0
+        ):
+            raise TaskUsageError(f"suspend_after_s is a number >= 0, not {suspend_after_s!r}")
         self.task_id = task_id
         self.execution_id = execution_id
         self.scheduled_at = scheduled_at
@@ -150,7 +164,14 @@ class TaskContext(Generic[OptionsT_co]):
         self._loop_lag = loop_lag_s
         self._thread_pool = threads
         self._process_pool = processes
-        self._steps = RunSteps(steps or MemoryJournal(), clock, self.run_in_thread)
+        self._durable = DurableRun(
+            journal=steps or MemoryJournal(),
+            inbox=signals,
+            clock=clock,
+            run_sync=self.run_in_thread,
+            suspend_after_s=float(suspend_after_s),
+        )
+        self._steps = self._durable.steps
 
     @property
     def options(self) -> OptionsT_co:
@@ -172,9 +193,41 @@ class TaskContext(Generic[OptionsT_co]):
         return self._cancel_reason or "cancelled"
 
     def check_cancelled(self) -> None:
-        """Raise TaskCancelled if the run was cancelled: call it between steps of long work."""
+        """Raise TaskCancelled if the run was cancelled (RunCancelled if the run itself was,
+        ``cancel_run``): call it between steps of long work."""
+        self._durable.check_cancelled()
         if self.cancelled.is_set():
             raise TaskCancelled(self.cancel_reason)
+
+    def cancel_run(self, reason: str) -> None:
+        """For the executor (a ``cancel`` push, ``scheduler.run.cancel``): the run is cancelled
+        for good. A running ``ctx.step`` (a coroutine or a thread) is no longer awaited and
+        raises RunCancelled at once (a coroutine is cancelled; a thread is not stopped), as do
+        sleeps, signal waits, every later step and ``check_cancelled``; ``cancelled`` is set.
+        The first reason stays."""
+        if self._durable.cancel(reason):
+            self.cancel(self._durable.cancel_reason or "cancelled")
+
+    @property
+    def run_cancelled(self) -> bool:
+        """Whether ``cancel_run`` was called."""
+        return self._durable.cancel_reason is not None
+
+    def pause(self) -> None:
+        """For the executor (a ``pause`` push): the run's next new step, sleep or signal wait
+        raises ``Suspended(wake_at=None, waiting=None, paused=True)``, which ends the attempt
+        (a kept step still returns: the boundary is before new work)."""
+        self._durable.pause()
+
+    def end_attempt(self) -> None:
+        """For the executor, once ``execute`` returned or raised (Suspended above all): work
+        the attempt left running (a step, sleep or wait still awaited by a sibling task of
+        a ``gather``) is cancelled and no longer awaited; later calls raise TaskCancelled."""
+        self._durable.end()
+
+    def resume(self) -> None:
+        """For the executor (a ``resume`` push): undo a ``pause`` not reached yet."""
+        self._durable.resume()
 
     # ------------------------------------------------------------ what the executor measures
 
@@ -222,12 +275,69 @@ class TaskContext(Generic[OptionsT_co]):
         stored and StepFailed raised, now and in every later run of the fire.
         """
         ident = step_id(name, key)
+        self._durable.check_cancelled()
         return await self._steps.step(ident, fn, args, retry=retry, timeout_s=timeout_s)
 
     def check_steps(self) -> None:
         """For the executor, once the run has succeeded: StepsChanged if steps recorded by an
         earlier attempt were never asked for by this one (the run's code changed)."""
         self._steps.check_unchanged()
+
+    # ------------------------------------------------------------ durable sleeps and signals
+
+    async def sleep(self, delay: timedelta | float, *, name: str | None = None) -> None:
+        """Wait ``delay`` (a timedelta, or seconds >= 0), across attempts: the wake instant is
+        kept as the step ``sleep:<name>`` (docs/runs.md), so a replay of the run waits for the
+        same instant. Returns once it has passed; an instant less than ``suspend_after_s`` away
+        is waited for in place (on the run's clock); a later one raises Suspended, which ends
+        the attempt, and the scheduler wakes the run at that instant with a new attempt that
+        replays up to here. ``name`` defaults to ``sleep-<n>``, n counting this run's unnamed
+        sleeps from 1: name the sleeps awaited concurrently (their order may change)."""
+        seconds = delay_s(delay, "a sleep's delay")
+        ident = self._durable.sleep_id(name)
+        await self._durable.sleep(ident, lambda now: now + timedelta(seconds=seconds))
+
+    async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
+        """``sleep`` until the aware instant ``when`` (one in the past returns at once)."""
+        instant = aware(when, "sleep_until's instant")
+        ident = self._durable.sleep_id(name)
+        await self._durable.sleep(ident, lambda now: instant)
+
+    async def wait_signal(self, name: str, *, timeout: timedelta | float | None = None) -> Any:
+        """The payload of the next signal ``name`` sent to the run that no earlier wait of the
+        run took: each signal is taken once per run, in the order they were sent. The k-th
+        wait for ``name`` in the run is the step ``signal:<name>#<k>``: a replay returns what
+        it took. While no signal has come, it waits in place up to ``suspend_after_s`` (a
+        signal pushed to the live run wakes it), then raises Suspended: the run is woken by
+        the signal (or its deadline). ``timeout`` (a timedelta or seconds) fixes a deadline,
+        kept with the run, after which SignalTimedOut is raised, now and in every replay. A
+        name with a ``@signal_handler`` of the task cannot be waited for (TaskUsageError)."""
+        timeout_s = None if timeout is None else delay_s(timeout, "wait_signal's timeout")
+        return await self._durable.wait_signal(name, timeout_s)
+
+    async def handle_signals(self, task: Any) -> int:
+        """For the executor, right after building the context and after each pushed signal:
+        run ``task``'s ``@signal_handler`` methods for the run's signals not handled yet, once
+        each, in seq order (step ``handled:<seq>``); how many ran. Also tells the context the
+        names that cannot be waited for. A task without handlers reads nothing."""
+        return await self._durable.handle_signals(task, self)
+
+    @property
+    def signals(self) -> RunSignals:
+        """The run's signals (``deliver`` pushes one to the live run)."""
+        return self._durable.signals
+
+    def deliver(self, signal: Signal) -> None:
+        """For the executor: a signal pushed to the live run (wakes its waits); call
+        ``handle_signals`` after it for a task with handlers."""
+        self._durable.used = True
+        self._durable.signals.deliver(signal)
+
+    @property
+    def durable_used(self) -> bool:
+        """Whether this attempt slept, waited for or handled signals, was delivered one, or was
+        cancelled or paused: then the run may have a ``runs`` row to finish."""
+        return self._durable.used or self._durable.signals.used
 
     # ------------------------------------------------------------ off the event loop
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from config.errors import TaskbusError
 
 
@@ -73,3 +75,57 @@ class StepTimedOut(TaskbusError):
         self.step = step
         self.timeout_s = timeout_s
         super().__init__(f"step {step!r} timed out after {timeout_s:g}s")
+
+
+class RunCancelled(TaskCancelled):
+    """The run itself was cancelled (``scheduler.run.cancel``): a running step is no longer
+    awaited, and sleeps, signal waits and ``check_cancelled`` raise this. It is final: the run
+    is not retried nor woken again."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        TaskbusError.__init__(self, f"run cancelled: {reason}")
+
+
+class SignalTimedOut(TaskbusError):
+    """``ctx.wait_signal(name, timeout=...)``: no signal ``name`` came before the wait's
+    ``deadline`` (kept with the run, so a later attempt of it raises this again). Not a
+    TimeoutError, which would read as the run's own timeout."""
+
+    def __init__(self, name: str, deadline: datetime | None = None) -> None:
+        self.name = name
+        self.deadline = deadline
+        by = f" by {deadline.isoformat()}" if deadline is not None else ""
+        super().__init__(f"signal {name!r} did not come{by}")
+
+
+class Suspended(BaseException):
+    """Raised by ``ctx.sleep``/``ctx.sleep_until``/``ctx.wait_signal`` (and the pause boundary)
+    to end the attempt while the run goes on later: the executor stores the run as sleeping
+    (until ``wake_at``) or waiting (for a signal ``waiting``, ``consumed`` of those already
+    taken by the run, until ``wake_at`` if the wait has a timeout), and a new attempt replays
+    it once it is woken. ``paused``: the run was paused (``wake_at`` None: woken only once
+    resumed).
+
+    A BaseException, like asyncio.CancelledError, so that task code's ``except Exception``
+    does not catch it; do not catch it in a task (or re-raise it).
+    """
+
+    def __init__(
+        self,
+        *,
+        wake_at: datetime | None = None,
+        waiting: str | None = None,
+        consumed: int = 0,
+        paused: bool = False,
+    ) -> None:
+        self.wake_at = wake_at
+        self.waiting = waiting
+        self.consumed = consumed
+        self.paused = paused
+        parts = ["paused"] if paused else []
+        if waiting is not None:
+            parts.append(f"waiting for signal {waiting!r}")
+        if wake_at is not None:
+            parts.append(f"until {wake_at.isoformat()}")
+        super().__init__("run suspended: " + (", ".join(parts) or "until woken"))

@@ -17,6 +17,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from scheduler.clock import Clock, sleep, within
@@ -29,6 +30,17 @@ MAX_STEP_ID_CHARS = 256  # the store's bound on a step's name
 MAX_STEP_ATTEMPTS = 1_000
 
 RunSync = Callable[..., Awaitable[Any]]  # runs a plain function off the loop: ctx.run_in_thread
+
+
+async def _unguarded(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+class Guard(Protocol):
+    """Awaits the work ``make()`` starts for a step, or does not start it or stops awaiting it
+    once the run is cancelled (RunCancelled)."""
+
+    def __call__(self, make: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,10 +130,20 @@ def step_id(name: str, key: object = None) -> str:
 class RunSteps:
     """One run's steps: what its journal kept, what the run asked for, and running the rest."""
 
-    def __init__(self, journal: StepJournal, clock: Clock, run_sync: RunSync) -> None:
+    def __init__(
+        self,
+        journal: StepJournal,
+        clock: Clock,
+        run_sync: RunSync,
+        *,
+        guard: Guard = _unguarded,
+        gate: Callable[[], None] | None = None,
+    ) -> None:
         self._journal = journal
         self._clock = clock
         self._run_sync = run_sync
+        self._guard = guard  # every wait of a step's work goes through it (cancel_run)
+        self._gate = gate  # called before a step that is not kept runs (the pause boundary)
         self._loading: asyncio.Task[dict[str, StoredStep]] | None = None
         self._kept: dict[str, StoredStep] = {}
         self._merged = False
@@ -137,6 +159,7 @@ class RunSteps:
         *,
         retry: StepRetry | None,
         timeout_s: float | None,
+        gated: bool = True,
     ) -> Any:
         if retry is not None and not isinstance(retry, StepRetry):
             raise TaskUsageError(f"step {ident!r}: retry is a StepRetry, not {retry!r}")
@@ -149,11 +172,44 @@ class RunSteps:
         async with self._locks.setdefault(ident, asyncio.Lock()):  # one run of an id at once
             kept = self._kept.get(ident)
             if kept is None:
+                if gated and self._gate is not None:
+                    self._gate()
                 kept = await self._run(ident, fn, args, retry, timeout_s)
                 self._kept[ident] = kept
         if not kept.ok:
             raise StepFailed(ident, kept.error or "")
         return kept.result
+
+    async def recall(self, ident: str) -> StoredStep | None:
+        """The step ``ident`` if it is kept (the run asked for it: see ``check_unchanged``)."""
+        await self._load()
+        self._asked.add(ident)
+        return self._kept.get(ident)
+
+    async def keep(self, ident: str, result: Any) -> Any:
+        """Keep ``result`` as the finished step ``ident`` unless it is kept already; the kept
+        result (the first one kept wins)."""
+        await self._load()
+        self._asked.add(ident)
+        async with self._locks.setdefault(ident, asyncio.Lock()):
+            kept = self._kept.get(ident)
+            if kept is None:
+                check_plain(f"of step {ident!r}", result)
+                now = self._clock.wall()
+                done = StoredStep(
+                    name=ident, ok=True, result=result, started_at=now, finished_at=now
+                )
+                kept = self._kept[ident] = await self._journal.record(done)
+        return kept.result
+
+    def mark_asked(self, ident: str) -> None:
+        """Count ``ident`` as asked for by this run (a step a kept one stands for)."""
+        self._asked.add(ident)
+
+    async def kept_steps(self) -> dict[str, StoredStep]:
+        """Every step kept so far (loaded or finished by this run), by id."""
+        await self._load()
+        return dict(self._kept)
 
     def check_unchanged(self) -> None:
         """StepsChanged if steps recorded before this run were never asked for by it. A run that
@@ -200,7 +256,7 @@ class RunSteps:
                 if retry is None:
                     raise  # no retry policy of its own: nothing is stored, the run fails
                 if attempt < attempts:
-                    await sleep(self._clock, retry.delay_after(attempt))
+                    await self._guard(partial(sleep, self._clock, retry.delay_after(attempt)))
                     continue
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 failed = StoredStep(
@@ -226,13 +282,16 @@ class RunSteps:
     async def _attempt(
         self, ident: str, fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None
     ) -> Any:
-        if inspect.iscoroutinefunction(fn):
-            work: Awaitable[Any] = fn(*args)
-        else:
-            work = self._sync(fn, args)
-        if timeout_s is None:
-            return await work
-        return await _within(self._clock, timeout_s, work, ident)
+        def make() -> Awaitable[Any]:
+            if inspect.iscoroutinefunction(fn):
+                work: Awaitable[Any] = fn(*args)
+            else:
+                work = self._sync(fn, args)
+            if timeout_s is None:
+                return work
+            return _within(self._clock, timeout_s, work, ident)
+
+        return await self._guard(make)
 
     async def _sync(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         result = await self._run_sync(fn, *args)
