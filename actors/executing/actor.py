@@ -12,6 +12,11 @@ For every dispatch of ``scheduler.task.dispatch.<category>``:
    outcome written to the store, then its result queued for the scheduler, and only then is the
    dispatch acknowledged: at least once.
 
+A run may suspend (a durable sleep or wait, a pause: its attempt ends, its slot is given back,
+the scheduler wakes it later in a new attempt) or be cancelled; the scheduler pushes the signals
+and controls of runs on ``scheduler.run.deliver.<category>``, to the runs in progress here
+(:mod:`.live`).
+
 Every step is published on ``scheduler.task.status`` (:mod:`.status`). The store is reached
 through :class:`StoreClient` only, its execution asks batched (:mod:`.ledger`); every timestamp,
 pause and timeout is taken from the injected clock.
@@ -30,12 +35,13 @@ from actors.actor import Actor, Route, on_event, on_work
 from actors.executing.admission import Admission, Deferred
 from actors.executing.lag import LagMonitor
 from actors.executing.ledger import Ledger
+from actors.executing.live import LiveRuns
 from actors.executing.quarantine import POISON_AFTER, Quarantine
 from actors.executing.resources import ResourceProbe, SystemProbe
-from actors.executing.running import BusServices, TaskRunner, failure
+from actors.executing.running import SUSPEND_AFTER_S, Attempt, BusServices, TaskRunner, failure
 from actors.executing.settling import Settlement
 from actors.executing.status import Announce, StatusEvents
-from actors.scheduling.protocol import Dispatch, report_dropped
+from actors.scheduling.protocol import Dispatch, RunPush, report_dropped
 from actors.storing.client import StoreClient
 from bus import Delivery, Envelope
 from config import topics
@@ -65,7 +71,10 @@ class ExecutorActor(Actor):
         data_dir: Path | None = None,
         process_pool: ProcessPoolExecutor | None = None,
         poison_after: int = POISON_AFTER,
+        suspend_after_s: float = SUSPEND_AFTER_S,
     ) -> None:
+        """``suspend_after_s``: a run's sleep or wait longer than this suspends it (its attempt
+        ends, the scheduler wakes it later) instead of holding its slot meanwhile."""
         super().__init__()
         self.category = category
         self.registry = registry
@@ -91,6 +100,7 @@ class ExecutorActor(Actor):
             clock=self._clock,
         )
         self._status = StatusEvents(self.publish, category.name)
+        self.live = LiveRuns(self.log, self.counters)
         self._runner = TaskRunner(
             services=BusServices(self),
             clock=self._clock,
@@ -102,6 +112,8 @@ class ExecutorActor(Actor):
             log=self.log,
             counters=self.counters,
             store=self._store,
+            live=self.live,
+            suspend_after_s=suspend_after_s,
         )
         self._settlement = Settlement(
             self,
@@ -124,6 +136,11 @@ class ExecutorActor(Actor):
     @property
     def queue(self) -> str:
         return topics.DISPATCH_QUEUES + self.category.name
+
+    @property
+    def pushes(self) -> str:
+        """Where the scheduler pushes the signals and controls of this category's runs."""
+        return topics.RUN_DELIVER + self.category.name
 
     @property
     def running(self) -> dict[str, int]:
@@ -154,6 +171,20 @@ class ExecutorActor(Actor):
         classes = self.registry.catalogue(self.category.name)
         payload = {"category": self.category.name, "classes": classes}
         await self.publish(topics.CATALOGUE_EVENTS + self.category.name, payload)
+
+    @on_event(topics.RUN_DELIVER)  # every category's: those of the others are ignored
+    async def on_push(self, event: Envelope) -> None:
+        """A signal, cancel, pause or resume of a run, for its attempt in progress here; a
+        cancel of a run not in progress is remembered for its start."""
+        if event.topic != self.pushes:
+            return
+        try:
+            push = RunPush.read(event.payload)
+        except InvalidValue as exc:
+            self.counters["pushes_dropped"] += 1
+            self.log.error("dropped a push on %s from %s: %s", event.topic, event.sender, exc)
+            return
+        self.live.push(push)
 
     async def on_stop(self) -> None:
         await self._ledger.close()
@@ -209,16 +240,18 @@ class ExecutorActor(Actor):
         try:
             task_class = self.registry.resolve(dispatch.task_id, dispatch.task_class)
         except TaskbusError as exc:
-            await self._settlement.settle(dispatch, failure(exc), started=self._clock.wall())
+            await self._settlement.settle(
+                dispatch, Attempt.of(failure(exc)), started=self._clock.wall()
+            )
             delivery.ack()
             return
         await self._admission.admit(dispatch, task_class, self._deferred(announce))
         try:
             started = self._clock.wall()
-            result = await self._runner.run(dispatch, task_class, announce)
+            attempt = await self._runner.run(dispatch, task_class, announce)
         finally:
             self._admission.release(dispatch)
-        await self._settlement.settle(dispatch, result, started=started)
+        await self._settlement.settle(dispatch, attempt, started=started)
         delivery.ack()
 
     def _deferred(self, announce: Announce) -> Deferred:

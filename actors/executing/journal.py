@@ -1,6 +1,8 @@
-"""A run's steps in the store: the :class:`tasks.steps.StepJournal` the executor gives each run,
-over the typed store client (``store.step.list`` once, ``store.step.put`` per finished step),
-keyed by the fire (``store.run_key``), so that every attempt of the fire finds the same steps."""
+"""A run's steps and signals in the store: the :class:`tasks.steps.StepJournal` the executor
+gives each run, over the typed store client (``store.step.list`` once, ``store.step.put`` per
+finished step), and its :class:`tasks.signals.SignalInbox` (``store.run.signal.list``), both keyed
+by the fire (``store.run_key``), so that every attempt of the fire finds the same steps and
+signals."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from collections.abc import Sequence
 
 from actors.storing.client import StoreClient
 from store.errors import InvalidValue
-from store.records import StepOutcome, StepRecord
+from store.records import InboxSignal, StepOutcome, StepRecord
 from tasks.errors import TaskUsageError
+from tasks.signals import Signal
 from tasks.steps import StoredStep
 
 
@@ -51,4 +54,31 @@ def _stored(record: StepRecord) -> StoredStep:
         attempts=record.attempts,
         started_at=record.started_at,
         finished_at=record.finished_at,
+    )
+
+
+class StoreInbox:
+    """The signals sent to the run ``run_key``, as the store keeps them (in seq order); read
+    when the run first looks at its signals. Signals sent while it runs reach it as pushes
+    (``RunSignals.deliver``), not by reading again. ``loaded``: how many the last load found
+    (None before the first), which tells the executor that the run has a row in the store."""
+
+    def __init__(self, store: StoreClient, run_key: str) -> None:
+        self._store = store
+        self.run_key = run_key
+        self.loaded: int | None = None
+
+    async def load(self) -> Sequence[Signal]:
+        signals = tuple(_signal(record) for record in await self._store.run_signals(self.run_key))
+        self.loaded = len(signals)
+        return signals
+
+
+def _signal(record: InboxSignal) -> Signal:
+    return Signal(
+        seq=record.seq,
+        name=record.name,
+        payload=record.payload,
+        sender=record.sender,
+        sent_at=record.sent_at,
     )

@@ -1,6 +1,6 @@
 """Running one task: the context it is given, its timeout on the executor's clock, and whatever
-it does (returns, raises, overruns) as a :class:`TaskResult`. A task's failure is a result here,
-never an error of the executor."""
+it does (returns, raises, overruns, suspends, is cancelled) as an :class:`Attempt`. A task's
+failure is a result here, never an error of the executor."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from actors.actor import Actor
-from actors.executing.journal import StoreJournal
+from actors.executing.journal import StoreInbox, StoreJournal
+from actors.executing.live import LiveRuns
 from actors.executing.status import Announce
 from actors.scheduling.protocol import Dispatch
 from actors.storing.client import StoreClient
@@ -24,11 +25,30 @@ from scheduler import Clock, error_names, within
 from store.records import run_key
 from tasks.base import BaseTask
 from tasks.context import TaskContext
-from tasks.errors import TaskCancelled
+from tasks.errors import RunCancelled, Suspended, TaskCancelled
 from tasks.result import TaskResult
 
 T = TypeVar("T")
 Logged = tuple[tuple[datetime, str, str], ...]  # a run's ctx.log lines (tasks.context.RunLog)
+SUSPEND_AFTER_S = 1.0  # a sleep or wait longer than this suspends the run instead of waiting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """How one attempt ended, for its settlement: its result; ``suspension`` if it suspended
+    (the run goes on in a later attempt, woken by the scheduler); ``cancelled`` if its run was
+    cancelled (``scheduler.run.cancel``: its result a RunCancelled failure, never retried);
+    ``durable`` if its run has (or may have) a row in the store's runs, which a success must
+    close (``finish_run``)."""
+
+    result: TaskResult
+    suspension: Suspended | None = None
+    cancelled: bool = False
+    durable: bool = False
+
+    @classmethod
+    def of(cls, result: TaskResult) -> Attempt:
+        return cls(result=result)
 
 
 class BusServices:
@@ -62,8 +82,12 @@ class TaskRunner:
     loop_lag_s: Callable[[], float]
     log: logging.Logger
     counters: Counter[str]
-    # Where runs keep their steps (None: in memory, each run its own: tests without a store).
+    # Where runs keep their steps and read their signals (None: in memory, each run its own:
+    # tests without a store).
     store: StoreClient | None = None
+    # The runs in progress, for what the scheduler pushes them (None: nothing is pushed).
+    live: LiveRuns | None = None
+    suspend_after_s: float = SUSPEND_AFTER_S
     # What each run logged, by execution id, until its settlement takes it (``take_logs``).
     logs: dict[str, Logged] = field(default_factory=dict)
 
@@ -72,14 +96,16 @@ class TaskRunner:
 
     async def run(
         self, dispatch: Dispatch, task_class: type[BaseTask], announce: Announce
-    ) -> TaskResult:
-        """The run's result: what the task returned, or its failure, timeout or cancellation;
-        what it logged is kept for its settlement (``take_logs``)."""
+    ) -> Attempt:
+        """How the run's attempt ended: what the task returned, or its failure, timeout,
+        cancellation or suspension; what it logged is kept for its settlement (``take_logs``)."""
         cancelled = asyncio.Event()
+        key = run_key(dispatch.task_id, dispatch.scheduled_at)
         try:
             options = task_class.read_options(dispatch.config, task_id=dispatch.task_id)
         except TaskbusError as exc:
-            return failure(exc)
+            return Attempt.of(failure(exc))
+        inbox = None if self.store is None else StoreInbox(self.store, key)
         context = TaskContext(
             task_id=dispatch.task_id,
             execution_id=dispatch.execution_id,
@@ -95,45 +121,90 @@ class TaskRunner:
             processes=self.processes,
             data_dir=self.data_dir,
             loop_lag_s=self.loop_lag_s,
-            steps=(
-                None
-                if self.store is None
-                else StoreJournal(self.store, run_key(dispatch.task_id, dispatch.scheduled_at))
-            ),
+            steps=None if self.store is None else StoreJournal(self.store, key),
+            signals=inbox,
+            suspend_after_s=self.suspend_after_s,
         )
+        task = task_class()
+        refused = None if self.live is None else self.live.refused(key)
+        if refused is not None:  # cancelled before it started here
+            return Attempt(result=failure(RunCancelled(refused)), cancelled=True, durable=True)
+        live = None if self.live is None else self.live.enter(key, context, task)
         try:
-            return await self._execute(dispatch, task_class, context, announce)
+            attempt = await self._execute(dispatch, task, context, announce)
         finally:
+            if live is not None and self.live is not None:
+                await self.live.leave(live)
             self.logs[dispatch.execution_id] = context.log.lines()
+        durable = (  # the run has a row in the store's runs (or may have)
+            attempt.durable
+            or dispatch.wakes > 0
+            or context.durable_used
+            or (live is not None and live.pushed)
+            or bool(inbox is not None and inbox.loaded)
+        )
+        return replace(attempt, durable=durable)
 
     async def _execute(
         self,
         dispatch: Dispatch,
-        task_class: type[BaseTask],
+        task: BaseTask,
         context: TaskContext[Any],
         announce: Announce,
-    ) -> TaskResult:
+    ) -> Attempt:
         cancelled = context.cancelled
         await announce("started")
         self.counters["started"] += 1
+
+        async def body() -> TaskResult:
+            await context.handle_signals(task)  # what came before the run began
+            return await task.execute(context)
+
         try:
-            result = await within(self.clock, dispatch.timeout_s, task_class().execute(context))
+            result = await within(self.clock, dispatch.timeout_s, body())
             if result.success:
                 context.check_steps()  # StepsChanged: the code no longer asks for a kept step
-            return result
+            return Attempt.of(result)
+        except Suspended as suspension:
+            if context.run_cancelled:  # cancelled as it suspended
+                return _cancelled(RunCancelled(context.cancel_reason))
+            return Attempt(
+                result=TaskResult.ok(suspended=_suspended(suspension)),
+                suspension=suspension,
+                durable=True,
+            )
         except TimeoutError:
             cancelled.set()
             self.counters["timed_out"] += 1
-            return TaskResult.fail(
-                f"timed out after {dispatch.timeout_s:g}s",
-                timed_out=True,
-                error_type=list(error_names(TimeoutError())),
+            return Attempt.of(
+                TaskResult.fail(
+                    f"timed out after {dispatch.timeout_s:g}s",
+                    timed_out=True,
+                    error_type=list(error_names(TimeoutError())),
+                )
             )
+        except RunCancelled as exc:
+            return _cancelled(exc)
         except TaskCancelled as exc:
-            return failure(exc)
+            return Attempt.of(failure(exc))
         except Exception as exc:  # the task's own failure: recorded, never fatal here
+            if context.run_cancelled:  # how its code took the cancel of its run
+                return _cancelled(RunCancelled(context.cancel_reason))
             self.log.warning("task %s failed: %s: %s", dispatch.task_id, type(exc).__name__, exc)
-            return failure(exc)
+            return Attempt.of(failure(exc))
+
+
+def _cancelled(error: RunCancelled) -> Attempt:
+    return Attempt(result=failure(error), cancelled=True, durable=True)
+
+
+def _suspended(suspension: Suspended) -> dict[str, Any]:
+    """How a suspended attempt's outcome says where its run stopped."""
+    return {
+        "wake_at": None if suspension.wake_at is None else suspension.wake_at.isoformat(),
+        "waiting": suspension.waiting,
+        "paused": suspension.paused,
+    }
 
 
 def failure(error: BaseException) -> TaskResult:

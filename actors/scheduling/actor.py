@@ -4,7 +4,8 @@ Only the holder of the scheduler lease takes messages: a standby waits in ``unti
 lease (``actors.scheduling.lease``), so requests, firing and results all go to the leader. On
 taking over it loads every task and recovers what no leader settled (``takeover``) and asks the
 executors to announce their task classes (``catalogue``); then it serves requests (``requests``),
-fires (``firing``) and acts on results (``retries``). If it loses the lease it dies, and its
+fires (``firing``), acts on results (``retries``), wakes suspended runs (``sleepers``) and
+controls runs (``runs``). If it loses the lease it dies, and its
 supervisor restarts it as a standby.
 
 The class shows every topic it serves, each with the reader of its request; the collaborators do
@@ -22,7 +23,7 @@ from datetime import datetime
 
 from actors.actor import Actor, on_event, on_request, on_work
 from actors.fireloop import FireLoop
-from actors.scheduling import requests
+from actors.scheduling import requests, runs
 from actors.scheduling.background import Background
 from actors.scheduling.catalogue import Catalogue, read_announcement
 from actors.scheduling.events import Events
@@ -41,6 +42,8 @@ from actors.scheduling.requests import (
 )
 from actors.scheduling.retries import Retries
 from actors.scheduling.roster import Roster
+from actors.scheduling.runs import ControlAsk, RunPage, RunRequests, SignalAsk, TriggerAsk
+from actors.scheduling.sleepers import Sleepers
 from actors.scheduling.takeover import Takeover
 from actors.storing.client import StoreClient
 from actors.storing.wire import error_code
@@ -116,11 +119,23 @@ class SchedulerActor(Actor):
             background=self._background,
             log=self.log,
         )
+        self._sleepers = sleepers = Sleepers(
+            store=store,
+            owed=owed,
+            roster=roster,
+            firing=firing,
+            counters=self.counters,
+            clock=clock,
+            settings=settings,
+            background=self._background,
+            log=self.log,
+        )
         self._takeover = Takeover(
             store=store,
             roster=roster,
             firing=firing,
             retries=retries,
+            sleepers=sleepers,
             events=events,
             counters=self.counters,
             clock=clock,
@@ -141,6 +156,14 @@ class SchedulerActor(Actor):
             clock=clock,
             settings=settings,
             catalogue=self.catalogue,
+        )
+        self._runs = RunRequests(
+            store=store,
+            owners=owners,
+            sleepers=sleepers,
+            retries=retries,
+            publish=self.publish,
+            clock=clock,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -179,6 +202,7 @@ class SchedulerActor(Actor):
     async def on_stop(self) -> None:
         await self.loop.stop()
         self._retries.cancel_all()
+        self._sleepers.cancel_all()
         await self._background.stop()
         await self.lease.release()
 
@@ -223,9 +247,9 @@ class SchedulerActor(Actor):
     async def disable(self, request: Envelope, task_id: str) -> Payload:
         return await self._requests.set_enabled(request.sender, task_id, enabled=False)
 
-    @on_request(topics.TASK_TRIGGER, read=requests.read_task_ref)
-    async def trigger(self, request: Envelope, task_id: str) -> Payload:
-        return await self._requests.trigger(request.sender, task_id)
+    @on_request(topics.TASK_TRIGGER, read=runs.read_trigger)
+    async def trigger(self, request: Envelope, ask: TriggerAsk) -> Payload:
+        return await self._requests.trigger(request.sender, ask.task_id, ask.key)
 
     @on_request(topics.TASK_RESET, read=requests.read_task_ref)
     async def reset(self, request: Envelope, task_id: str) -> Payload:
@@ -254,6 +278,26 @@ class SchedulerActor(Actor):
     @on_request(topics.RUN_GET, read=requests.read_run_ref)
     async def get_run(self, request: Envelope, execution_id: str) -> Payload:
         return await self._requests.get_run(request.sender, execution_id)
+
+    @on_request(topics.RUN_SIGNAL, read=runs.read_signal)
+    async def signal_run(self, request: Envelope, ask: SignalAsk) -> Payload:
+        return await self._runs.signal(request.sender, ask)
+
+    @on_request(topics.RUN_CANCEL, read=runs.read_cancel)
+    async def cancel_run(self, request: Envelope, ask: ControlAsk) -> Payload:
+        return await self._runs.control(request.sender, ask, "cancel")
+
+    @on_request(topics.RUN_PAUSE, read=runs.read_run)
+    async def pause_run(self, request: Envelope, ask: ControlAsk) -> Payload:
+        return await self._runs.control(request.sender, ask, "pause")
+
+    @on_request(topics.RUN_RESUME, read=runs.read_run)
+    async def resume_run(self, request: Envelope, ask: ControlAsk) -> Payload:
+        return await self._runs.control(request.sender, ask, "resume")
+
+    @on_request(topics.RUN_LIST, read=runs.read_run_page)
+    async def list_runs(self, request: Envelope, page: RunPage) -> Payload:
+        return await self._runs.list_runs(request.sender, page)
 
     @on_request(topics.SCHEDULER_STATS, read=requests.read_nothing)
     async def stats(self, request: Envelope, _: None) -> Payload:
@@ -293,6 +337,9 @@ class SchedulerActor(Actor):
         if not self.owners.roles.has(EXECUTOR_ROLE, sender):
             reason = f"{sender!r} is not an executor (bus.roles.executor): its result is dropped"
             await report_dropped(self, RESULT_QUEUE, delivery, reason)
+            return
+        if result.suspended:
+            self._sleepers.suspended(result)
             return
         dropped = await self._retries.settle(result)
         if dropped is not None:

@@ -58,13 +58,17 @@ Enqueue = Callable[[str, Payload, bytes], "asyncio.Future[bytes]"]
 @dataclass(frozen=True, slots=True)
 class Fire:
     """One attempt (1: the first run) of the fire of ``task`` at ``instant``; ``coalesced``
-    counts the missed fires it stands for, ``reason`` says what made it (its ``queued`` event)."""
+    counts the missed fires it stands for, ``reason`` says what made it (its ``queued`` event).
+    ``wakes``: how many attempts before it were wakes of its suspended run; ``start_key``: the
+    caller's idempotency key of a start (a trigger's), one run per key and task."""
 
     task: CompiledTask
     instant: datetime
     attempt: int = 1
     coalesced: int = 0
     reason: str = "schedule"
+    wakes: int = 0
+    start_key: str | None = None
 
 
 def scheduled(task: CompiledTask, run: PlannedRun) -> Fire:
@@ -119,18 +123,50 @@ class Firing:
     # ------------------------------------------------------------ what others fire
 
     async def fire(
-        self, task: CompiledTask, instant: datetime, *, attempt: int, reason: str
+        self,
+        task: CompiledTask,
+        instant: datetime,
+        *,
+        attempt: int,
+        reason: str,
+        wakes: int = 0,
+        start_key: str | None = None,
     ) -> str:
-        """Record one fire (a trigger's, a retry's), then dispatch it; its execution id."""
-        (fired,) = await self._record([Fire(task, instant, attempt, reason=reason)])
-        await self._dispatch([fired])
+        """Record one fire (a trigger's, a retry's, a wake's), then dispatch it; its execution
+        id."""
+        fired = await self.start(
+            task, instant, attempt=attempt, reason=reason, wakes=wakes, start_key=start_key
+        )
         return fired.execution_id
 
+    async def start(
+        self,
+        task: CompiledTask,
+        instant: datetime,
+        *,
+        attempt: int,
+        reason: str,
+        wakes: int = 0,
+        start_key: str | None = None,
+    ) -> Fired:
+        """``fire``, returning the fire as recorded: with a ``start_key`` already used for the
+        task, ``stored.duplicate`` is true and its execution id is that run's latest attempt,
+        which is not dispatched again here (its run is settled as any other)."""
+        fire = Fire(task, instant, attempt, reason=reason, wakes=wakes, start_key=start_key)
+        (fired,) = await self._record([fire])
+        await self._dispatch([fired])
+        return fired
+
     async def dispatch_again(
-        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
+        self,
+        task: CompiledTask,
+        execution_id: str,
+        instant: datetime,
+        attempt: int,
+        wakes: int = 0,
     ) -> None:
         """Dispatch a fire recorded before and never finished (a takeover's recovery)."""
-        await self._dispatch_all([(task, execution_id, instant, attempt)])
+        await self._dispatch_all([(task, execution_id, instant, attempt, wakes)])
 
     # ------------------------------------------------------------ the fire loop's plans
 
@@ -253,6 +289,7 @@ class Firing:
                 started_at=started,
                 retry_count=fire.attempt - 1,
                 trigger=fire.reason,
+                start_key=fire.start_key,
             )
             for fire in fires
         ]
@@ -302,13 +339,16 @@ class Firing:
         for one in fired:
             if one.stored.duplicate:
                 self._counters["duplicate_fires"] += 1
-                if one.stored.success is not None:
-                    continue  # ran already: nothing is owed
+                if one.stored.success is not None or one.fire.start_key is not None:
+                    continue  # ran already, or a start of a run started before: nothing owed
             else:
                 self._counters["fires"] += 1
             owed.append(one)
         await self._dispatch_all(
-            [(f.fire.task, f.execution_id, f.fire.instant, f.fire.attempt) for f in owed]
+            [
+                (f.fire.task, f.execution_id, f.fire.instant, f.fire.attempt, f.fire.wakes)
+                for f in owed
+            ]
         )
         for one in owed:
             fire = one.fire
@@ -324,16 +364,16 @@ class Firing:
             )
 
     async def _dispatch_all(
-        self, dispatches: Sequence[tuple[CompiledTask, str, datetime, int]]
+        self, dispatches: Sequence[tuple[CompiledTask, str, datetime, int, int]]
     ) -> None:
         """Queue every dispatch, then wait until the broker holds them all."""
         confirmations = [
             self._enqueue(
                 dispatch_queue(task.task_id),
-                self._dispatch_payload(task, execution_id, instant, attempt),
+                self._dispatch_payload(task, execution_id, instant, attempt, wakes),
                 work_id(execution_id),
             )
-            for task, execution_id, instant, attempt in dispatches
+            for task, execution_id, instant, attempt, wakes in dispatches
         ]
         if not confirmations:
             return
@@ -347,7 +387,7 @@ class Firing:
         self._counters["dispatched"] += len(confirmations)
 
     def _dispatch_payload(
-        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int
+        self, task: CompiledTask, execution_id: str, instant: datetime, attempt: int, wakes: int
     ) -> Payload:
         return Dispatch(
             execution_id=execution_id,
@@ -359,4 +399,5 @@ class Firing:
             allow_overlap=task.policies.run.allow_overlap,
             config=task.record.config,
             owner=task.record.owner,
+            wakes=wakes,
         ).payload()

@@ -6,6 +6,11 @@ dispatches the same execution again (after a takeover) adds no second copy while
 the first. An executor runs it, writes the outcome to the store (``store.execution.finish``), then
 queues a ``RunResult`` on ``scheduler.task.result`` and only then acknowledges the dispatch: a run
 is settled at least once, and its result is never lost once stored.
+
+A run that suspended (a durable sleep or wait) comes back as a ``RunResult`` with ``suspended``:
+the scheduler wakes it later with a new attempt (``Dispatch.wakes`` counts the wakes so far). What
+the run's owner sends a live run (a signal, cancel, pause, resume) is pushed to the executors of
+its category as a ``RunPush`` on ``scheduler.run.deliver.<category>``.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from actors.storing.fields import Fields
 from actors.storing.wire import plain
 from bus import Delivery
 from config import topics
+from store.errors import InvalidValue
 
 DISPATCH_PREFIX = topics.DISPATCH_QUEUES
 RESULT_QUEUE = topics.RESULT_QUEUE
 STATUS_TOPIC = topics.STATUS_EVENTS
 DEAD_TOPIC = topics.DEAD_EVENTS
 ERROR_TOPIC = topics.ERROR_EVENTS
+DELIVER_PREFIX = topics.RUN_DELIVER
+PUSH_KINDS = ("signal", "cancel", "pause", "resume")
 
 
 def owner_topic(prefix: str, owner: str) -> str:
@@ -42,6 +50,11 @@ def dispatch_queue(task_id: str) -> str:
     return DISPATCH_PREFIX + task_id.partition(".")[0]
 
 
+def deliver_topic(task_id: str) -> str:
+    """Where a run's pushes go: to its task category's executors."""
+    return DELIVER_PREFIX + task_id.partition(".")[0]
+
+
 def work_id(execution_id: str) -> bytes:
     """The dispatch's message id: the execution id's 16 bytes."""
     return uuid.UUID(execution_id).bytes
@@ -49,7 +62,8 @@ def work_id(execution_id: str) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dispatch:
-    """One attempt of one fire, for an executor to run (``attempt`` 1 is the first run)."""
+    """One attempt of one fire, for an executor to run (``attempt`` 1 is the first run;
+    ``wakes``: how many of the attempts before it were wakes of a suspended run, not retries)."""
 
     execution_id: str
     task_id: str
@@ -60,6 +74,7 @@ class Dispatch:
     allow_overlap: bool
     config: Mapping[str, Any] = field(default_factory=dict, repr=False)
     owner: str = ""  # whose events its status events are (owner_topic)
+    wakes: int = 0
 
     def payload(self) -> dict[str, Any]:
         return plain(self) | {"config": dict(self.config)}
@@ -78,6 +93,7 @@ class Dispatch:
             allow_overlap=fields.required("allow_overlap", payloads.flag),
             config=fields.optional("config", payloads.mapping, {}),
             owner=fields.optional("owner", payloads.any_text, ""),
+            wakes=fields.optional("wakes", payloads.count, 0),
         )
         fields.done()
         return dispatch
@@ -89,6 +105,12 @@ class RunResult:
 
     ``error_type`` lists the failure's class names along its hierarchy (``error_names``), so the
     retry policy can tell a subclass of a non-retryable error; empty on success.
+
+    A suspended attempt (``suspended``; ``success`` true) left its run stored as sleeping or
+    waiting: ``wake_at`` is when the store says to wake it (None: only a signal or a resume
+    does), ``wake_now`` that it was due already when it suspended (fire the wake at once). A
+    ``cancelled`` attempt ended because its run was cancelled: never retried nor given up.
+    ``wakes``: the dispatch's.
     """
 
     execution_id: str
@@ -99,6 +121,11 @@ class RunResult:
     completed_at: datetime
     error_type: tuple[str, ...] = ()
     error_message: str = ""
+    wakes: int = 0
+    suspended: bool = False
+    wake_at: datetime | None = None
+    wake_now: bool = False
+    cancelled: bool = False
 
     def payload(self) -> dict[str, Any]:
         return plain(self)
@@ -115,9 +142,85 @@ class RunResult:
             completed_at=fields.required("completed_at", payloads.instant),
             error_type=fields.optional("error_type", _names, ()),
             error_message=fields.optional("error_message", payloads.message, ""),
+            wakes=fields.optional("wakes", payloads.count, 0),
+            suspended=fields.optional("suspended", payloads.flag, False),
+            wake_at=fields.optional("wake_at", payloads.instant, None),
+            wake_now=fields.optional("wake_now", payloads.flag, False),
+            cancelled=fields.optional("cancelled", payloads.flag, False),
         )
         fields.done()
         return result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPush:
+    """What the scheduler pushes to the executors of a run's category for its live attempt:
+    ``kind`` ``signal`` (with ``seq``, ``name``, ``value``, ``sender``, ``sent_at``), ``cancel``
+    (with ``reason``), ``pause`` or ``resume``. On the wire the signal's value is ``payload``:
+    ``{run_key, kind, ...}``, only the fields of its kind."""
+
+    run_key: str
+    kind: str
+    seq: int | None = None
+    name: str | None = None
+    value: Any = field(default=None, repr=False)
+    sender: str | None = None
+    sent_at: datetime | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in PUSH_KINDS:
+            raise InvalidValue("kind", f"{self.kind!r}: expected one of {', '.join(PUSH_KINDS)}")
+        if self.kind == "signal" and (
+            self.seq is None or self.name is None or self.sender is None or self.sent_at is None
+        ):
+            raise InvalidValue("kind", "a signal push has a seq, a name, a sender and sent_at")
+
+    def payload(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"run_key": self.run_key, "kind": self.kind}
+        if self.kind == "signal":
+            assert self.sent_at is not None
+            message |= {
+                "seq": self.seq,
+                "name": self.name,
+                "payload": self.value,
+                "sender": self.sender,
+                "sent_at": self.sent_at.isoformat(),
+            }
+        elif self.kind == "cancel":
+            message["reason"] = self.reason
+        return message
+
+    @classmethod
+    def read(cls, payload: Mapping[str, Any]) -> RunPush:
+        """Strictly, as an executor receives it; InvalidValue names a bad field."""
+        fields = Fields(payload)
+        run_key = fields.required("run_key", payloads.text)
+        kind = fields.required("kind", payloads.text)
+        if kind not in PUSH_KINDS:
+            raise InvalidValue("kind", f"{kind!r}: expected one of {', '.join(PUSH_KINDS)}")
+        if kind == "signal":
+            push = cls(
+                run_key=run_key,
+                kind=kind,
+                seq=fields.required("seq", payloads.positive),
+                name=fields.required("name", payloads.text),
+                value=payload.get("payload"),
+                sender=fields.required("sender", payloads.any_text),
+                sent_at=fields.required("sent_at", payloads.instant),
+            )
+            fields.optional("payload", _anything, None)
+        elif kind == "cancel":
+            reason = fields.optional("reason", payloads.any_text, "")
+            push = cls(run_key=run_key, kind=kind, reason=reason)
+        else:
+            push = cls(run_key=run_key, kind=kind)
+        fields.done()
+        return push
+
+
+def _anything(name: str, value: Any) -> Any:
+    return value
 
 
 def _names(name: str, value: Any) -> tuple[str, ...]:

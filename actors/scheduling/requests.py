@@ -1,6 +1,6 @@
 """Serving ``scheduler.task.*``, ``scheduler.run.get`` and ``scheduler.stats``: each request's
 reader (declared beside its route on ``SchedulerActor``) and what its handler does
-(``TaskRequests``).
+(``TaskRequests``). The other run asks are ``actors.scheduling.runs``'.
 
 A reader checks the request's fields before anything is asked of the store: their types, the task
 id (``<category>.<name>``), no unknown field. A create or an update is then compiled once (its
@@ -335,16 +335,25 @@ class TaskRequests:
 
     # ------------------------------------------------------------ running
 
-    async def trigger(self, sender: str, task_id: str) -> Payload:
-        """Run now, outside the schedule: a fire whose instant is now (its own key)."""
+    async def trigger(self, sender: str, task_id: str, key: str | None = None) -> Payload:
+        """Run now, outside the schedule: a fire whose instant is now (its own run). With a
+        start ``key``, one run per key and task: asked again, the reply is the run started first
+        (``duplicate``), and nothing new runs."""
         task = self._roster.get(task_id)
         if task is None:  # not found, or known but disabled
             task = definitions.compile_task(await self._store.get_task(task_id), self._settings)
         self._owners.check(sender, task.record.owner, task_id, "trigger")
-        execution_id = await self._firing.fire(
-            task, self._clock.wall(), attempt=1, reason="trigger"
-        )
-        return {"task_id": task_id, "execution_id": execution_id}
+        instant = self._clock.wall()
+        fired = await self._firing.start(task, instant, attempt=1, reason="trigger", start_key=key)
+        duplicate = key is not None and fired.stored.duplicate
+        if duplicate:
+            instant = (await self._store.get_execution(fired.execution_id)).scheduled_at
+        return {
+            "task_id": task_id,
+            "execution_id": fired.execution_id,
+            "run": run_key(task_id, instant),
+            "duplicate": duplicate,
+        }
 
     async def reset(self, sender: str, task_id: str) -> Payload:
         """Forget the last run: the next fire is the first one after now, nothing is missed."""

@@ -6,6 +6,10 @@ A retry or a dead letter is decided from what the store holds, never from what a
 result is acted on only if it names an attempt that was recorded (so dispatched) for that task,
 instant and attempt, and that ended failed in the store. After a takeover, the failures no leader
 settled are decided again from the store (``actors.scheduling.takeover``).
+
+A run that suspended and was woken has attempts that were wakes, not retries (``wakes``): the
+retry policy counts ``attempt - wakes``. An attempt ended because its run was cancelled is never
+retried nor given up; a fire given up ends its run (``finish_run``, ``failed``) too.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 
 from actors.scheduling.background import Background
@@ -25,14 +30,15 @@ from actors.scheduling.roster import Roster
 from actors.storing.client import StoreClient
 from scheduler import Clock, RetryDecision, Timer
 from store.errors import NotFound
-from store.records import ExecutionRecord, NewDeadLetter
+from store.records import ExecutionRecord, NewDeadLetter, run_key
 
 RetryKey = tuple[str, datetime, int]  # task id, the fire's instant, the attempt to run
 
 
-def failure_of(execution: ExecutionRecord) -> RunResult:
+def failure_of(execution: ExecutionRecord, wakes: int = 0) -> RunResult:
     """A failed execution as the store has it, as a RunResult (its error's class names are the
-    ones the executor stored in its result; ``Exception`` if it stored none)."""
+    ones the executor stored in its result; ``Exception`` if it stored none); ``wakes``: how many
+    of its fire's attempts before it were wakes (the run's, as the store keeps it)."""
     result = execution.result or {}
     names = result.get("error_type")
     return RunResult(
@@ -44,7 +50,13 @@ def failure_of(execution: ExecutionRecord) -> RunResult:
         completed_at=execution.completed_at or execution.started_at,
         error_type=tuple(names) if isinstance(names, list) and names else ("Exception",),
         error_message=execution.error_message or "",
+        wakes=min(wakes, execution.retry_count),
     )
+
+
+def tries(failure: RunResult) -> int:
+    """The attempts the retry policy counts: the fire's attempts that were not wakes."""
+    return max(1, failure.attempt - failure.wakes)
 
 
 def dead_letter(task_id: str, failure: RunResult, decision: RetryDecision) -> NewDeadLetter:
@@ -52,7 +64,7 @@ def dead_letter(task_id: str, failure: RunResult, decision: RetryDecision) -> Ne
     return NewDeadLetter(
         task_id=task_id,
         scheduled_at=failure.scheduled_at,
-        attempts=failure.attempt,
+        attempts=tries(failure),
         error_type=failure.error_type[0],
         last_error=failure.error_message,
         reason=decision.reason,
@@ -99,6 +111,11 @@ class Retries:
         for key in [key for key in self._timers if key[0] == task_id]:
             self._timers.pop(key).cancel()
 
+    def cancel_run(self, task_id: str, instant: datetime) -> None:
+        """Drop the waiting retry of one fire (its run was cancelled)."""
+        for key in [key for key in self._timers if key[:2] == (task_id, instant)]:
+            self._timers.pop(key).cancel()
+
     def cancel_all(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
@@ -106,7 +123,11 @@ class Retries:
 
     async def settle(self, result: RunResult) -> str | None:
         """Act on an executor's result: a failure of a task still fired is retried or given up.
-        Returns why the result is dropped (the store knows no such failed attempt), else None."""
+        Returns why the result is dropped (the store knows no such failed attempt), else None.
+        An attempt its run's cancel ended is neither retried nor given up."""
+        if result.cancelled:
+            self._counters["cancelled"] += 1
+            return None
         self._counters["succeeded" if result.success else "failed"] += 1
         task = self._roster.get(result.task_id)
         if result.success or task is None:
@@ -135,17 +156,18 @@ class Retries:
             or failure.attempt != result.attempt
         ):
             return None
-        return failure
+        return replace(failure, wakes=min(result.wakes, execution.retry_count))
 
     async def after_failure(self, task: CompiledTask, failure: RunResult) -> None:
         """Retry the failed attempt by the task's policy, or give its fire up."""
         key = f"{task.task_id}@{failure.scheduled_at.isoformat()}"
-        decision = task.policies.retry.decide(failure.attempt, failure.error_type, key)
+        decision = task.policies.retry.decide(tries(failure), failure.error_type, key)
         if not decision.retry:
             await self._give_up(task, failure, decision)
             return
         attempt = failure.attempt + 1
-        self._retry_at(task, failure.scheduled_at, attempt, decision.retry_at(failure.completed_at))
+        due = decision.retry_at(failure.completed_at)
+        self._retry_at(task, failure.scheduled_at, attempt, due, failure.wakes)
         await self._events.status(
             task.record.owner,
             task.task_id,
@@ -155,7 +177,9 @@ class Retries:
             reason=decision.reason,
         )
 
-    def _retry_at(self, task: CompiledTask, instant: datetime, attempt: int, due: datetime) -> None:
+    def _retry_at(
+        self, task: CompiledTask, instant: datetime, attempt: int, due: datetime, wakes: int
+    ) -> None:
         key = (task.task_id, instant, attempt)
         if key in self._timers:
             return
@@ -166,7 +190,9 @@ class Retries:
             current = self._roster.get(task.task_id)
             if current is not None:
                 self._background.spawn(
-                    self._firing.fire(current, instant, attempt=attempt, reason="retry")
+                    self._firing.fire(
+                        current, instant, attempt=attempt, reason="retry", wakes=wakes
+                    )
                 )
 
         self._timers[key] = self._clock.call_later(delay, fire)
@@ -180,6 +206,16 @@ class Retries:
             functools.partial(self._store.add_dead_letter, letter),
         )
         self._counters["dead"] += 1
+        await self._owed(
+            f"ending the run of {task.task_id} given up",
+            functools.partial(
+                self._store.finish_run,
+                run_key(task.task_id, failure.scheduled_at),
+                "failed",
+                reason=decision.reason,
+                now=self._clock.wall(),
+            ),
+        )
         self._log.warning(
             "task %s fire %s given up: %s",
             task.task_id,

@@ -7,6 +7,8 @@
    write per page.
 3. Every execution of the recovery window left unfinished is dispatched again (same work id), and
    every failed attempt not yet retried or given up is decided again.
+4. Every suspended run the store holds (sleeping or waiting) has its wake armed again
+   (``Sleepers.rearm``); a run paused stays held until it is resumed.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from actors.scheduling.firing import Firing
 from actors.scheduling.owners import SYSTEM_OWNER
 from actors.scheduling.retries import Retries, failure_of
 from actors.scheduling.roster import Roster
+from actors.scheduling.sleepers import Sleepers
 from actors.storing.client import StoreClient
 from config.sections import SchedulerSettings
 from scheduler import Clock
-from store.errors import Conflict, InvalidValue
-from store.records import ExecutionRecord, RunMark, TaskRecord, TaskSpec
+from store.errors import Conflict, InvalidValue, NotFound
+from store.records import ExecutionRecord, RunMark, TaskRecord, TaskSpec, run_key
 
 TASK_PAGE = 1000  # tasks loaded per request
 RECOVERY_PAGE = 500  # unsettled executions read per request
@@ -41,6 +44,7 @@ class Takeover:
         roster: Roster,
         firing: Firing,
         retries: Retries,
+        sleepers: Sleepers,
         events: Events,
         counters: Counter[str],
         clock: Clock,
@@ -52,6 +56,7 @@ class Takeover:
         self._roster = roster
         self._firing = firing
         self._retries = retries
+        self._sleepers = sleepers
         self._events = events
         self._counters = counters
         self._clock = clock
@@ -89,7 +94,8 @@ class Takeover:
                 return
 
     async def recover(self) -> None:
-        """Dispatch unfinished executions again; decide failed attempts not yet settled."""
+        """Dispatch unfinished executions again; decide failed attempts not yet settled; arm
+        the wakes of the suspended runs."""
         since = self._clock.wall() - timedelta(seconds=self._settings.recovery_window_s)
         after: str | None = None
         while True:
@@ -100,20 +106,36 @@ class Takeover:
                 await self._recover(execution)
             after = page.next_cursor
             if after is None:
-                return
+                break
+        await self._sleepers.rearm()
 
     async def _recover(self, execution: ExecutionRecord) -> None:
         task = self._roster.get(execution.task_id)
         if task is None:  # deleted or disabled since: its runs are not owed any more
             return
+        wakes = await self._wakes(execution)
         if execution.success is None:
             self._counters["recovered_dispatches"] += 1
             await self._firing.dispatch_again(
-                task, execution.execution_id, execution.scheduled_at, execution.retry_count + 1
+                task,
+                execution.execution_id,
+                execution.scheduled_at,
+                execution.retry_count + 1,
+                wakes,
             )
             return
         self._counters["recovered_failures"] += 1
-        await self._retries.after_failure(task, failure_of(execution))
+        await self._retries.after_failure(task, failure_of(execution, wakes))
+
+    async def _wakes(self, execution: ExecutionRecord) -> int:
+        """How many attempts of the execution's fire were wakes (its run's, 0 without a row)."""
+        if execution.retry_count == 0:
+            return 0
+        try:
+            run = await self._store.get_run(run_key(execution.task_id, execution.scheduled_at))
+        except NotFound:
+            return 0
+        return run.wakes
 
     async def _put_builtin(self) -> None:
         """Code-defined tasks as the code and the configuration define them now.
