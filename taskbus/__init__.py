@@ -13,15 +13,19 @@ what a task is written with. The ``taskbus`` command (``python -m taskbus``) is
 from bus import Refused, RemoteError
 from config import Settings, load_settings
 from config.errors import ConfigError, TaskbusError
-from taskbus.client import TaskbusClient, Unreachable
+from taskbus.client import Started, TaskbusClient, Unreachable
 from taskbus.embedding import Taskbus
 from taskbus.instance import InUse
 from tasks import (
     BaseTask,
+    RunCancelled,
+    Signal,
+    SignalTimedOut,
     StepFailed,
     StepRetry,
     StepsChanged,
     StepTimedOut,
+    Suspended,
     TaskCancelled,
     TaskContext,
     TaskDefinitionError,
@@ -30,6 +34,7 @@ from tasks import (
     TaskResult,
     UnknownTaskClass,
     require_option,
+    signal_handler,
 )
 
 __all__ = [
@@ -38,11 +43,16 @@ __all__ = [
     "InUse",
     "Refused",
     "RemoteError",
+    "RunCancelled",
     "Settings",
+    "Signal",
+    "SignalTimedOut",
+    "Started",
     "StepFailed",
     "StepRetry",
     "StepTimedOut",
     "StepsChanged",
+    "Suspended",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinitionError",
@@ -56,4 +66,5 @@ __all__ = [
     "Unreachable",
     "load_settings",
     "require_option",
+    "signal_handler",
 ]

@@ -18,6 +18,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,27 @@ WATCH_TOPICS = (topics.STATUS_EVENTS, topics.DEAD_EVENTS, topics.ERROR_EVENTS, t
 
 class Unreachable(TaskbusError):
     """No running taskbus answered at the endpoint."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """What ``TaskbusClient.start`` started: the run ``run`` (its key, ``<task id>@<µs>``) of
+    ``task_id``, whose first execution is ``execution_id``; ``duplicate`` when the start key had
+    already started that run, so nothing new was started."""
+
+    task_id: str
+    execution_id: str
+    run: str
+    duplicate: bool = False
+
+    @classmethod
+    def read(cls, reply: Payload) -> Started:
+        return cls(
+            task_id=str(reply["task_id"]),
+            execution_id=str(reply["execution_id"]),
+            run=str(reply["run"]),
+            duplicate=bool(reply.get("duplicate", False)),
+        )
 
 
 class TaskbusClient:
@@ -160,6 +182,15 @@ class TaskbusClient:
         reply = await self.ask(topics.TASK_TRIGGER, {"task_id": task_id})
         return str(reply["execution_id"])
 
+    async def start(self, task_id: str, *, key: str | None = None) -> Started:
+        """Runs the task now, as ``trigger``; with a start ``key`` (printable text, 1 to 200
+        characters) at most once per key and task: a second start with the same key starts
+        nothing and returns the first one's run, ``duplicate`` true (docs/runs.md)."""
+        payload: dict[str, Any] = {"task_id": task_id}
+        if key is not None:
+            payload["key"] = key
+        return Started.read(await self.ask(topics.TASK_TRIGGER, payload))
+
     async def reset(self, task_id: str) -> dict[str, Any]:
         """Forgets the last run: the next fire is the first after now, nothing counts as missed."""
         return await self._task(topics.TASK_RESET, {"task_id": task_id})
@@ -201,6 +232,64 @@ class TaskbusClient:
         were stored, each ``name``, ``status``, ``attempts``, ``started_at``, ``finished_at``,
         ``size``, ``error`` (no results). Refused ``not_found``, ``denied`` (another's task)."""
         return await self.ask(topics.RUN_GET, {"execution_id": execution_id})
+
+    # ------------------------------------------------------------ durable runs
+
+    async def signal(self, run: str, name: str, payload: Any = None) -> dict[str, Any]:
+        """Puts signal ``name`` with ``payload`` (plain data) into the inbox of ``run`` (a run key
+        ``<task id>@<µs>`` or the execution id of any of its attempts), waking the run if it
+        waits for that name. ``{run, seq}``: the run as a map (docs/protocol.md §13) and the
+        signal's number. Refused ``not_found``, ``conflict`` (the run has ended), ``invalid``
+        (a bad name, a payload too big, a full inbox), ``denied`` (another's task)."""
+        request: dict[str, Any] = {"run": run, "name": name}
+        if payload is not None:
+            request["payload"] = payload
+        reply = await self.ask(topics.RUN_SIGNAL, request)
+        return {"run": dict(reply["run"]), "seq": int(reply["seq"])}
+
+    async def cancel_run(self, run: str, reason: str = "") -> dict[str, Any]:
+        """Cancels ``run`` for good: a live attempt raises ``RunCancelled`` at once, a suspended
+        run is never woken. Cancelling a cancelled run is a no-op; an ended one is ``conflict``.
+        The run after."""
+        request: dict[str, Any] = {"run": run}
+        if reason:
+            request["reason"] = reason
+        return await self._run(topics.RUN_CANCEL, request)
+
+    async def pause_run(self, run: str) -> dict[str, Any]:
+        """Holds ``run``: it is not woken, and a live attempt suspends at its next step, sleep
+        or wait. The run after (``paused`` true)."""
+        return await self._run(topics.RUN_PAUSE, {"run": run})
+
+    async def resume_run(self, run: str) -> dict[str, Any]:
+        """Lets a paused ``run`` go on: woken now if its wake is due. The run after."""
+        return await self._run(topics.RUN_RESUME, {"run": run})
+
+    async def runs(
+        self, task_id: str | None = None, state: str | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The runs that have a durable record (they slept, waited, were signalled, paused,
+        cancelled or started with a key), by run key; those of ``task_id`` only, in ``state``
+        only (``running``, ``sleeping``, ``waiting``, ``succeeded``, ``failed``,
+        ``cancelled``) if given; at most ``limit`` (default: all). An admin sees every task's,
+        anyone else their own tasks'."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while limit is None or len(found) < limit:
+            payload: dict[str, Any] = {"after": cursor, "limit": min(100, limit or 100)}
+            if task_id is not None:
+                payload["task_id"] = task_id
+            if state is not None:
+                payload["state"] = state
+            page = await self.ask(topics.RUN_LIST, payload)
+            found.extend(dict(run) for run in page["runs"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return found if limit is None else found[:limit]
+
+    async def _run(self, topic: str, payload: Payload) -> dict[str, Any]:
+        return dict((await self.ask(topic, payload))["run"])
 
     # ------------------------------------------------------------ the system
 

@@ -88,10 +88,20 @@ def size(count: int) -> str:
 
 
 def run_state(run: Mapping[str, Any]) -> str:
-    """An execution's ``success`` in a word: running, succeeded or failed."""
+    """An execution's outcome in a word: running, succeeded or failed; ``suspended`` for an
+    attempt that ended because its run slept or waited (a later attempt wakes it,
+    docs/runs.md), ``cancelled`` for one its run's cancel ended."""
     if run["success"] is None:
         return "running"
-    return "succeeded" if run["success"] else "failed"
+    result = run.get("result")
+    if not isinstance(result, Mapping):
+        result = {}
+    if run["success"]:
+        return "suspended" if "suspended" in result else "succeeded"
+    error_type = result.get("error_type")
+    if isinstance(error_type, list | tuple) and "RunCancelled" in error_type:
+        return "cancelled"
+    return "failed"
 
 
 def run_result(result: Mapping[str, Any] | None) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
+from store.records import RUN_STATES
 from taskbus.cli import keys, run, status, store, task, up
 from taskbus.cli._remote import Handler
 
@@ -47,6 +48,7 @@ examples:
       --schedule "0 23 * * *" --tz Europe/Berlin --option message="time to reflect"
   taskbus task logs user.reflect      its runs, latest first
   taskbus run show EXECUTION_ID       one run: its steps and what it logged
+  taskbus run signal RUN approve      send a waiting run the signal it waits for
   taskbus watch --json                events as JSON lines, until Ctrl-C
   taskbus task list --home /srv/tb    global options go before or after the command
   taskbus <command> --help            a command's own options"""
@@ -56,8 +58,21 @@ examples:
   taskbus task create user.reflect --class tasks.reminders:Reminder --schedule "every 10s"
   taskbus task update user.reflect --schedule "0 23 * * *" --tz Europe/Berlin
   taskbus task trigger user.reflect
+  taskbus task trigger user.reflect --key 2024-05-01
   taskbus task logs user.reflect --limit 5
   taskbus task missed maintenance.log_cleanup"""
+
+
+RUN_EXAMPLES = """\
+examples:
+  taskbus run show EXECUTION_ID
+  taskbus run list --task user.approval --state waiting
+  taskbus run signal user.approval@1714546800000000 approve --payload '{"by": "ana"}'
+  taskbus run cancel EXECUTION_ID --reason "no longer needed"
+  taskbus run pause user.approval@1714546800000000
+  taskbus run resume user.approval@1714546800000000"""
+
+RUN_HELP = "a run key (<task id>@<microseconds>) or the execution id of one of its attempts"
 
 
 def version() -> str:
@@ -110,7 +125,7 @@ def build(description: str | None = None) -> argparse.ArgumentParser:
     _add_run_commands(commands)
     _add_keys_commands(commands)
     _add_task_commands(commands)
-    _add_run_show_commands(commands)
+    _add_task_run_commands(commands)
     _add_status_commands(commands)
     _add_store_commands(commands)
     return parser
@@ -253,10 +268,17 @@ def _add_task_commands(commands: Commands) -> None:
         ("delete", "delete a user.* task (its history stays until retention)", task.delete),
         ("enable", "schedule the task again", task.enable),
         ("disable", "stop scheduling the task (trigger still runs it)", task.disable),
-        ("trigger", "run the task now, outside its schedule", task.trigger),
         ("reset", "forget the last run: nothing counts as missed, next fire after now", task.reset),
     ):
         _connecting(verbs, verb, helptext, func).add_argument("task_id")
+    trigger = _connecting(verbs, "trigger", "run the task now, outside its schedule", task.trigger)
+    trigger.add_argument("task_id")
+    trigger.add_argument(
+        "--key",
+        default=None,
+        help="a start key: a second trigger with the same key starts nothing and names the "
+        "first one's run",
+    )
     for verb, helptext, func in (
         ("logs", "the task's executions, latest first", task.logs),
         ("missed", "the task's fires that did not run, with their reasons", task.missed),
@@ -271,13 +293,52 @@ def _add_task_commands(commands: Commands) -> None:
         _json_flag(rows)
 
 
-def _add_run_show_commands(commands: Commands) -> None:
-    verbs = _verbs(commands, "run", "one run of a task: its steps and what it logged")
+def _add_task_run_commands(commands: Commands) -> None:
+    verbs = _verbs(
+        commands,
+        "run",
+        "the runs of tasks: show, list, signal, cancel, pause, resume",
+        RUN_EXAMPLES,
+    )
     show = _connecting(
         verbs, "show", "one run (an execution id): its times, steps and log lines", run.show
     )
     show.add_argument("execution_id")
     _json_flag(show)
+    listing = _connecting(
+        verbs, "list", "the durable runs (slept, waited, signalled, keyed...)", run.list_runs
+    )
+    listing.add_argument("--task", dest="task_id", default=None, help="one task's runs only")
+    listing.add_argument(
+        "--state", default=None, choices=RUN_STATES, help="runs in this state only"
+    )
+    listing.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    _json_flag(listing)
+    signal = _connecting(
+        verbs, "signal", "send a signal to a run (wakes it if it waits for that name)", run.signal
+    )
+    signal.add_argument("run", help=RUN_HELP)
+    signal.add_argument("name", help="the signal's name, e.g. approve")
+    signal.add_argument(
+        "--payload",
+        default=None,
+        metavar="JSON",
+        help="what the signal carries, as JSON (default: null)",
+    )
+    _json_flag(signal)
+    cancel = _connecting(
+        verbs, "cancel", "cancel a run for good (a live attempt stops at once)", run.cancel
+    )
+    cancel.add_argument("run", help=RUN_HELP)
+    cancel.add_argument("--reason", default="", help="why, kept with the run")
+    _json_flag(cancel)
+    for verb, helptext, func in (
+        ("pause", "hold a run: not woken, and a live one suspends at its next step", run.pause),
+        ("resume", "let a paused run go on (woken now if its wake is due)", run.resume),
+    ):
+        control = _connecting(verbs, verb, helptext, func)
+        control.add_argument("run", help=RUN_HELP)
+        _json_flag(control)
 
 
 def _add_task_definitions(verbs: Commands) -> None:

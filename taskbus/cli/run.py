@@ -1,14 +1,19 @@
-"""``taskbus run show``: one run of a task (an execution) with its steps and what it logged,
-read through the scheduler (``scheduler.run.get``), which checks the run's task is the asker's."""
+"""``taskbus run ...``: one run of a task (an execution) with its steps and what it logged
+(``run show``), the durable runs (``run list``), and what changes a run: ``run signal``,
+``run cancel``, ``run pause``, ``run resume``. All go through the scheduler (``scheduler.run.*``),
+which checks the run's task is the asker's."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from config.errors import TaskbusError
 from taskbus.cli import format as fmt
-from taskbus.cli._remote import call, print_json
+from taskbus.cli._remote import Handler, call, print_json
 from taskbus.client import TaskbusClient
 
 STEP_HEADERS = ["NAME", "STATUS", "ATTEMPTS", "STARTED", "TOOK", "SIZE"]
@@ -73,3 +78,116 @@ def _step_row(step: dict[str, Any]) -> list[str]:
         fmt.seconds(max(0.0, took.total_seconds())),
         fmt.size(step["size"]),
     ]
+
+
+# ------------------------------------------------------------------ durable runs
+
+RUN_HEADERS = ["RUN", "STATE", "WAKE", "WAITING", "ATTEMPT", "SIGNALS", "UPDATED", "REASON"]
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        if args.limit < 1:
+            raise TaskbusError(f"--limit {args.limit}: expected 1 or more")
+        found = await client.runs(args.task_id, args.state, limit=args.limit)
+        if args.json:
+            print_json(found)
+            return 0
+        if not found:
+            print("no runs" + _filters(args))
+            return 0
+        now = datetime.now(UTC)
+        print(fmt.table(RUN_HEADERS, [run_row(run, now) for run in found]))
+        return 0
+
+    return call(args, work)
+
+
+def _filters(args: argparse.Namespace) -> str:
+    said = [
+        f"of {args.task_id}" if args.task_id else "",
+        f"in state {args.state}" if args.state else "",
+    ]
+    return "".join(f" {part}" for part in said if part)
+
+
+def run_row(run: dict[str, Any], now: datetime) -> list[str]:
+    """One durable run in ``run list``: its key, state, when it wakes, what it waits for..."""
+    return [
+        run["run_key"],
+        run_state(run),
+        fmt.relative(run.get("wake_at"), now),
+        run.get("waiting") or "-",
+        str(run["attempt"]),
+        str(run.get("signals", 0)),
+        fmt.relative(run["updated_at"], now),
+        fmt.clip(run.get("reason"), 40),
+    ]
+
+
+def run_state(run: dict[str, Any]) -> str:
+    """A durable run's state, ``+paused`` when it is held: ``sleeping+paused``."""
+    return f"{run['state']}+paused" if run.get("paused") else str(run["state"])
+
+
+def read_payload(text: str | None) -> Any:
+    """``--payload``: JSON text as the value it says; None when not given."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise TaskbusError("--payload: the JSON value nests too deeply") from None
+    except ValueError as exc:
+        raise TaskbusError(f"--payload: not JSON ({exc}); quote text as JSON: '\"yes\"'") from None
+
+
+def signal(args: argparse.Namespace) -> int:
+    payload = read_payload(args.payload)  # a mistake here connects to nothing
+
+    async def work(client: TaskbusClient) -> int:
+        reply = await client.signal(args.run, args.name, payload)
+        if args.json:
+            print_json(reply)
+            return 0
+        run = reply["run"]
+        print(f"sent {args.name} to {run['run_key']} as signal {reply['seq']}: {describe(run)}")
+        return 0
+
+    return call(args, work)
+
+
+def describe(run: dict[str, Any]) -> str:
+    """The run's state in words: ``waiting for approve``, ``sleeping until 2024-05-01 09:00:00``,
+    ``paused``..."""
+    state = str(run["state"])
+    if state == "waiting" and run.get("waiting"):
+        state = f"waiting for {run['waiting']}"
+    elif state == "sleeping" and run.get("wake_at"):
+        state = f"sleeping until {fmt.local(run['wake_at'])}"
+    return f"{state}, paused" if run.get("paused") else state
+
+
+def _control(
+    act: Callable[[TaskbusClient, argparse.Namespace], Awaitable[dict[str, Any]]], done: str
+) -> Handler:
+    """The command of ``run <verb> RUN`` that ``act``s on the run, then prints ``<done> <run key>
+    (<its state>)``, or the run as JSON."""
+
+    def handler(args: argparse.Namespace) -> int:
+        async def work(client: TaskbusClient) -> int:
+            run = await act(client, args)
+            if args.json:
+                print_json(run)
+                return 0
+            print(f"{done} {run['run_key']}: {describe(run)}")
+            return 0
+
+        return call(args, work)
+
+    return handler
+
+
+cancel = _control(lambda client, args: client.cancel_run(args.run, args.reason), "cancelled")
+pause = _control(lambda client, args: client.pause_run(args.run), "paused")
+resume = _control(lambda client, args: client.resume_run(args.run), "resumed")

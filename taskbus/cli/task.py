@@ -16,7 +16,7 @@ from scheduler.policies import task_policies
 from taskbus.cli import format as fmt
 from taskbus.cli import run as runs
 from taskbus.cli._remote import Handler, call, print_json
-from taskbus.client import TaskbusClient
+from taskbus.client import Started, TaskbusClient
 
 Act = Callable[[TaskbusClient, str], Awaitable[object]]
 
@@ -245,11 +245,24 @@ reset = _one_change(TaskbusClient.reset, "reset", then_next_run=True)
 
 def trigger(args: argparse.Namespace) -> int:
     async def work(client: TaskbusClient) -> int:
-        execution_id = await client.trigger(args.task_id)
-        print(f"triggered {args.task_id}: execution {execution_id}")
+        if args.key is None:
+            execution_id = await client.trigger(args.task_id)
+            print(f"triggered {args.task_id}: execution {execution_id}")
+            return 0
+        print(started_line(await client.start(args.task_id, key=args.key), args.key))
         return 0
 
     return call(args, work)
+
+
+def started_line(started: Started, key: str) -> str:
+    """What ``task trigger --key`` prints: the run the key started, now or before."""
+    if started.duplicate:
+        return (
+            f"duplicate {started.task_id}: key {key!r} already started run {started.run} "
+            f"(execution {started.execution_id}); nothing new started"
+        )
+    return f"triggered {started.task_id}: execution {started.execution_id}, run {started.run}"
 
 
 async def _next_run(client: TaskbusClient, task_id: str) -> str:
