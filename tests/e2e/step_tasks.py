@@ -46,3 +46,44 @@ class ThreeSteps(BaseTask):
             await asyncio.sleep(0.05)
         three = await ctx.step("three", mark, directory, "three")
         return TaskResult.ok(steps=[one, two, three], pid=os.getpid())
+
+
+class GatheredSteps(BaseTask):
+    """Three steps awaited together: ``a`` and ``b`` finish at once, ``c`` waits for the test's
+    release, so a kill lands while ``c`` runs; a re-run asks for them in the reverse order."""
+
+    category = "user"
+    Options = StepsOptions
+
+    async def execute(self, ctx: TaskContext[StepsOptions]) -> TaskResult:
+        directory = ctx.options.marker_dir
+
+        async def held(name: str) -> str:
+            (Path(directory) / f"{AFTER_TWO}-{os.getpid()}").touch()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + HOLD_LIMIT_S
+            while not (Path(directory) / RELEASE).exists():
+                if loop.time() > deadline:
+                    raise TimeoutError("never released")
+                await asyncio.sleep(0.05)
+            return mark(directory, name)
+
+        async def quick(name: str) -> str:
+            return mark(directory, name)
+
+        names = ["c", "b", "a"] if _ran_before(directory) else ["a", "b", "c"]
+        work = {"a": quick, "b": quick, "c": held}
+
+        async def one(name: str) -> str:
+            if name == "c":  # c starts once a and b are kept, so the kill finds them stored
+                await ctx.step("a", quick, "a")
+                await ctx.step("b", quick, "b")
+            return str(await ctx.step(name, work[name], name))
+
+        results = await asyncio.gather(*(one(name) for name in names))
+        return TaskResult.ok(order=names, steps=sorted(results), pid=os.getpid())
+
+
+def _ran_before(directory: str) -> bool:
+    """Whether an earlier process already started this run (it left its marker)."""
+    return any(Path(directory).glob(f"{AFTER_TWO}-*"))
