@@ -28,8 +28,10 @@ from store.leases import Fence, LeaseGrant
 from store.libsql_store import LibsqlStore, RekeyReport
 from store.records import (
     FINAL_RUN_STATES,
+    MAX_INBOX_BYTES,
     MAX_INBOX_SIGNALS,
     MAX_SIGNAL_NAME_CHARS,
+    ON_PARENT_CANCEL,
     RUN_STATES,
     DeadLetterRecord,
     ExecutionOutcome,
@@ -62,8 +64,10 @@ __all__ = [
     "FINAL_RUN_STATES",
     "MASTER_KEY_ENV",
     "MASTER_KEY_FILE",
+    "MAX_INBOX_BYTES",
     "MAX_INBOX_SIGNALS",
     "MAX_SIGNAL_NAME_CHARS",
+    "ON_PARENT_CANCEL",
     "RUN_STATES",
     "Conflict",
     "DatabaseKey",

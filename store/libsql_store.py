@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from config.settings import Settings
 from config.store import StoreSettings
@@ -80,7 +80,9 @@ from store.records import (
     TaskSpec,
     TaskStatus,
     check_run_key,
+    query_answers,
 )
+from store.records import run_key as run_key_of
 from store.rekey import open_finishing_rotation, rekey_by_copy, remove_work_files
 from store.schema import MIGRATIONS, Migration
 from store.store import Store
@@ -551,7 +553,8 @@ class LibsqlStore(Store):
             raise InvalidValue(
                 "suspension", f"expected a RunSuspension, got {type(suspension).__name__}"
             )
-        return await self._running.write(lambda c: runs.suspend_run(c, suspension))
+        answers = runs.encode_answers(suspension.answers, self.settings)
+        return await self._running.write(lambda c: runs.suspend_run(c, suspension, answers))
 
     async def wake_run(self, run_key: str, *, now: datetime) -> RunRecord | None:
         run_key = values.identifier("run_key", run_key)
@@ -648,7 +651,13 @@ class LibsqlStore(Store):
         )
 
     async def finish_run(
-        self, run_key: str, state: str, *, reason: str | None = None, now: datetime
+        self,
+        run_key: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        now: datetime,
+        answers: Mapping[str, Any] | None = None,
     ) -> RunRecord | None:
         run_key = values.identifier("run_key", run_key)
         if state not in FINAL_RUN_STATES:
@@ -657,7 +666,31 @@ class LibsqlStore(Store):
             )
         why = self._reason(reason)
         now = values.instant("now", now)
-        return await self._running.write(lambda c: runs.finish_run(c, run_key, state, why, now))
+        encoded = runs.encode_answers(query_answers("answers", answers), self.settings)
+        return await self._running.write(
+            lambda c: runs.finish_run(c, run_key, state, why, now, answers=encoded)
+        )
+
+    async def latest_attempt(self, task_id: str, scheduled_at: datetime) -> ExecutionRecord | None:
+        task_id = values.identifier("task_id", task_id)
+        scheduled_at = values.instant("scheduled_at", scheduled_at)
+        key = run_key_of(task_id, scheduled_at)
+        return await self._running.read(
+            lambda c: task_executions.latest_attempt(c, key),
+            what=f"the latest attempt of run {key!r}",
+        )
+
+    async def run_children(self, parent_key: str) -> tuple[RunRecord, ...]:
+        parent_key = values.identifier("parent_key", parent_key)
+        return await self._running.read(
+            lambda c: runs.run_children(c, parent_key), what=f"the children of run {parent_key!r}"
+        )
+
+    async def stranded_runs(self, *, after: str | None = None, limit: int = 100) -> Page[RunRecord]:
+        return await self._running.read(
+            lambda c: runs.stranded_runs(c, after=after, limit=limit),
+            what=_paged("the stranded runs", after),
+        )
 
     def _reason(self, reason: str | None) -> str | None:
         """A run's reason as kept: cut to ``max_error_chars``; None or empty: none."""

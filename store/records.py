@@ -36,7 +36,11 @@ SUSPENDED_RUN_STATES = frozenset({"sleeping", "waiting"})
 RUN_ACTIONS = frozenset({"cancel", "pause", "resume"})
 MAX_SIGNAL_NAME_CHARS = 100  # printable, non-empty
 MAX_INBOX_SIGNALS = 1000  # signals a run's inbox may hold; the next put is refused
+# The encoded payloads a run's inbox may hold in all, so that its listing always fits a reply.
+MAX_INBOX_BYTES = 768 * 1024
 MAX_START_KEY_CHARS = 200
+# What a child run does when its parent is cancelled: be cancelled too, or run on.
+ON_PARENT_CANCEL = frozenset({"cancel", "abandon"})
 StepStatus = Literal["ok", "error"]
 STEP_STATUSES = frozenset({"ok", "error"})
 
@@ -47,6 +51,25 @@ def signal_name(field: str, value: object) -> str:
     if not checked.isprintable():
         raise InvalidValue(field, "must be printable (no control characters or line breaks)")
     return checked
+
+
+def on_parent_cancel_text(field: str, value: object) -> str:
+    """What a child run does when its parent is cancelled: one of ON_PARENT_CANCEL."""
+    if not isinstance(value, str) or value not in ON_PARENT_CANCEL:
+        raise InvalidValue(field, f"expected one of {', '.join(sorted(ON_PARENT_CANCEL))}")
+    return str(value)
+
+
+def query_answers(field: str, value: object) -> dict[str, Any] | None:
+    """A run's answers to its queries: None, or a map from query names (printable, non-empty
+    text of at most MAX_SIGNAL_NAME_CHARS) to plain data (bounded when stored)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidValue(field, f"expected a map, got {type(value).__name__}")
+    for name in value:
+        signal_name(f"{field} key", name)
+    return dict(value)
 
 
 def start_key_text(field: str, value: object) -> str:
@@ -199,6 +222,8 @@ class NewExecution:
     first retry...: each attempt is recorded once. The record keeps this ``retry_count`` unless
     ``outcome`` gives one. ``trigger``: what made it (one of TRIGGERS). The execution belongs to
     the task's current incarnation (the task row's ``created_at`` when it is recorded).
+    ``start_key``: the caller's idempotency key of a start (``record_fires`` gives the run a row
+    holding it, with ``parent_key``, ``spawn_key`` and ``on_parent_cancel`` for a child run).
     """
 
     task_id: str
@@ -208,11 +233,19 @@ class NewExecution:
     retry_count: int = 0
     trigger: str = "schedule"
     start_key: str | None = None
+    parent_key: str | None = None
+    spawn_key: str | None = None
+    on_parent_cancel: str = "cancel"
 
     def __post_init__(self) -> None:
         values.identifier("task_id", self.task_id)
         if self.start_key is not None:
             start_key_text("start_key", self.start_key)
+        if self.parent_key is not None:
+            values.identifier("parent_key", self.parent_key)
+        if self.spawn_key is not None:
+            start_key_text("spawn_key", self.spawn_key)
+        on_parent_cancel_text("on_parent_cancel", self.on_parent_cancel)
         if self.trigger not in TRIGGERS:
             raise InvalidValue("trigger", f"expected one of {', '.join(sorted(TRIGGERS))}")
         object.__setattr__(self, "scheduled_at", values.instant("scheduled_at", self.scheduled_at))
@@ -509,6 +542,10 @@ class RunRecord:
     ``consumed``: how many signals of that name it had consumed when it suspended. ``attempt``:
     the last attempt the store heard of; ``wakes``: how many attempts were wakes (not retries).
     ``signals``: how many signals its inbox holds (filled by ``get_run`` and ``list_runs``).
+    A child run (spawned by another) names its parent's run key (``parent_key``) and the key
+    it was spawned under (``spawn_key``); ``on_parent_cancel`` (one of ON_PARENT_CANCEL) says
+    whether cancelling the parent cancels it. ``answers``: its answers to its queries as its
+    last suspension or finish stored them (None: none stored).
     """
 
     run_key: str
@@ -528,6 +565,8 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     signals: int = 0
+    on_parent_cancel: str = "cancel"
+    answers: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @property
     def suspended(self) -> bool:
@@ -589,7 +628,8 @@ class RunSuspension:
     """An attempt (``attempt``, 1 or more) of the run ``run_key`` ended without finishing the
     run, at ``at``: it sleeps until ``wake_at``, or waits for the signal ``waiting`` (until
     ``wake_at`` if given, having consumed ``consumed`` signals of that name), or was ``paused``
-    (``wake_at`` and ``waiting`` None)."""
+    (``wake_at`` and ``waiting`` None). ``answers``: the run's answers to its queries, kept
+    with the row (None leaves those stored)."""
 
     run_key: str
     task_id: str
@@ -600,6 +640,7 @@ class RunSuspension:
     consumed: int = 0
     paused: bool = False
     at: datetime
+    answers: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         values.identifier("run_key", self.run_key)
@@ -614,6 +655,7 @@ class RunSuspension:
         values.count("consumed", self.consumed, high=MAX_INBOX_SIGNALS)
         values.flag("paused", self.paused)
         object.__setattr__(self, "at", values.instant("at", self.at))
+        object.__setattr__(self, "answers", query_answers("answers", self.answers))
 
 
 def check_run_key(field: str, key: str, task_id: str, scheduled_at: datetime) -> str:

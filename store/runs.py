@@ -26,6 +26,7 @@ from store._paging import check_limit, key_cursor
 from store._sql import Connection, Row, one, rows, scalar
 from store.errors import Conflict, InvalidValue, NotFound
 from store.records import (
+    MAX_INBOX_BYTES,
     MAX_INBOX_SIGNALS,
     InboxSignal,
     NewExecution,
@@ -38,7 +39,7 @@ from store.records import (
 
 RUN_COLUMNS = (
     "run_key, task_id, scheduled_at, state, paused, wake_at, waiting, consumed, attempt, wakes, "
-    "parent_key, spawn_key, start_key, reason, created_at, updated_at"
+    "parent_key, spawn_key, start_key, reason, created_at, updated_at, on_parent_cancel, answers"
 )
 # RUN_COLUMNS and the count of the run's signals (what get_run and the pages return).
 _COUNTED = f"{RUN_COLUMNS}, (SELECT count(*) FROM run_inbox AS i WHERE i.run_key = runs.run_key)"
@@ -47,6 +48,7 @@ SIGNAL_COLUMNS = "seq, run_key, name, payload, sender, sent_at, size_bytes"
 
 def run_from_row(row: Row) -> RunRecord:
     """A run from RUN_COLUMNS, followed by its count of signals if the row has one."""
+    stored = values.unpacked(row[17])
     return RunRecord(
         run_key=row[0],
         task_id=row[1],
@@ -64,7 +66,9 @@ def run_from_row(row: Row) -> RunRecord:
         reason=row[13],
         created_at=values.from_us(row[14]),
         updated_at=values.from_us(row[15]),
-        signals=int(row[16]) if len(row) > 16 else 0,
+        on_parent_cancel=row[16],
+        answers=None if stored is None else stored.get("value"),
+        signals=int(row[18]) if len(row) > 18 else 0,
     )
 
 
@@ -86,6 +90,15 @@ def encode_payload(payload: Any, limits: StoreSettings) -> bytes:
     nests too deep or is over ``max_value_bytes`` encoded."""
     data, _ = values.encoded("payload", {"value": payload}, limits.max_value_bytes)
     assert data is not None
+    return data
+
+
+def encode_answers(answers: Any, limits: StoreSettings) -> bytes | None:
+    """A run's answers to its queries as stored (None: none given); InvalidValue names
+    ``answers`` if they are not msgpack-able, nest too deep or are over ``max_value_bytes``."""
+    if answers is None:
+        return None
+    data, _ = values.encoded("answers", {"value": answers}, limits.max_value_bytes)
     return data
 
 
@@ -118,6 +131,46 @@ def run_signals(connection: Connection, key: str) -> tuple[InboxSignal, ...]:
         [key],
     )
     return tuple(signal_from_row(row) for row in found)
+
+
+def run_children(connection: Connection, parent_key: str) -> tuple[RunRecord, ...]:
+    """The runs spawned by the run ``parent_key`` (their rows name it), in run key order."""
+    found = rows(
+        connection,
+        f"SELECT {_COUNTED} FROM runs WHERE parent_key = ? ORDER BY run_key",
+        [parent_key],
+    )
+    return tuple(run_from_row(row) for row in found)
+
+
+# The idempotency key of a run's attempt ``attempt`` (1: the run key; n: ``<run key>#<n - 1>``).
+_ATTEMPT_KEY = (
+    "runs.run_key || CASE WHEN runs.attempt > 1 THEN '#' || (runs.attempt - 1) ELSE '' END"
+)
+
+
+def stranded_runs(connection: Connection, *, after: str | None, limit: int) -> Page[RunRecord]:
+    """Runs in state ``running`` whose ``attempt`` has no recorded execution (a scheduler woke
+    them, ``wake_run``, and died before recording the wake's fire), in run key order from the
+    cursor ``after``."""
+    limit = check_limit(limit)
+    where = [
+        "state = 'running'",
+        f"NOT EXISTS (SELECT 1 FROM task_executions AS e WHERE e.idempotency_key = {_ATTEMPT_KEY})",
+    ]
+    params: list[object] = []
+    if after is not None:
+        where.append("run_key > ?")
+        params.append(values.text("cursor", after, max_chars=values.MAX_TEXT_CHARS))
+    params.append(limit + 1)
+    found = salvage.page_rows(
+        connection,
+        "runs",
+        _COUNTED,
+        f"WHERE {' AND '.join(where)} ORDER BY run_key LIMIT ?",
+        params,
+    )
+    return salvage.page(found, limit, run_from_row, key_cursor, table="runs", key="run_key")
 
 
 def list_runs(
@@ -194,7 +247,9 @@ def _wake(connection: Connection, key: str, now: datetime) -> RunRecord:
     return get_run(connection, key)
 
 
-def suspend_run(connection: Connection, suspension: RunSuspension) -> RunRecord:
+def suspend_run(
+    connection: Connection, suspension: RunSuspension, answers: bytes | None = None
+) -> RunRecord:
     """Record that an attempt suspended: the run sleeps (until ``wake_at``; with None, until a
     resume) or waits for a signal, paused if it was or the suspension says so.
 
@@ -203,7 +258,8 @@ def suspend_run(connection: Connection, suspension: RunSuspension) -> RunRecord:
     due at once (its ``wake_at`` has passed, or the signal it waits for is already in its
     inbox), the record returned says ``running``: wake it now. The row itself stays suspended
     (and due) until ``wake_run`` wins it, so that a wake its caller never gets to ask for is
-    still owed, and found by the next scheduler's ``suspended_runs``.
+    still owed, and found by the next scheduler's ``suspended_runs``. ``answers``: the
+    suspension's answers as ``encode_answers`` made them (None keeps those stored).
     """
     s = suspension
     current = find_run(connection, s.run_key)
@@ -212,11 +268,12 @@ def suspend_run(connection: Connection, suspension: RunSuspension) -> RunRecord:
     now = values.to_us(s.at)
     connection.execute(
         "INSERT INTO runs (run_key, task_id, scheduled_at, state, paused, wake_at, waiting, "
-        "consumed, attempt, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "consumed, attempt, answers, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (run_key) DO UPDATE SET state = excluded.state, "
         "paused = max(runs.paused, excluded.paused), wake_at = excluded.wake_at, "
         "waiting = excluded.waiting, consumed = excluded.consumed, attempt = excluded.attempt, "
-        "updated_at = excluded.updated_at",
+        "answers = coalesce(excluded.answers, runs.answers), updated_at = excluded.updated_at",
         [
             s.run_key,
             s.task_id,
@@ -227,6 +284,7 @@ def suspend_run(connection: Connection, suspension: RunSuspension) -> RunRecord:
             s.waiting,
             s.consumed,
             s.attempt,
+            answers,
             now,
             now,
         ],
@@ -256,20 +314,31 @@ def put_signal(
     scheduled_at: datetime,
 ) -> tuple[InboxSignal, RunRecord]:
     """Add a signal to the run's inbox (creating the run's row if it has none). Conflict if the
-    run has ended; InvalidValue naming ``inbox`` if it holds MAX_INBOX_SIGNALS already.
+    run has ended; InvalidValue naming ``inbox`` if it holds MAX_INBOX_SIGNALS already, or if
+    its payloads would take more than MAX_INBOX_BYTES in all (nothing is written then).
     ``encoded``: the payload as ``encode_payload`` made it. Waking a run that waits for it is
     the caller's (``wake_run``)."""
     current = find_run(connection, new.run_key)
     if current is not None and current.final:
         raise final_conflict(current)
-    held = int(
-        scalar(connection, "SELECT count(*) FROM run_inbox WHERE run_key = ?", [new.run_key])
+    counted = one(
+        connection,
+        "SELECT count(*), coalesce(sum(size_bytes), 0) FROM run_inbox WHERE run_key = ?",
+        [new.run_key],
     )
+    assert counted is not None
+    held, size = int(counted[0]), int(counted[1])
     if held >= MAX_INBOX_SIGNALS:
         raise InvalidValue(
             "inbox",
             f"run {new.run_key} holds {held} signals, at most {MAX_INBOX_SIGNALS}: no more "
             "can be sent to it",
+        )
+    if size + len(encoded) > MAX_INBOX_BYTES:
+        raise InvalidValue(
+            "inbox",
+            f"run {new.run_key} holds {size} bytes of signals: with this one's {len(encoded)} "
+            f"it would be over the {MAX_INBOX_BYTES} bytes an inbox may hold",
         )
     ensure_run(connection, new.run_key, task_id, scheduled_at, new.sent_at)
     row = one(
@@ -316,21 +385,40 @@ def control_run(
 
 
 def finish_run(
-    connection: Connection, key: str, state: str, reason: str | None, now: datetime
+    connection: Connection,
+    key: str,
+    state: str,
+    reason: str | None,
+    now: datetime,
+    *,
+    answers: bytes | None = None,
 ) -> RunRecord | None:
-    """Set a final ``state`` on the run's row if it has not ended yet (a run that has is
-    returned unchanged); None if the run has no row (nothing is written)."""
+    """Set a final ``state`` on the run's row if it has not ended yet (a run that has keeps its
+    state); None if the run has no row (nothing is written). ``answers`` (as
+    ``encode_answers`` made them; None keeps those stored) are kept either way."""
     current = find_run(connection, key)
     if current is None:
         return None
+    if answers is not None:
+        connection.execute("UPDATE runs SET answers = ? WHERE run_key = ?", [answers, key])
     if current.final:
-        return current
+        return current if answers is None else get_run(connection, key)
     connection.execute(
         "UPDATE runs SET state = ?, reason = coalesce(?, reason), wake_at = NULL, "
         "waiting = NULL, updated_at = ? WHERE run_key = ?",
         [state, reason, values.to_us(now), key],
     )
     return get_run(connection, key)
+
+
+def close_run(connection: Connection, key: str, now: datetime) -> None:
+    """Mark the run ``key`` succeeded if it has a row that has not ended: its attempt finished
+    with a success that is not a suspension (``task_executions.finish_execution``)."""
+    connection.execute(
+        "UPDATE runs SET state = 'succeeded', wake_at = NULL, waiting = NULL, updated_at = ? "
+        "WHERE run_key = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')",
+        [values.to_us(now), key],
+    )
 
 
 # ------------------------------------------------------------------ start keys
@@ -356,13 +444,16 @@ def start_runs(
     a row (state ``running``) holding its key. A fire whose (task, start key) another run
     holds, stored or claimed earlier in ``news``, is not to be recorded: its index maps to
     that run's key in the answer. A key held by a run none of whose executions is kept any more
-    is taken over by the new fire."""
+    is taken over by the new fire. A fire of a child run (``parent_key``) gets a row naming its
+    parent, its ``spawn_key`` and ``on_parent_cancel``, start key or not."""
     claimed: dict[tuple[str, str], str] = {}
     duplicates: dict[int, str] = {}
     for index, new in enumerate(news):
-        if new.start_key is None:
-            continue
         key = run_key(new.task_id, new.scheduled_at)
+        if new.start_key is None:
+            if new.parent_key is not None:
+                _insert_started(connection, key, new, now)
+            continue
         pair = (new.task_id, new.start_key)
         holder = claimed.get(pair)
         if holder is None:
@@ -379,17 +470,31 @@ def start_runs(
             duplicates[index] = holder
             continue
         claimed[pair] = key
-        connection.execute(
-            "INSERT INTO runs (run_key, task_id, scheduled_at, state, start_key, created_at, "
-            "updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?) ON CONFLICT (run_key) DO UPDATE "
-            "SET start_key = coalesce(runs.start_key, excluded.start_key)",
-            [
-                key,
-                new.task_id,
-                values.to_us(new.scheduled_at),
-                new.start_key,
-                values.to_us(now),
-                values.to_us(now),
-            ],
-        )
+        _insert_started(connection, key, new, now)
     return duplicates
+
+
+def _insert_started(connection: Connection, key: str, new: NewExecution, now: datetime) -> None:
+    """The row of a run started with a start key or spawned (state ``running``); a row it has
+    already keeps its start key and parent, if it has them."""
+    connection.execute(
+        "INSERT INTO runs (run_key, task_id, scheduled_at, state, start_key, parent_key, "
+        "spawn_key, on_parent_cancel, created_at, updated_at) "
+        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?) ON CONFLICT (run_key) DO UPDATE "
+        "SET start_key = coalesce(runs.start_key, excluded.start_key), "
+        "spawn_key = coalesce(runs.spawn_key, excluded.spawn_key), "
+        "on_parent_cancel = CASE WHEN runs.parent_key IS NULL "
+        "THEN excluded.on_parent_cancel ELSE runs.on_parent_cancel END, "
+        "parent_key = coalesce(runs.parent_key, excluded.parent_key)",
+        [
+            key,
+            new.task_id,
+            values.to_us(new.scheduled_at),
+            new.start_key,
+            new.parent_key,
+            new.spawn_key,
+            new.on_parent_cancel,
+            values.to_us(now),
+            values.to_us(now),
+        ],
+    )

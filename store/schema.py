@@ -272,6 +272,21 @@ V8_DURABLE_RUNS = Migration(
     ),
 )
 
+V9_RUN_TREE_AND_ANSWERS = Migration(
+    9,
+    "child runs and the stored answers of runs to queries",
+    (
+        # What a child run does when its parent is cancelled: 'cancel' (be cancelled too) or
+        # 'abandon' (run on).
+        "ALTER TABLE runs ADD COLUMN on_parent_cancel TEXT NOT NULL DEFAULT 'cancel'",
+        # The run's answers to its queries (msgpack of {"value": {name: answer}}), kept with its
+        # suspensions and its finish.
+        "ALTER TABLE runs ADD COLUMN answers BLOB",
+        # A run's children, found by its key.
+        "CREATE INDEX runs_parent ON runs (parent_key) WHERE parent_key IS NOT NULL",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
@@ -281,6 +296,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     V6_TRUTHFUL_HISTORY,
     V7_RUN_STEPS,
     V8_DURABLE_RUNS,
+    V9_RUN_TREE_AND_ANSWERS,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -36,9 +36,10 @@ StoreError for everything else (the file, the disk).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 from store.errors import StoreError
 from store.leases import Fence, LeaseGrant
@@ -177,7 +178,9 @@ class Store(ABC):
         self, execution_id: str, outcome: ExecutionOutcome, *, fence: Fence | None = None
     ) -> Recorded[ExecutionRecord]:
         """Record how a run ended (its real start, duration and log lines with it); NotFound;
-        a finished run is a duplicate."""
+        a finished run is a duplicate. A success whose result has no ``suspended`` key ends
+        the run: its ``runs`` row, if it has one that has not ended, becomes ``succeeded`` in
+        the same write (``finish_executions`` likewise)."""
 
     @abstractmethod
     async def record_fires(
@@ -194,7 +197,9 @@ class Store(ABC):
 
         A fire with a ``start_key`` (only ``record_fires`` looks at it) gives its run a ``runs``
         row holding the key; a fire whose (task, start key) another run holds is not recorded,
-        and its place in the answer is that run's latest attempt, as a duplicate.
+        and its place in the answer is that run's latest attempt, as a duplicate. A fire with
+        a ``parent_key`` (a child run's) writes it, its ``spawn_key`` and ``on_parent_cancel``
+        into its run's row.
         """
 
     @abstractmethod
@@ -292,6 +297,8 @@ class Store(ABC):
         its inbox already, its time has passed), the record returned says ``running``: wake it
         now, through ``wake_run``. The stored row stays suspended, and due, until a
         ``wake_run`` wins it (a wake never asked for is still owed to the next scheduler).
+        The suspension's ``answers`` (to the run's queries) are kept with the row (None keeps
+        those stored); InvalidValue names ``answers`` if they cannot be stored.
         """
 
     @abstractmethod
@@ -307,7 +314,8 @@ class Store(ABC):
         """Add a signal to the inbox of the run (``task_id``'s fire at ``scheduled_at``, whose
         row is created if it has none); returns it and the run, its ``signals`` counted.
         Conflict if the run has ended; InvalidValue names ``payload`` (not msgpack-able, too
-        deep, over the value bound) or ``inbox`` (it holds MAX_INBOX_SIGNALS). Nothing is
+        deep, over the value bound) or ``inbox`` (it holds MAX_INBOX_SIGNALS, or this payload
+        would take its payloads over MAX_INBOX_BYTES). Nothing is
         woken: the caller calls ``wake_run`` for a run waiting for that name."""
 
     @abstractmethod
@@ -356,10 +364,33 @@ class Store(ABC):
 
     @abstractmethod
     async def finish_run(
-        self, run_key: str, state: str, *, reason: str | None = None, now: datetime
+        self,
+        run_key: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        now: datetime,
+        answers: Mapping[str, Any] | None = None,
     ) -> RunRecord | None:
         """End the run (``state``: succeeded, failed or cancelled) if it has a row and has not
-        ended yet (one that has is returned unchanged); None if it has no row."""
+        ended yet (one that has keeps its state); None if it has no row. ``answers``: the run's
+        answers to its queries, kept with the row either way (None keeps those stored);
+        InvalidValue names ``answers`` if they cannot be stored."""
+
+    @abstractmethod
+    async def latest_attempt(self, task_id: str, scheduled_at: datetime) -> ExecutionRecord | None:
+        """The last attempt recorded of ``task_id``'s fire at ``scheduled_at`` (of its
+        executions, the one started last); None if none is kept."""
+
+    @abstractmethod
+    async def run_children(self, parent_key: str) -> tuple[RunRecord, ...]:
+        """The runs spawned by the run ``parent_key``, in run key order (none: empty)."""
+
+    @abstractmethod
+    async def stranded_runs(self, *, after: str | None = None, limit: int = 100) -> Page[RunRecord]:
+        """Runs in state ``running`` whose ``attempt`` has no recorded execution (woken by a
+        scheduler that died before recording the wake's fire), in run key order: what a
+        scheduler taking over must fire."""
 
     # ------------------------------------------------------------ retention
 

@@ -13,7 +13,7 @@ next to each other go in as one multi-row INSERT (see ``Database.commit_group``)
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +33,7 @@ from store.records import (
     NewExecution,
     Recorded,
     RunMark,
+    run_key,
 )
 from store.scheduled_tasks import mark_runs
 
@@ -241,7 +242,7 @@ def record_fires(
         check_fence(connection, fence)
     started = (
         runs.start_runs(connection, news, now)
-        if any(new.start_key is not None for new in news)
+        if any(new.start_key is not None or new.parent_key is not None for new in news)
         else {}
     )
     recorded: list[Recorded[ExecutionRecord]] = []
@@ -354,7 +355,9 @@ def finish_execution(
 
     ``duration_seconds`` defaults to the time from the run's real start (the outcome's
     ``run_started_at``; the dispatch if it has none) to ``completed_at``; ``retry_count`` None keeps
-    the one the run was recorded with.
+    the one the run was recorded with. A success whose result is not a suspension's (it has no
+    ``suspended`` key) ends the run: its ``runs`` row, if it has one that has not ended, is
+    set ``succeeded`` in the same write.
     """
     if fence is not None:
         check_fence(connection, fence)
@@ -370,7 +373,13 @@ def finish_execution(
         [*ending[:6], execution_id, *ending[6:]],
     )
     if row is not None:
-        return Recorded(execution_from_row(row), duplicate=False)
+        finished = execution_from_row(row)
+        if outcome.success and not (
+            isinstance(outcome.result, Mapping) and "suspended" in outcome.result
+        ):
+            key = run_key(finished.task_id, finished.scheduled_at)
+            runs.close_run(connection, key, outcome.completed_at)
+        return Recorded(finished, duplicate=False)
     record = get_execution(connection, execution_id)
     if record.success is not None:
         return Recorded(record, duplicate=True)

@@ -1,7 +1,9 @@
 """Durable runs: suspensions and wakes (one wake wins; the lost-wakeup rule), inboxes of signals
 (bounded, refused to ended runs, payloads bounded like results and encrypted with the file),
-cancel/pause/resume, pages of runs, start keys in ``record_fires``, the migration from version
-7, and retention of ended runs and of the steps of runs that have not ended.
+cancel/pause/resume, pages of runs, start keys in ``record_fires``, the migrations from versions
+7 and 8, and retention of ended runs and of the steps of runs that have not ended; child runs,
+runs closed by their successful finish, stranded runs, inboxes bounded in bytes, and the answers
+to queries stored with a suspension or a finish.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import libsql
 import pytest
 
 from store import (
+    MAX_INBOX_BYTES,
     MAX_INBOX_SIGNALS,
     Conflict,
     ExecutionOutcome,
@@ -30,6 +34,7 @@ from store import (
     run_key,
 )
 from store.schema import MIGRATIONS
+from store.values import to_us
 from tests.store.conftest import StoreFactory, at, raw_rows
 
 TASK = "user.report"
@@ -596,7 +601,7 @@ async def test_a_version_7_file_is_migrated_with_its_steps(
     )
     await version_7.close()
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [8]
+    assert [m.version for m in store.applied] == [8, 9]
     assert [s.name for s in await store.run_steps(RUN)] == ["collect"]
     await send(store)
     assert (await store.get_run(RUN)).signals == 1
@@ -642,3 +647,271 @@ async def test_the_integrity_check_reads_runs_and_inboxes(store: LibsqlStore) ->
     await send(store, payload={"a": [1, 2]})
     await store.suspend_run(suspension(fire=at(1), wake_at=at(100)))
     assert await store.integrity_check() == ["ok"]
+
+
+# ------------------------------------------------------------------ wave 2: the run tree
+
+
+async def test_a_version_8_file_is_migrated_with_its_runs(
+    make_store: StoreFactory, db_path: Path, key: MasterKey
+) -> None:
+    version_8 = await make_store(master_key=key, migrations=MIGRATIONS[:8])
+    await version_8.close()
+    connection = libsql.connect(str(db_path), encryption_key=key.database_key().secret)
+    connection.execute(
+        "INSERT INTO runs (run_key, task_id, scheduled_at, state, wake_at, attempt, "
+        "created_at, updated_at) VALUES (?, ?, ?, 'sleeping', ?, 2, ?, ?)",
+        (RUN, TASK, to_us(FIRE), to_us(at(100)), to_us(at(1)), to_us(at(2))),
+    )
+    connection.execute(
+        "INSERT INTO run_inbox (run_key, name, payload, sender, sent_at, size_bytes) "
+        "VALUES (?, 'approve', NULL, 'alice', ?, 0)",
+        (RUN, to_us(at(1))),
+    )
+    connection.commit()
+    connection.close()
+    store = await make_store(master_key=key)
+    assert [m.version for m in store.applied] == [9]
+    run = await store.get_run(RUN)
+    assert (run.state, run.signals, run.wake_at, run.attempt) == ("sleeping", 1, at(100), 2)
+    assert (run.on_parent_cancel, run.answers, run.parent_key) == ("cancel", None, None)
+    assert await store.run_children(RUN) == ()
+    assert await store.integrity_check() == ["ok"]
+    await store.close()
+    indexes = raw_rows(
+        db_path, key, "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'runs_parent'"
+    )
+    assert indexes == [("runs_parent",)]
+
+
+def succeeded(when: float, result: dict[str, Any] | None = None) -> ExecutionOutcome:
+    return ExecutionOutcome(completed_at=at(when), success=True, result=result)
+
+
+async def test_a_successful_finish_closes_the_runs_row(store: LibsqlStore) -> None:
+    (started,) = await store.record_fires([fire(0)], now=at(0))
+    assert (await store.get_run(RUN)).state == "running"
+    finished = await store.finish_execution(started.record.execution_id, succeeded(5, {"n": 1}))
+    assert not finished.duplicate
+    run = await store.get_run(RUN)
+    assert (run.state, run.updated_at, run.final) == ("succeeded", at(5), True)
+
+
+async def test_a_suspended_or_failed_finish_leaves_the_row_open(store: LibsqlStore) -> None:
+    (started,) = await store.record_fires([fire(0)], now=at(0))
+    await store.suspend_run(suspension(wake_at=at(100), when=4))
+    suspended = succeeded(5, {"suspended": {"wake_at": at(100).isoformat(), "waiting": None}})
+    await store.finish_execution(started.record.execution_id, suspended)
+    assert (await store.get_run(RUN)).state == "sleeping"
+    woken = await store.wake_run(RUN, now=at(100))
+    assert woken is not None
+    (second,) = await store.record_fires(
+        [NewExecution(task_id=TASK, scheduled_at=FIRE, started_at=at(100), retry_count=1)],
+        now=at(100),
+    )
+    failure = ExecutionOutcome(completed_at=at(101), success=False, error_message="boom")
+    await store.finish_execution(second.record.execution_id, failure)
+    assert (await store.get_run(RUN)).state == "running"
+
+
+async def test_a_batch_of_finishes_closes_rows_and_never_reopens_an_ended_one(
+    store: LibsqlStore,
+) -> None:
+    other = run_key(TASK, at(1))
+    started = await store.record_fires([fire(0), fire(1, key="order-2")], now=at(1))
+    await store.control_run(
+        other, task_id=TASK, scheduled_at=at(1), action="cancel", reason="no", now=at(2)
+    )
+    results = await store.finish_executions(
+        [
+            (started[0].record.execution_id, succeeded(5)),
+            (started[1].record.execution_id, succeeded(5)),
+        ]
+    )
+    assert all(not isinstance(r, Exception) for r in results)
+    assert (await store.get_run(RUN)).state == "succeeded"
+    assert (await store.get_run(other)).state == "cancelled"
+
+
+async def test_a_successful_run_without_a_row_gets_none(store: LibsqlStore) -> None:
+    (started,) = await store.record_fires([fire(0, key=None)], now=at(0))
+    await store.finish_execution(started.record.execution_id, succeeded(5))
+    with pytest.raises(NotFound):
+        await store.get_run(RUN)
+
+
+def child(
+    when: float, spawn: str, *, parent: str = RUN, on_parent_cancel: str = "cancel"
+) -> NewExecution:
+    return NewExecution(
+        task_id="user.child-" + spawn,
+        scheduled_at=at(when),
+        started_at=at(when),
+        trigger="trigger",
+        start_key="spawn",
+        parent_key=parent,
+        spawn_key=spawn,
+        on_parent_cancel=on_parent_cancel,
+    )
+
+
+async def test_children_are_listed_by_their_parent(store: LibsqlStore) -> None:
+    await store.record_fires(
+        [child(1, "b", on_parent_cancel="abandon"), child(2, "a"), child(3, "z", parent="other@1")],
+        now=at(3),
+    )
+    children = await store.run_children(RUN)
+    assert [(c.task_id, c.spawn_key, c.on_parent_cancel) for c in children] == [
+        ("user.child-a", "a", "cancel"),
+        ("user.child-b", "b", "abandon"),
+    ]
+    assert all((c.parent_key, c.state, c.start_key) == (RUN, "running", "spawn") for c in children)
+    # spawned again (the same fire, same start key): one run, still the parent's only
+    (again,) = await store.record_fires([child(60, "a")], now=at(60))
+    assert again.duplicate
+    assert len(await store.run_children(RUN)) == 2
+    assert await store.run_children("nobody@1") == ()
+
+
+def test_a_child_fire_checks_its_fields() -> None:
+    with pytest.raises(InvalidValue) as caught:
+        child(0, "a", on_parent_cancel="ignore")
+    assert caught.value.field == "on_parent_cancel"
+    with pytest.raises(InvalidValue) as caught:
+        NewExecution(task_id=TASK, scheduled_at=at(0), started_at=at(0), spawn_key="a\nb")
+    assert caught.value.field == "spawn_key"
+    with pytest.raises(InvalidValue) as caught:
+        child(0, "a", parent="")
+    assert caught.value.field == "parent_key"
+
+
+async def test_the_latest_attempt_of_a_run(store: LibsqlStore) -> None:
+    assert await store.latest_attempt(TASK, FIRE) is None
+    (first,) = await store.record_fires([fire(0, key=None)], now=at(0))
+    (retry,) = await store.record_fires([fire(0, key=None, retry=1)], now=at(5))
+    latest = await store.latest_attempt(TASK, FIRE)
+    assert latest is not None
+    assert latest.execution_id == retry.record.execution_id != first.record.execution_id
+    assert await store.latest_attempt(TASK, at(1)) is None
+
+
+async def test_stranded_runs_are_woken_runs_whose_fire_was_never_recorded(
+    store: LibsqlStore,
+) -> None:
+    # a run woken (attempt 2) whose wake's fire was never recorded: stranded
+    await store.record_fires([fire(0)], now=at(0))
+    await store.suspend_run(suspension(wake_at=at(10), when=5))
+    await store.wake_run(RUN, now=at(10))
+    # a woken run whose fire was recorded: not stranded
+    other = run_key(TASK, at(1))
+    await store.record_fires([fire(1, key="order-2")], now=at(1))
+    await store.suspend_run(suspension(fire=at(1), wake_at=at(10), when=5))
+    await store.wake_run(other, now=at(10))
+    await store.record_fires([fire(1, key=None, retry=1)], now=at(10))
+    # a running row whose first attempt is kept, and a sleeping one: not stranded
+    await store.record_fires([fire(2, key="order-3")], now=at(2))
+    await store.suspend_run(suspension(fire=at(3), wake_at=at(100), when=5))
+    page = await store.stranded_runs()
+    assert [(r.run_key, r.attempt, r.wakes) for r in page.items] == [(RUN, 2, 1)]
+    assert page.next_cursor is None
+    # paged in run key order
+    third = run_key(TASK, at(4))
+    await store.suspend_run(suspension(fire=at(4), wake_at=at(10), when=5))
+    await store.wake_run(third, now=at(10))
+    first_page = await store.stranded_runs(limit=1)
+    assert [r.run_key for r in first_page.items] == [RUN]
+    assert first_page.next_cursor is not None
+    rest = await store.stranded_runs(after=first_page.next_cursor, limit=1)
+    assert [r.run_key for r in rest.items] == [third]
+    with pytest.raises(InvalidValue):
+        await store.stranded_runs(limit=0)
+
+
+async def test_an_inbox_holds_at_most_its_bound_in_bytes(store: LibsqlStore) -> None:
+    payload = "x" * (store.settings.max_value_bytes - 100)
+    sent = 0
+    refused: InvalidValue | None = None
+    while refused is None:
+        try:
+            await send(store, "big", payload)
+        except InvalidValue as exc:
+            refused = exc
+        else:
+            sent += 1
+    assert refused.field == "inbox"
+    assert f"over the {MAX_INBOX_BYTES} bytes an inbox may hold" in str(refused)
+    signals = await store.run_signals(RUN)
+    assert len(signals) == sent
+    held = sum(s.size_bytes for s in signals)
+    assert held <= MAX_INBOX_BYTES < held + signals[0].size_bytes
+    # a small one still fits, if room is left for it
+    room = MAX_INBOX_BYTES - held
+    if room > 100:
+        await send(store, "small", "y")
+        assert len(await store.run_signals(RUN)) == sent + 1
+
+
+async def test_answers_are_stored_with_suspensions_and_finishes(store: LibsqlStore) -> None:
+    answers = {"progress": {"done": 3, "of": 10}, "stage": "collect"}
+    slept = await store.suspend_run(
+        RunSuspension(
+            run_key=RUN,
+            task_id=TASK,
+            scheduled_at=FIRE,
+            attempt=1,
+            wake_at=at(100),
+            waiting=None,
+            at=at(10),
+            answers=answers,
+        )
+    )
+    assert slept.answers == answers
+    assert (await store.get_run(RUN)).answers == answers
+    # a suspension without answers keeps those stored
+    await store.wake_run(RUN, now=at(100))
+    await store.suspend_run(suspension(attempt=2, wake_at=at(200), when=150))
+    assert (await store.get_run(RUN)).answers == answers
+    # the finish stores its own
+    done = await store.finish_run(RUN, "succeeded", now=at(300), answers={"stage": "done"})
+    assert done is not None
+    assert (done.state, done.answers) == ("succeeded", {"stage": "done"})
+    # a finish without answers keeps them; an ended run still takes answers
+    await store.finish_run(RUN, "succeeded", now=at(301))
+    assert (await store.get_run(RUN)).answers == {"stage": "done"}
+    late = await store.finish_run(RUN, "succeeded", now=at(302), answers={"stage": "later"})
+    assert late is not None
+    assert (late.state, late.answers) == ("succeeded", {"stage": "later"})
+    # no row: nothing
+    assert await store.finish_run(run_key(TASK, at(9)), "succeeded", now=at(1), answers={}) is None
+
+
+async def test_answers_that_cannot_be_stored_are_refused_and_store_nothing(
+    store: LibsqlStore,
+) -> None:
+    big = {"stage": "x" * store.settings.max_value_bytes}
+    with pytest.raises(InvalidValue, match=r"^answers: is \d+ bytes encoded, more than"):
+        await store.suspend_run(
+            RunSuspension(
+                run_key=RUN,
+                task_id=TASK,
+                scheduled_at=FIRE,
+                attempt=1,
+                wake_at=None,
+                waiting=None,
+                at=at(10),
+                answers=big,
+            )
+        )
+    with pytest.raises(NotFound):
+        await store.get_run(RUN)
+    await store.suspend_run(suspension(wake_at=at(100)))
+    with pytest.raises(InvalidValue, match=r"^answers: cannot be stored as msgpack"):
+        await store.finish_run(RUN, "succeeded", now=at(20), answers={"when": object()})
+    with pytest.raises(InvalidValue) as caught:
+        await store.finish_run(RUN, "succeeded", now=at(20), answers=["not", "a", "map"])  # type: ignore[arg-type]
+    assert caught.value.field == "answers"
+    with pytest.raises(InvalidValue) as caught:
+        await store.finish_run(RUN, "succeeded", now=at(20), answers={"": 1})
+    assert caught.value.field == "answers key"
+    run = await store.get_run(RUN)
+    assert (run.state, run.answers) == ("sleeping", None)
