@@ -154,6 +154,7 @@ def default_acl() -> tuple[AclRule, ...]:
         _rule("*", "*", topics.ACTORS, allow=False),
         _rule("@internal", "subscribe", topics.SCHEDULER),
         _rule("@internal", "receive", topics.SCHEDULER),
+        _rule("@executor", "ask", topics.EXEC),  # spawn child runs, answer queries
         # the public API: admins everything, others their own tasks' events and health
         _rule("@admin", "ask", topics.SCHEDULER),
         _rule("@admin", "subscribe", topics.SCHEDULER),

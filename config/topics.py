@@ -40,6 +40,8 @@ RUN_CANCEL: Final = "scheduler.run.cancel"
 RUN_PAUSE: Final = "scheduler.run.pause"
 RUN_RESUME: Final = "scheduler.run.resume"
 RUN_LIST: Final = "scheduler.run.list"
+RUN_TREE: Final = "scheduler.run.tree"  # a run and its child runs, as a tree
+RUN_QUERY: Final = "scheduler.run.query"  # ask a run's query: live, or its stored answer
 SCHEDULER_STATS: Final = "scheduler.stats"
 
 # ------------------------------------------------------------------ events
@@ -60,6 +62,11 @@ DISPATCH_QUEUES: Final = "scheduler.task.dispatch."  # + "<category>"
 RESULT_QUEUE: Final = "scheduler.task.result"
 # + "<category>": the scheduler pushes a run's signals and controls to the executors (events)
 RUN_DELIVER: Final = "scheduler.run.deliver."
+# executors ask the scheduler (internal: only executors and admins): spawn a child run, answer a
+# run's query
+EXEC = "scheduler.exec."
+EXEC_SPAWN: Final = "scheduler.exec.spawn"
+EXEC_ANSWER: Final = "scheduler.exec.answer"
 
 # ------------------------------------------------------------------ the store (internal)
 
@@ -98,6 +105,9 @@ STORE_RUN_GET: Final = "store.run.get"
 STORE_RUN_LIST: Final = "store.run.list"
 STORE_RUN_SUSPENDED: Final = "store.run.suspended"
 STORE_RUN_FINISH: Final = "store.run.finish"
+STORE_RUN_ATTEMPT: Final = "store.run.attempt"
+STORE_RUN_CHILDREN: Final = "store.run.children"
+STORE_RUN_STRANDED: Final = "store.run.stranded"
 STORE_RETENTION_RUN: Final = "store.retention.run"
 STORE_LEASE_ACQUIRE: Final = "store.lease.acquire"
 STORE_LEASE_RENEW: Final = "store.lease.renew"

@@ -250,6 +250,7 @@ class StoreActor(Actor):
             consumed=ask.consumed,
             paused=ask.paused,
             at=self._clock(),
+            answers=ask.answers,
         )
         return {"run": plain(await self.store.suspend_run(suspension))}
 
@@ -303,9 +304,27 @@ class StoreActor(Actor):
     @on_request(topics.STORE_RUN_FINISH, read=requests.run_finish)
     async def run_finish(self, request: Envelope, finish: requests.RunFinish) -> Payload:
         run = await self.store.finish_run(
-            finish.run_key, finish.state, reason=finish.reason, now=self._clock()
+            finish.run_key,
+            finish.state,
+            reason=finish.reason,
+            now=self._clock(),
+            answers=finish.answers,
         )
         return {"run": _maybe(run)}
+
+    @on_request(topics.STORE_RUN_ATTEMPT, read=requests.run_attempt)
+    async def run_attempt(self, request: Envelope, ask: requests.Attempt) -> Payload:
+        latest = await self.store.latest_attempt(ask.task_id, ask.scheduled_at)
+        return {"execution": _maybe(latest)}
+
+    @on_request(topics.STORE_RUN_CHILDREN, read=requests.run_parent)
+    async def run_children(self, request: Envelope, parent_key: str) -> Payload:
+        return {"runs": [plain(run) for run in await self.store.run_children(parent_key)]}
+
+    @on_request(topics.STORE_RUN_STRANDED, read=requests.stranded_page)
+    async def run_stranded(self, request: Envelope, page: requests.StrandedPage) -> Payload:
+        found = await self.store.stranded_runs(after=page.after, limit=page.limit)
+        return self._page("runs", found)
 
     # ------------------------------------------------------------ retention
 

@@ -273,6 +273,10 @@ class StoreClient:
         attempt now), unchanged if it has ended or knows of a later attempt."""
         payload = plain(suspension)
         del payload["at"]
+        if suspension.answers is None:
+            del payload["answers"]  # keeps those stored
+        else:
+            payload["answers"] = dict(suspension.answers)
         return from_plain(RunRecord, (await self._call(topics.STORE_RUN_SUSPEND, payload))["run"])
 
     async def wake_run(self, run_key: str, *, now: datetime | None = None) -> RunRecord | None:
@@ -343,11 +347,38 @@ class StoreClient:
         return _page(RunRecord, "runs", await self._call(topics.STORE_RUN_SUSPENDED, payload))
 
     async def finish_run(
-        self, run_key: str, state: str, *, reason: str | None = None, now: datetime | None = None
+        self,
+        run_key: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        now: datetime | None = None,
+        answers: Mapping[str, Any] | None = None,
     ) -> RunRecord | None:
-        """A final state on a run that has a row and has not ended; None if it has no row."""
-        payload = {"run_key": run_key, "state": state, "reason": reason}
+        """A final state on a run that has a row and has not ended; None if it has no row.
+        ``answers`` (the run's answers to its queries) are kept with the row either way."""
+        payload: dict[str, Any] = {"run_key": run_key, "state": state, "reason": reason}
+        if answers is not None:
+            payload["answers"] = dict(answers)
         return _maybe_run((await self._call(topics.STORE_RUN_FINISH, payload))["run"])
+
+    async def latest_attempt(self, task_id: str, scheduled_at: datetime) -> ExecutionRecord | None:
+        """The last attempt recorded of the fire (the run ``task_id@scheduled_at``); None if
+        none is kept."""
+        payload = {"task_id": task_id, "scheduled_at": scheduled_at.isoformat()}
+        reply = await self._call(topics.STORE_RUN_ATTEMPT, payload)
+        found = reply["execution"]
+        return None if found is None else from_plain(ExecutionRecord, found)
+
+    async def run_children(self, parent_key: str) -> tuple[RunRecord, ...]:
+        """The runs spawned by the run ``parent_key``, by run key."""
+        reply = await self._call(topics.STORE_RUN_CHILDREN, {"parent_key": parent_key})
+        return tuple(from_plain(RunRecord, run) for run in reply["runs"])
+
+    async def stranded_runs(self, *, after: str | None = None, limit: int = 100) -> Page[RunRecord]:
+        """Runs woken (``running``) whose attempt has no recorded fire, by run key."""
+        payload = {"after": after, "limit": limit}
+        return _page(RunRecord, "runs", await self._call(topics.STORE_RUN_STRANDED, payload))
 
     async def run_retention(
         self, *, retention_days: float | None = None, max_executions: int | None = None
@@ -423,10 +454,17 @@ def _new_execution_payload(new: NewExecution) -> dict[str, Any]:
 
 
 def _fire_payload(new: NewExecution) -> dict[str, Any]:
-    """A fire of ``record_fires``: the only request that carries a start key, when it has one."""
+    """A fire of ``record_fires``: the only request that carries a start key and a child run's
+    parent, when it has them."""
     payload = _new_execution_payload(new)
     if new.start_key is not None:
         payload["start_key"] = new.start_key
+    if new.parent_key is not None:
+        payload["parent_key"] = new.parent_key
+    if new.spawn_key is not None:
+        payload["spawn_key"] = new.spawn_key
+    if new.on_parent_cancel != "cancel":
+        payload["on_parent_cancel"] = new.on_parent_cancel
     return payload
 
 

@@ -33,6 +33,7 @@ from store.records import (
     NewMissedRun,
     RunMark,
     TaskSpec,
+    on_parent_cancel_text,
 )
 
 
@@ -157,7 +158,8 @@ def _missed_run(entry: Fields) -> NewMissedRun:
 
 def new_execution_entry(entry: Fields) -> NewExecution:
     """A new attempt without an outcome (``store.execution.record_many``); with ``start_key``,
-    a start the store records once per (task, key)."""
+    a start the store records once per (task, key); with ``parent_key`` (and ``spawn_key``,
+    ``on_parent_cancel``), a child run's first fire."""
     new = NewExecution(
         task_id=entry.required("task_id", identifier),
         scheduled_at=entry.required("scheduled_at", instant),
@@ -165,6 +167,9 @@ def new_execution_entry(entry: Fields) -> NewExecution:
         retry_count=entry.optional("retry_count", count, 0),
         trigger=entry.optional("trigger", text, "schedule"),
         start_key=entry.optional("start_key", identifier, None),
+        parent_key=entry.optional("parent_key", identifier, None),
+        spawn_key=entry.optional("spawn_key", identifier, None),
+        on_parent_cancel=entry.optional("on_parent_cancel", on_parent_cancel_text, "cancel"),
     )
     entry.done()
     return new

@@ -52,6 +52,7 @@ from store.records import (
     StepOutcome,
     TaskSpec,
     check_run_key,
+    query_answers,
     signal_name,
 )
 
@@ -314,6 +315,7 @@ class Suspend(NamedTuple):
     waiting: str | None
     consumed: int
     paused: bool
+    answers: dict[str, Any] | None
 
 
 class SignalPut(NamedTuple):
@@ -347,6 +349,17 @@ class RunFinish(NamedTuple):
     run_key: str
     state: str
     reason: str | None
+    answers: dict[str, Any] | None
+
+
+class Attempt(NamedTuple):
+    task_id: str
+    scheduled_at: datetime
+
+
+class StrandedPage(NamedTuple):
+    after: str | None
+    limit: int
 
 
 def _one_of(choices: Sequence[str]) -> Callable[[str, Any], str]:
@@ -387,6 +400,7 @@ def run_suspend(request: Fields) -> Suspend:
         request.optional("waiting", signal_name, None),
         request.optional("consumed", count, 0),
         request.optional("paused", flag, False),
+        request.optional("answers", query_answers, None),
     )
 
 
@@ -447,6 +461,28 @@ def run_finish(request: Fields) -> RunFinish:
         request.required("run_key", identifier),
         request.required("state", _one_of(sorted(FINAL_RUN_STATES))),
         request.optional("reason", message, None),
+        request.optional("answers", query_answers, None),
+    )
+
+
+@strict
+def run_attempt(request: Fields) -> Attempt:
+    return Attempt(
+        request.required("task_id", identifier),
+        request.required("scheduled_at", instant),
+    )
+
+
+@strict
+def run_parent(request: Fields) -> str:
+    return request.required("parent_key", identifier)
+
+
+@strict
+def stranded_page(request: Fields) -> StrandedPage:
+    return StrandedPage(
+        request.optional("after", text, None),
+        request.optional("limit", positive, 100),
     )
 
 

@@ -281,6 +281,17 @@ def test_rule_matching_accepts_wildcards_globs_and_roles() -> None:
         ("worker", "receive", "scheduler.error", False),
         ("cli", "receive", "scheduler.task.status.alice", True),
         ("worker", "receive", "scheduler.health", True),
+        ("worker", "ask", "scheduler.run.tree", True),
+        ("worker", "ask", "scheduler.run.query", True),
+        # the scheduler's internal asks: executors (and admins) only
+        ("executor-user", "ask", "scheduler.exec.spawn", True),
+        ("executor-user", "ask", "scheduler.exec.answer", True),
+        ("worker", "ask", "scheduler.exec.spawn", False),
+        ("worker", "ask", "scheduler.exec.answer", False),
+        ("scheduler", "ask", "scheduler.exec.spawn", False),
+        ("cli", "ask", "scheduler.exec.answer", True),
+        ("executor-user", "ask", "store.run.stranded", True),
+        ("worker", "ask", "store.run.children", False),
         # everything else is the applications'
         ("worker", "publish", "user.reminder", True),
         ("worker", "serve", "greeter.", True),

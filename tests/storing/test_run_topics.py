@@ -2,7 +2,10 @@
 suspended, woken once, signalled, cancelled, paused and resumed, listed and finished, and a start
 recorded once per key, read back as the store's records by the typed client; bad input refused
 with ``invalid`` naming the field, having stored nothing; the default ACL lets executors and the
-scheduler ask them, and nobody else, and lets only schedulers push to a run.
+scheduler ask them, and nobody else, and lets only schedulers push to a run. Wave 2: child runs
+recorded and listed, the latest attempt of a run, stranded runs, answers to queries stored with
+suspensions and finishes, a run closed by its successful finish, inboxes bounded in bytes, and
+``scheduler.exec.`` asked only by executors (and admins).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from bus.acl import Acl, Roles
 from config import BusSettings, topics
 from config.actors import ActorSettings
 from config.bus import default_acl, default_roles
-from store import LibsqlStore
+from store import MAX_INBOX_BYTES, LibsqlStore
 from store.errors import Conflict, InvalidValue, NotFound
 from store.records import NewExecution, NewSignal, RunSuspension, run_key
 from tests.actors.kit import spawn_instance
@@ -44,6 +47,9 @@ STORE_RUN_TOPICS = (
     topics.STORE_RUN_LIST,
     topics.STORE_RUN_SUSPENDED,
     topics.STORE_RUN_FINISH,
+    topics.STORE_RUN_ATTEMPT,
+    topics.STORE_RUN_CHILDREN,
+    topics.STORE_RUN_STRANDED,
 )
 
 
@@ -71,11 +77,22 @@ def signal(name: Any = "approve", payload: Any = None, **fields: Any) -> dict[st
 
 def test_the_topics_are_named_once() -> None:
     assert all(topic.startswith(topics.STORE_RUNS) for topic in STORE_RUN_TOPICS)
-    assert len(set(STORE_RUN_TOPICS)) == 9
+    assert len(set(STORE_RUN_TOPICS)) == 12
     assert topics.STORE_RUNS == "store.run."
     assert topics.RUN_DELIVER == "scheduler.run.deliver."
     public = (topics.RUN_SIGNAL, topics.RUN_CANCEL, topics.RUN_PAUSE, topics.RUN_RESUME)
     assert all(topic.startswith(topics.RUN) for topic in (*public, topics.RUN_LIST))
+    assert (topics.RUN_TREE, topics.RUN_QUERY) == ("scheduler.run.tree", "scheduler.run.query")
+    assert topics.EXEC == "scheduler.exec."
+    assert (topics.EXEC_SPAWN, topics.EXEC_ANSWER) == (
+        "scheduler.exec.spawn",
+        "scheduler.exec.answer",
+    )
+    assert (topics.STORE_RUN_ATTEMPT, topics.STORE_RUN_CHILDREN, topics.STORE_RUN_STRANDED) == (
+        "store.run.attempt",
+        "store.run.children",
+        "store.run.stranded",
+    )
 
 
 async def test_a_run_sleeps_and_is_woken_once_on_the_store_s_clock(served: Served) -> None:
@@ -430,6 +447,51 @@ BAD: list[Any] = [
         {"run_key": RUN, "state": "failed", "reason": ["x"]},
         "reason: expected a string, got list",
     ),
+    # answers, with a suspension or a finish
+    (
+        topics.STORE_RUN_SUSPEND,
+        FIRE | {"attempt": 1, "answers": ["progress"]},
+        "answers: expected a map, got list",
+    ),
+    (
+        topics.STORE_RUN_SUSPEND,
+        FIRE | {"attempt": 1, "answers": {"": 1}},
+        "answers key: must not be empty",
+    ),
+    (
+        topics.STORE_RUN_SUSPEND,
+        FIRE | {"attempt": 1, "answers": {"stage": "x" * (64 * 1024)}},
+        "answers: is 65",
+    ),
+    (
+        topics.STORE_RUN_FINISH,
+        {"run_key": RUN, "state": "succeeded", "answers": "done"},
+        "answers: expected a map, got str",
+    ),
+    (
+        topics.STORE_RUN_FINISH,
+        {"run_key": RUN, "state": "succeeded", "answers": {"q" * 101: 1}},
+        "answers key: is 101 characters long",
+    ),
+    # store.run.attempt, .children, .stranded
+    (topics.STORE_RUN_ATTEMPT, {"task_id": TASK}, "scheduled_at: is required"),
+    (topics.STORE_RUN_ATTEMPT, {"scheduled_at": at(0).isoformat()}, "task_id: is required"),
+    (
+        topics.STORE_RUN_ATTEMPT,
+        {"task_id": TASK, "scheduled_at": "2024-05-01T12:00:00"},
+        "scheduled_at: '2024-05-01T12:00:00' has no UTC offset",
+    ),
+    (topics.STORE_RUN_ATTEMPT, FIRE, "run_key: is not a field of this request"),
+    (topics.STORE_RUN_CHILDREN, {}, "parent_key: is required"),
+    (topics.STORE_RUN_CHILDREN, {"parent_key": 3}, "parent_key: expected a string, got int"),
+    (
+        topics.STORE_RUN_CHILDREN,
+        {"parent_key": RUN, "run_key": RUN},
+        "run_key: is not a field of this request",
+    ),
+    (topics.STORE_RUN_STRANDED, {"limit": 0}, "limit: 0 is outside 1.."),
+    (topics.STORE_RUN_STRANDED, {"after": 5}, "after: expected a string, got int"),
+    (topics.STORE_RUN_STRANDED, {"states": []}, "states: is not a field of this request"),
 ]
 
 
@@ -527,3 +589,213 @@ async def test_the_broker_denies_the_run_topics_to_others(guarded: ActorSystem) 
     assert missing.value.code == "not_found"  # let through, and answered by the store
     reply = await executor.ask(topics.STORE_RUN_SIGNAL_LIST, {"run_key": RUN}, timeout=10)
     assert reply.payload == {"signals": []}
+
+
+# ------------------------------------------------------------------ wave 2: the run tree
+
+
+def child_fire(seconds: float, spawn: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "task_id": f"user.child-{spawn}",
+        "scheduled_at": at(seconds).isoformat(),
+        "started_at": at(seconds).isoformat(),
+        "trigger": "trigger",
+        "start_key": "spawn",
+        "parent_key": RUN,
+        "spawn_key": spawn,
+    } | fields
+
+
+async def test_children_are_recorded_with_their_parent_and_listed(served: Served) -> None:
+    await put_task(served)
+    fires = [child_fire(1, "b", on_parent_cancel="abandon"), child_fire(2, "a")]
+    recorded = await served.ask("store.execution.record_many", executions=fires)
+    assert [e["duplicate"] for e in recorded["executions"]] == [False, False]
+    children = (await served.ask("store.run.children", parent_key=RUN))["runs"]
+    assert [(c["task_id"], c["spawn_key"], c["on_parent_cancel"]) for c in children] == [
+        ("user.child-a", "a", "cancel"),
+        ("user.child-b", "b", "abandon"),
+    ]
+    assert {(c["parent_key"], c["state"], c["start_key"]) for c in children} == {
+        (RUN, "running", "spawn")
+    }
+    assert await served.ask("store.run.children", parent_key=f"{TASK}@7") == {"runs": []}
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"on_parent_cancel": "ignore"}, "executions[0].on_parent_cancel: expected one of"),
+        ({"on_parent_cancel": ["cancel"]}, "executions[0].on_parent_cancel: expected one of"),
+        ({"parent_key": ""}, "executions[0].parent_key: must not be empty"),
+        ({"spawn_key": 5}, "executions[0].spawn_key: expected a string, got int"),
+        ({"spawn_key": "k" * 201}, "executions[0].spawn_key: is 201 characters long"),
+    ],
+)
+async def test_a_bad_child_fire_is_refused_and_records_nothing(
+    served: Served, fields: dict[str, Any], reason: str
+) -> None:
+    await put_task(served)
+    refusal = await served.refused(
+        "store.execution.record_many", executions=[child_fire(1, "a") | fields]
+    )
+    assert refusal.code == "invalid"
+    assert refusal.reason.startswith(reason), refusal.reason
+    assert (await served.ask("store.run.list"))["runs"] == []
+
+
+async def test_a_successful_finish_closes_the_run_and_a_suspended_one_does_not(
+    served: Served,
+) -> None:
+    await put_task(served)
+    start = {
+        "task_id": TASK,
+        "scheduled_at": at(0).isoformat(),
+        "started_at": at(0).isoformat(),
+        "start_key": "k",
+    }
+    (first,) = (await served.ask("store.execution.record_many", executions=[start]))["executions"]
+    await served.ask("store.run.suspend", **FIRE, attempt=1, wake_at=at(60).isoformat())
+    suspended = {"suspended": {"wake_at": at(60).isoformat(), "waiting": None, "paused": False}}
+    await served.ask(
+        "store.execution.finish",
+        execution_id=first["execution_id"],
+        completed_at=at(1).isoformat(),
+        success=True,
+        result=suspended,
+    )
+    assert (await served.ask("store.run.get", run_key=RUN))["run"]["state"] == "sleeping"
+    served.clock.advance(60)
+    assert (await served.ask("store.run.wake", run_key=RUN))["run"]["attempt"] == 2
+    wake = start | {"retry_count": 1, "trigger": "wake", "started_at": at(60).isoformat()}
+    del wake["start_key"]
+    (second,) = (await served.ask("store.execution.record_many", executions=[wake]))["executions"]
+    await served.ask(
+        "store.execution.finish_many",
+        executions=[
+            {
+                "execution_id": second["execution_id"],
+                "completed_at": at(61).isoformat(),
+                "success": True,
+                "result": {"n": 1},
+            }
+        ],
+    )
+    run = (await served.ask("store.run.get", run_key=RUN))["run"]
+    assert (run["state"], run["updated_at"]) == ("succeeded", at(61).isoformat())
+
+
+async def test_the_latest_attempt_and_stranded_runs(served: Served) -> None:
+    await put_task(served)
+    fire = {"task_id": TASK, "scheduled_at": at(0).isoformat()}
+    assert await served.ask("store.run.attempt", **fire) == {"execution": None}
+    first = {**fire, "started_at": at(0).isoformat()}
+    await served.ask("store.execution.record_many", executions=[first])
+    retry = first | {"retry_count": 1, "trigger": "retry", "started_at": at(5).isoformat()}
+    (recorded,) = (await served.ask("store.execution.record_many", executions=[retry]))[
+        "executions"
+    ]
+    latest = (await served.ask("store.run.attempt", **fire))["execution"]
+    assert (latest["execution_id"], latest["retry_count"]) == (recorded["execution_id"], 1)
+    # woken (attempt 2, whose fire exists: the retry) is not stranded; attempt 3 is
+    await served.ask("store.run.suspend", **FIRE, attempt=2, wake_at=at(0).isoformat())
+    assert await served.ask("store.run.stranded") == {"runs": [], "next_cursor": None}
+    woken = (await served.ask("store.run.wake", run_key=RUN))["run"]
+    assert (woken["state"], woken["attempt"]) == ("running", 3)
+    stranded = await served.ask("store.run.stranded", limit=10)
+    assert [(r["run_key"], r["attempt"], r["wakes"]) for r in stranded["runs"]] == [(RUN, 3, 1)]
+    assert stranded["next_cursor"] is None
+
+
+async def test_answers_are_stored_with_suspensions_and_finishes(served: Served) -> None:
+    await put_task(served)
+    answers = {"progress": {"done": 2, "of": 5}}
+    slept = await served.ask(
+        "store.run.suspend", **FIRE, attempt=1, wake_at=at(60).isoformat(), answers=answers
+    )
+    assert slept["run"]["answers"] == answers
+    served.clock.advance(60)
+    await served.ask("store.run.wake", run_key=RUN)
+    again = await served.ask("store.run.suspend", **FIRE, attempt=2, waiting="go")
+    assert again["run"]["answers"] == answers  # none sent: those stored are kept
+    done = await served.ask(
+        "store.run.finish", run_key=RUN, state="succeeded", answers={"progress": "all"}
+    )
+    assert (done["run"]["state"], done["run"]["answers"]) == ("succeeded", {"progress": "all"})
+
+
+async def test_the_client_speaks_the_run_tree_topics(served: Served, store: StoreClient) -> None:
+    await put_task(served)
+    spawned = NewExecution(
+        task_id="user.child-a",
+        scheduled_at=at(1),
+        started_at=at(1),
+        trigger="trigger",
+        start_key="spawn",
+        parent_key=RUN,
+        spawn_key="a",
+        on_parent_cancel="abandon",
+    )
+    (fire,) = await store.record_fires([spawned])
+    (child,) = await store.run_children(RUN)
+    assert child == await served.actor.store.get_run(run_key("user.child-a", at(1)))
+    assert (child.parent_key, child.spawn_key, child.on_parent_cancel) == (RUN, "a", "abandon")
+    latest = await store.latest_attempt("user.child-a", at(1))
+    assert latest is not None
+    assert latest.execution_id == fire.execution_id
+    assert await store.latest_attempt(TASK, at(0)) is None
+    assert (await store.stranded_runs()).items == ()
+    suspension = RunSuspension(
+        run_key=RUN,
+        task_id=TASK,
+        scheduled_at=at(0),
+        attempt=1,
+        wake_at=None,
+        waiting="approve",
+        at=at(0),
+        answers={"stage": "asked"},
+    )
+    suspended = await store.suspend_run(suspension)
+    assert suspended.answers == {"stage": "asked"}
+    kept = await store.suspend_run(dataclasses.replace(suspension, answers=None))
+    assert kept.answers == {"stage": "asked"}
+    finished = await store.finish_run(RUN, "cancelled", reason="no", answers={"stage": "gone"})
+    assert finished is not None
+    assert (finished.state, finished.answers) == ("cancelled", {"stage": "gone"})
+    assert finished == await served.actor.store.get_run(RUN)
+    with pytest.raises(InvalidValue) as bad:
+        await store.finish_run(RUN, "cancelled", answers={"": 1})
+    assert bad.value.field == "answers key"
+
+
+async def test_an_inbox_full_in_bytes_refuses_the_next_signal_and_stores_nothing(
+    served: Served,
+) -> None:
+    await put_task(served)
+    big = "x" * (60 * 1024)
+    held = 0
+    refusal: RemoteError | None = None
+    while refusal is None:
+        try:
+            await served.ask("store.run.signal.put", **signal("big", big))
+        except RemoteError as exc:
+            refusal = exc
+        else:
+            held += 1
+    assert refusal.code == "invalid"
+    assert refusal.reason.startswith(f"inbox: run {RUN} holds "), refusal.reason
+    assert f"the {MAX_INBOX_BYTES} bytes an inbox may hold" in refusal.reason
+    listed = (await served.ask("store.run.signal.list", run_key=RUN))["signals"]
+    assert len(listed) == held == MAX_INBOX_BYTES // listed[0]["size_bytes"]
+
+
+def test_only_executors_and_admins_ask_the_scheduler_s_exec_topics() -> None:
+    acl = Acl(default_acl(), Roles(default_roles()))
+    for topic in (topics.EXEC_SPAWN, topics.EXEC_ANSWER):
+        assert acl.allows("executor-user", "ask", topic)
+        assert acl.allows("cli", "ask", topic)  # an admin
+        for identity in ("bob", "scheduler", "store", "health", "system"):
+            assert not acl.allows(identity, "ask", topic), (identity, topic)
+        assert acl.allows("scheduler", "serve", topic)
+    for topic in (topics.RUN_TREE, topics.RUN_QUERY):
+        assert acl.allows("bob", "ask", topic)
