@@ -5,9 +5,11 @@ Imports only ``config`` and ``scheduler``; the executors in ``actors`` run the t
 """
 
 from tasks.base import BaseTask
+from tasks.children import ChildRun, Spawner
 from tasks.context import ProgressCallback, TaskContext
 from tasks.effective import effective_options, effective_schedule, effective_timeout_s
 from tasks.errors import (
+    ChildFailed,
     OptionsError,
     RunCancelled,
     SignalTimedOut,
@@ -23,6 +25,7 @@ from tasks.errors import (
 )
 from tasks.options import TaskOptions, require_option
 from tasks.permissions import TaskPermissions, category_of
+from tasks.queries import answer_queries, answer_query, queries_of, query
 from tasks.registry import BUILTIN_MODULES, TaskRegistry
 from tasks.result import TaskResult
 from tasks.services import TaskServices
@@ -39,6 +42,8 @@ from tasks.steps import MemoryJournal, StepJournal, StepRetry, StoredStep
 __all__ = [
     "BUILTIN_MODULES",
     "BaseTask",
+    "ChildFailed",
+    "ChildRun",
     "MemoryInbox",
     "MemoryJournal",
     "OptionsError",
@@ -48,6 +53,7 @@ __all__ = [
     "Signal",
     "SignalInbox",
     "SignalTimedOut",
+    "Spawner",
     "StepFailed",
     "StepJournal",
     "StepRetry",
@@ -66,11 +72,15 @@ __all__ = [
     "TaskServices",
     "TaskUsageError",
     "UnknownTaskClass",
+    "answer_queries",
+    "answer_query",
     "category_of",
     "effective_options",
     "effective_schedule",
     "effective_timeout_s",
     "handlers_of",
+    "queries_of",
+    "query",
     "require_option",
     "signal_handler",
 ]

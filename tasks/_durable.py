@@ -1,10 +1,12 @@
 """The machinery behind ``ctx.sleep``, ``ctx.wait_signal``, ``ctx.handle_signals``,
-``ctx.cancel_run`` and ``ctx.pause`` (``tasks.context`` documents them): one per run, over the
-run's steps (``tasks.steps``) and signals (``tasks.signals``).
+``ctx.spawn``/``ChildRun.result``, ``ctx.cancel_run`` and ``ctx.pause`` (``tasks.context``
+documents them): one per run, over the run's steps (``tasks.steps``) and signals
+(``tasks.signals``).
 
 What a run waits for is kept as steps, keyed by names: a sleep's wake instant (``sleep:<name>``),
 a wait's signal (``signal:<name>#<k>``: the k-th wait for ``name`` in the run) and its deadline
-(``signal:<name>#<k>:deadline``), a handled signal (``handled:<seq>``). A replay finds them.
+(``signal:<name>#<k>:deadline``), a handled signal (``handled:<seq>``), a started child run
+(``spawn:<key>``) and its outcome (``signal:child:<key>#1``). A replay finds them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ from typing import Any, TypeVar
 
 from scheduler.clock import Clock, sleep, within
 from scheduler.errors import TimedOut
+from tasks.children import (
+    ChildRun,
+    Spawner,
+    check_child_key,
+    check_on_parent_cancel,
+    child_config,
+    child_outcome,
+    child_signal,
+    spawned,
+    task_class_key,
+)
 from tasks.errors import (
+    ChildFailed,
     RunCancelled,
     SignalTimedOut,
     Suspended,
@@ -71,6 +85,10 @@ def _instant(text: Any, ident: str) -> datetime:
         raise TaskUsageError(f"step {ident!r} does not hold an instant: {text!r}") from exc
 
 
+class _Paused(Exception):
+    """A wait in place was interrupted by ``pause`` (never leaves this module)."""
+
+
 def _quiet(task: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of work no longer awaited (no "never retrieved" warning)."""
     if not task.cancelled():
@@ -88,8 +106,10 @@ class DurableRun:
         clock: Clock,
         run_sync: RunSync,
         suspend_after_s: float,
+        spawner: Spawner | None = None,
     ) -> None:
         self.clock = clock
+        self.spawner = spawner
         self.suspend_after_s = suspend_after_s
         self.signals = RunSignals(inbox)
         self.steps = RunSteps(journal, clock, run_sync, guard=self.guard, gate=self.gate)
@@ -98,6 +118,8 @@ class DurableRun:
         self.ended = False
         self.used = False  # slept, waited, handled signals, or was cancelled or paused
         self._stoppers: set[asyncio.Future[None]] = set()
+        self._pausers: set[asyncio.Future[None]] = set()  # stop the waits in place on pause
+        self._children: dict[str, asyncio.Lock] = {}  # child key -> one wait for it at once
         self._unnamed_sleeps = 0
         self._waits: dict[str, int] = {}  # name -> waits asked for so far
         self._taking: dict[str, set[int]] = {}  # name -> seqs a wait is recording now
@@ -128,8 +150,13 @@ class DurableRun:
         self.signals.interrupt()
 
     def pause(self) -> None:
+        """Pause the run: a wait in place (a sleep, a signal or child wait) ends now with
+        Suspended(paused=True); otherwise the next boundary raises it."""
         self.used = True
         self.pause_requested = True
+        for stop in tuple(self._pausers):
+            if not stop.done():
+                stop.set_result(None)
 
     def resume(self) -> None:
         self.pause_requested = False
@@ -146,13 +173,18 @@ class DurableRun:
         if self.pause_requested:
             raise Suspended(wake_at=None, waiting=None, paused=True)
 
-    async def guard(self, make: Callable[[], Awaitable[T]]) -> T:
+    async def guard(self, make: Callable[[], Awaitable[T]], *, pausable: bool = False) -> T:
         """``await make()``, unless the run is (or gets) cancelled: then the work is cancelled
-        and no longer awaited (a thread is not stopped) and RunCancelled raised at once."""
+        and no longer awaited (a thread is not stopped) and RunCancelled raised at once.
+        ``pausable`` (a wait in place): a pause stops it too, raising ``_Paused``."""
         self.check_cancelled()
+        if pausable and self.pause_requested:
+            raise _Paused
         work = asyncio.ensure_future(make())
         stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._stoppers.add(stop)
+        if pausable:
+            self._pausers.add(stop)
         try:
             await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -161,11 +193,14 @@ class DurableRun:
             raise
         finally:
             self._stoppers.discard(stop)
+            self._pausers.discard(stop)
         if work.done():
             return work.result()
         work.cancel()
         work.add_done_callback(_quiet)
         self.check_cancelled()
+        if pausable and self.pause_requested:
+            raise _Paused
         raise AssertionError("stopped, yet neither cancelled nor ended")  # pragma: no cover
 
     # ------------------------------------------------------------ sleeps
@@ -208,7 +243,10 @@ class DurableRun:
         if left_s <= 0:
             return
         if left_s < self.suspend_after_s:
-            await self.guard(partial(sleep, self.clock, left_s))
+            try:
+                await self.guard(partial(sleep, self.clock, left_s), pausable=True)
+            except _Paused:
+                raise Suspended(wake_at=wake_at, paused=True) from None
             return
         raise Suspended(wake_at=wake_at)
 
@@ -223,7 +261,11 @@ class DurableRun:
         self.check_cancelled()
         self.used = True
         k = self._waits[name] = self._waits.get(name, 0) + 1
-        ident = f"signal:{name}#{k}"
+        return await self._wait(name, f"signal:{name}#{k}", timeout_s)
+
+    async def _wait(self, name: str, ident: str, timeout_s: float | None) -> Any:
+        """The payload of the signal ``name`` kept as the step ``ident`` (taken now if it is
+        not kept yet: waiting in place, then suspending)."""
         deadline_id = f"{ident}:deadline"
         kept = await self.steps.recall(ident)
         kept_deadline = await self.steps.recall(deadline_id)
@@ -255,7 +297,15 @@ class DurableRun:
                 if deadline is not None and deadline <= self.clock.wall():
                     continue  # timed out in place: stored above on the next round
                 raise Suspended(wake_at=deadline, waiting=name, consumed=await self._consumed(name))
-            await self.guard(partial(self._wait_for, changed, left_s))
+            try:
+                await self.guard(partial(self._wait_for, changed, left_s), pausable=True)
+            except _Paused:
+                raise Suspended(
+                    wake_at=deadline,
+                    waiting=name,
+                    consumed=await self._consumed(name),
+                    paused=True,
+                ) from None
 
     async def _wait_for(self, event: asyncio.Event, seconds: float) -> None:
         """Until ``event`` is set or ``seconds`` have passed on the run's clock."""
@@ -333,3 +383,58 @@ class DurableRun:
                 )
                 ran += 1
         return ran
+
+    # ------------------------------------------------------------ child runs
+
+    async def spawn(
+        self, task_class: object, options: object, *, key: str, on_parent_cancel: str
+    ) -> ChildRun:
+        """The child run ``key`` of this run: started once, as the step ``spawn:<key>``."""
+        key = check_child_key(key)
+        class_key = task_class_key(task_class)
+        config = child_config(options)
+        on_parent_cancel = check_on_parent_cancel(on_parent_cancel)
+        self.check_cancelled()
+        self.used = True
+
+        async def start() -> dict[str, Any]:
+            if self.spawner is None:
+                raise TaskUsageError("this context cannot spawn (the executor gave it no spawner)")
+            reply = await self.spawner.spawn(
+                key=key, task_class=class_key, config=config, on_parent_cancel=on_parent_cancel
+            )
+            task_id, run = spawned(key, reply)
+            return {"task_id": task_id, "run": run}
+
+        kept = await self.steps.step(f"spawn:{key}", start, (), retry=None, timeout_s=None)
+        task_id, run = spawned(key, kept)
+        return ChildRun(key=key, task_id=task_id, run=run, _result_of=self.child_result)
+
+    async def child_result(self, key: str) -> dict[str, Any]:
+        """The result map of the child ``key`` (its signal ``child:<key>``, kept as the step
+        ``signal:child:<key>#1``); ChildFailed if it did not succeed."""
+        key = check_child_key(key)
+        self.check_cancelled()
+        self.used = True
+        async with self._children.setdefault(key, asyncio.Lock()):  # one taker per child
+            payload = await self._wait(child_signal(key), f"signal:{child_signal(key)}#1", None)
+        return child_outcome(key, payload)
+
+    async def gather(self, handles: tuple[ChildRun, ...]) -> list[dict[str, Any]]:
+        """Every child's result, in order, once all of them are there; the first failure (in
+        the handles' order) raised after all are in."""
+        for handle in handles:
+            if not isinstance(handle, ChildRun):
+                raise TaskUsageError(f"gather takes ChildRun handles, not {handle!r}")
+        outcomes = await asyncio.gather(
+            *(handle.result() for handle in handles), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for outcome in outcomes:  # the run's own end (suspend, cancel, a bug) before a child's
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ChildFailed):
+                raise outcome
+            if failure is None and isinstance(outcome, ChildFailed):
+                failure = outcome
+        if failure is not None:
+            raise failure
+        return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]

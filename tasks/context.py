@@ -9,7 +9,7 @@ import asyncio
 import logging
 import math
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, TypeVarTuple
 
 from scheduler.clock import Clock
 from tasks._durable import DurableRun, aware, delay_s
+from tasks.children import ChildRun, Spawner
 from tasks.errors import RunCancelled, TaskCancelled, TaskUsageError
 from tasks.options import TaskOptions
 from tasks.services import TaskServices
@@ -112,7 +113,8 @@ class TaskContext(Generic[OptionsT_co]):
     ``run_in_process`` then raises) run blocking and heavy work; ``steps`` keeps the run's
     steps (default: in memory, for this context only); ``signals`` is the run's inbox (default:
     none, only signals pushed with ``deliver``); a sleep or a signal wait that has more than
-    ``suspend_after_s`` seconds to go suspends the run instead of waiting in place.
+    ``suspend_after_s`` seconds to go suspends the run instead of waiting in place;
+    ``spawner`` starts child runs (default none: ``spawn`` then raises).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class TaskContext(Generic[OptionsT_co]):
         steps: StepJournal | None = None,
         signals: SignalInbox | None = None,
         suspend_after_s: float = 1.0,
+        spawner: Spawner | None = None,
     ) -> None:
         if scheduled_at.utcoffset() is None:
             raise TaskUsageError(f"scheduled_at must be aware, not {scheduled_at.isoformat()}")
@@ -170,6 +173,7 @@ class TaskContext(Generic[OptionsT_co]):
             clock=clock,
             run_sync=self.run_in_thread,
             suspend_after_s=float(suspend_after_s),
+            spawner=spawner,
         )
         self._steps = self._durable.steps
 
@@ -214,9 +218,12 @@ class TaskContext(Generic[OptionsT_co]):
         return self._durable.cancel_reason is not None
 
     def pause(self) -> None:
-        """For the executor (a ``pause`` push): the run's next new step, sleep or signal wait
-        raises ``Suspended(wake_at=None, waiting=None, paused=True)``, which ends the attempt
-        (a kept step still returns: the boundary is before new work)."""
+        """For the executor (a ``pause`` push): a sleep, signal wait or child wait waiting in
+        place now raises ``Suspended(paused=True)`` with its wait (``wake_at``, ``waiting``,
+        ``consumed``) as it would have suspended; otherwise the run's next new step, sleep or
+        wait raises ``Suspended(wake_at=None, waiting=None, paused=True)``. Either ends the
+        attempt (a kept step still returns: the boundary is before new work; a step running
+        goes on)."""
         self._durable.pause()
 
     def end_attempt(self) -> None:
@@ -321,6 +328,35 @@ class TaskContext(Generic[OptionsT_co]):
         each, in seq order (step ``handled:<seq>``); how many ran. Also tells the context the
         names that cannot be waited for. A task without handlers reads nothing."""
         return await self._durable.handle_signals(task, self)
+
+    # ------------------------------------------------------------ child runs
+
+    async def spawn(
+        self,
+        task_class: type[Any] | str,
+        options: Mapping[str, Any] | TaskOptions | None = None,
+        *,
+        key: str,
+        on_parent_cancel: str = "cancel",
+    ) -> ChildRun:
+        """Start a child run of ``task_class`` (a BaseTask subclass, or its key
+        ``module:Qualname``) with ``options`` (a config map or a TaskOptions), once per run
+        and ``key`` (printable text of 1..94 characters): the step ``spawn:<key>`` keeps the
+        child's ``task_id`` and ``run``, so a replay returns the same handle without starting
+        another. ``on_parent_cancel``: ``cancel`` (cancelling this run cancels the child) or
+        ``abandon`` (the child goes on). ``await handle.result()`` takes its outcome. A
+        context without a spawner raises TaskUsageError (docs/runs.md, "Child runs")."""
+        return await self._durable.spawn(
+            task_class, options, key=key, on_parent_cancel=on_parent_cancel
+        )
+
+    async def gather(self, *handles: ChildRun) -> list[dict[str, Any]]:
+        """The result maps of the child runs ``handles``, in their order, once every one has
+        ended (the run suspends until all are there); if some did not succeed, the first
+        one's ChildFailed (in the handles' order) is raised after all are in."""
+        return await self._durable.gather(handles)
+
+    # ------------------------------------------------------------ the run's signals
 
     @property
     def signals(self) -> RunSignals:

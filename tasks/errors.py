@@ -99,6 +99,19 @@ class SignalTimedOut(TaskbusError):
         super().__init__(f"signal {name!r} did not come{by}")
 
 
+class ChildFailed(TaskbusError):
+    """``await handle.result()`` (or ``ctx.gather``) of a child run that did not succeed:
+    ``state`` is ``failed`` or ``cancelled``, ``error`` what the child's run said (None if
+    nothing). An Exception: the parent may catch it and go on."""
+
+    def __init__(self, key: str, state: str, error: str | None = None) -> None:
+        self.key = key
+        self.state = state
+        self.error = error
+        why = f": {error}" if error else ""
+        super().__init__(f"child run {key!r} {state}{why}")
+
+
 class Suspended(BaseException):
     """Raised by ``ctx.sleep``/``ctx.sleep_until``/``ctx.wait_signal`` (and the pause boundary)
     to end the attempt while the run goes on later: the executor stores the run as sleeping

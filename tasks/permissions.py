@@ -5,6 +5,11 @@ before running a class under an id).
 ``maintenance.*``, ``security.*`` and ``agency.*`` are defined in code: over the bus they can be
 updated, enabled, disabled and triggered, never created or deleted, and they keep their class.
 Only ``user.*`` tasks are created, deleted and given another class over the bus.
+
+A running task may spawn child runs (``ctx.spawn``): of its own category, or ``user`` ones. A
+child's task is ``<category>.child_<16 hex>``, made by the scheduler and owned by the parent
+task's owner; it may run any class of its category, a code-defined one included (only a task of
+that code-defined category, itself code, can have spawned it).
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ from tasks.errors import TaskPermissionError
 
 CODE_DEFINED = ("maintenance", "security", "agency")
 BUS_DEFINED = ("user",)  # created, deleted and given another class over the bus
+CHILD_MARK = ".child_"  # in the id of a child run's task: <category>.child_<16 hex>
+
+
+def is_child_task(task_id: str) -> bool:
+    """Whether ``task_id`` is a child run's task (the scheduler made it for a spawn)."""
+    return CHILD_MARK in task_id
 
 
 def category_of(task_id: str) -> str:
@@ -33,6 +44,18 @@ class TaskPermissions:
 
     def class_changeable(self, task_id: str) -> bool:
         return category_of(task_id) in BUS_DEFINED
+
+    def spawnable(self, parent_task_id: str, child_category: str) -> bool:
+        parent = category_of(parent_task_id)
+        return child_category in BUS_DEFINED or child_category == parent
+
+    def check_spawnable(self, parent_task_id: str, child_category: str) -> None:
+        if not self.spawnable(parent_task_id, child_category):
+            raise TaskPermissionError(
+                f"task {parent_task_id!r} cannot spawn a child run of category "
+                f"{child_category}: a task spawns children of its own category "
+                f"({category_of(parent_task_id)}) or {_bus_defined()} ones"
+            )
 
     def check_deletable(self, task_id: str) -> None:
         if not self.deletable(task_id):

@@ -10,7 +10,7 @@ from tasks import _checks
 from tasks.base import BaseTask
 from tasks.errors import TaskDefinitionError, TaskPermissionError, UnknownTaskClass
 from tasks.options import option_schema
-from tasks.permissions import CODE_DEFINED, TaskPermissions, category_of
+from tasks.permissions import CODE_DEFINED, TaskPermissions, category_of, is_child_task
 
 # The modules of taskbus's own tasks (``TaskRegistry.with_builtins``).
 BUILTIN_MODULES = ("tasks.maintenance", "tasks.security", "tasks.agency", "tasks.reminders")
@@ -128,25 +128,33 @@ class TaskRegistry:
         """The class that runs ``task_id`` stored with ``task_class``, if that is allowed.
 
         A code-defined class runs only under its own task_id, a code-defined category only with
-        its code-defined class, and a class without a task_id only under ids of its category.
+        its code-defined class, and a class without a task_id only under ids of its category; a
+        child run's task (``tasks.permissions.is_child_task``) runs any class of its category.
         """
         cls = self.get(task_class)
         category = self.category_of(task_id)
-        if cls.task_id and cls.task_id != task_id:
-            raise TaskPermissionError(
-                f"task {task_id!r} cannot run {task_class}: that class is the code-defined task "
-                f"{cls.task_id!r}"
-            )
-        if category in CODE_DEFINED and cls.task_id != task_id:
-            raise TaskPermissionError(
-                f"task {task_id!r} cannot run {task_class}: {category} tasks run only their "
-                "code-defined class"
-            )
+        if not is_child_task(task_id):  # a child: TaskPermissions.spawnable decided
+            self._check_code_defined(cls, task_id, task_class, category)
         if cls.category != category:
             raise TaskPermissionError(
                 f"task {task_id!r} cannot run {task_class}: that class is a {cls.category} task"
             )
         return cls
+
+    @staticmethod
+    def _check_code_defined(
+        task_cls: type[BaseTask], task_id: str, task_class: str, category: str
+    ) -> None:
+        if task_cls.task_id and task_cls.task_id != task_id:
+            raise TaskPermissionError(
+                f"task {task_id!r} cannot run {task_class}: that class is the code-defined task "
+                f"{task_cls.task_id!r}"
+            )
+        if category in CODE_DEFINED and task_cls.task_id != task_id:
+            raise TaskPermissionError(
+                f"task {task_id!r} cannot run {task_class}: {category} tasks run only their "
+                "code-defined class"
+            )
 
     def __len__(self) -> int:
         return len(self._by_key)

@@ -21,6 +21,7 @@ from tasks.errors import TaskDefinitionError, TaskUsageError
 
 MAX_SIGNAL_NAME_CHARS = 100  # as the store's bound (store.records)
 CONTROL_SIGNALS = frozenset({"cancel", "pause", "resume"})  # act on the run, never reach a task
+CHILD_SIGNAL_PREFIX = "child:"  # internal: a child run's outcome (tasks.children), never a user's
 _HANDLES = "__taskbus_signal__"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,8 +66,8 @@ class MemoryInbox:
 
 
 def check_signal_name(name: object, what: str = "a signal's name") -> str:
-    """``name`` if it is printable text of 1..MAX_SIGNAL_NAME_CHARS characters that is not a
-    control signal's name; else TaskUsageError."""
+    """``name`` if it is printable text of 1..MAX_SIGNAL_NAME_CHARS characters that is neither
+    a control signal's name nor an internal one (``child:*``); else TaskUsageError."""
     if (
         not isinstance(name, str)
         or not name
@@ -81,6 +82,11 @@ def check_signal_name(name: object, what: str = "a signal's name") -> str:
         raise TaskUsageError(
             f"signal {name!r}: the names {', '.join(sorted(CONTROL_SIGNALS))} control the run "
             "and never reach a task"
+        )
+    if name.startswith(CHILD_SIGNAL_PREFIX):
+        raise TaskUsageError(
+            f"signal {name!r}: the names {CHILD_SIGNAL_PREFIX}* are internal (a child run's "
+            "outcome, taken by the child's handle.result())"
         )
     return name
 

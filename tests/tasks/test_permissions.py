@@ -100,3 +100,39 @@ def test_resolve_refuses_a_class_the_task_may_not_run(
     with pytest.raises(TaskPermissionError) as caught:
         registry.resolve(task_id, task_class)
     assert str(caught.value) == f"task {task_id!r} cannot run {task_class}: {why}"
+
+
+@pytest.mark.parametrize(
+    ("parent", "child", "allowed"),
+    [
+        ("user.report", "user", True),
+        ("user.report", "agency", False),  # a user's task may not run agency code as a child
+        ("user.report", "security", False),
+        ("agency.reflect", "agency", True),
+        ("agency.reflect", "user", True),
+        ("agency.reflect", "maintenance", False),
+        ("maintenance.log_cleanup", "security", False),
+    ],
+)
+def test_a_task_spawns_children_of_its_own_category_or_user_ones(
+    parent: str, child: str, allowed: bool
+) -> None:
+    permissions = TaskPermissions()
+    assert permissions.spawnable(parent, child) is allowed
+    if allowed:
+        permissions.check_spawnable(parent, child)
+    else:
+        refusal = f"cannot spawn a child run of category {child}"
+        with pytest.raises(TaskPermissionError, match=refusal):
+            permissions.check_spawnable(parent, child)
+
+
+def test_a_child_runs_a_code_defined_class_of_its_category_and_no_other(
+    registry: TaskRegistry,
+) -> None:
+    child = "maintenance.child_0123456789abcdef"
+    assert registry.resolve(child, "tasks.maintenance:HealthCheck").task_id == (
+        "maintenance.health_check"
+    )
+    with pytest.raises(TaskPermissionError, match="that class is a security task"):
+        registry.resolve(child, "tasks.security:KeyRotation")
