@@ -15,7 +15,8 @@ For every dispatch of ``scheduler.task.dispatch.<category>``:
 A run may suspend (a durable sleep or wait, a pause: its attempt ends, its slot is given back,
 the scheduler wakes it later in a new attempt) or be cancelled; the scheduler pushes the signals
 and controls of runs on ``scheduler.run.deliver.<category>``, to the runs in progress here
-(:mod:`.live`).
+(:mod:`.live`), and the queries of those runs, which are answered. A run spawns child runs
+through the scheduler (``running.BusSpawner``, ``scheduler.exec.spawn``).
 
 Every step is published on ``scheduler.task.status`` (:mod:`.status`). The store is reached
 through :class:`StoreClient` only, its execution asks batched (:mod:`.ledger`); every timestamp,
@@ -30,6 +31,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from actors.actor import Actor, Route, on_event, on_work
 from actors.executing.admission import Admission, Deferred
@@ -184,7 +186,26 @@ class ExecutorActor(Actor):
             self.counters["pushes_dropped"] += 1
             self.log.error("dropped a push on %s from %s: %s", event.topic, event.sender, exc)
             return
+        if push.kind == "query":
+            await self._answer(push)
+            return
         self.live.push(push)
+
+    async def _answer(self, push: RunPush) -> None:
+        """Answer a query of a run in progress here (``scheduler.exec.answer``)."""
+        answered = self.live.answer(push)
+        if answered is None:
+            return
+        answer, error = answered
+        payload: dict[str, Any] = {"query_id": push.query_id}
+        if error is None:
+            payload["answer"] = answer
+        else:
+            payload["error"] = error
+        try:
+            await self.ask(topics.EXEC_ANSWER, payload)
+        except Exception as exc:  # the asker gets the stored answer instead
+            self.log.warning("query %s of run %s not answered: %s", push.name, push.run_key, exc)
 
     async def on_stop(self) -> None:
         await self._ledger.close()

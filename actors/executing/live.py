@@ -1,8 +1,9 @@
 """The runs in progress on one executor, by run key, and what the scheduler pushes them
 (``scheduler.run.deliver.<category>``): a signal is delivered to the run's context (and its
 signal handlers run), a cancel cancels it, a pause suspends it at its next boundary, a resume
-lifts a pause not reached yet. A cancel for a run not in progress here is remembered (the last
-MAX_EARLY_CANCELS run keys): a run that starts later is refused as cancelled."""
+lifts a pause not reached yet, a query is answered (``answer``). A cancel for a run not in
+progress here is remembered (the last MAX_EARLY_CANCELS run keys): a run that starts later is
+refused as cancelled."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import asyncio
 import logging
 from collections import Counter, OrderedDict
 from typing import Any
+
+from tasks.queries import answer_query
 
 from actors.scheduling.protocol import RunPush
 from tasks.base import BaseTask
@@ -84,6 +87,21 @@ class LiveRuns:
         if not runs:
             self._runs.pop(live.run_key, None)
         await live.close()
+
+    def answer(self, push: RunPush) -> tuple[Any, str | None] | None:
+        """A query push's answer by the run's attempt in progress here: (answer, None), or
+        (None, "<Type>: message") if its handler failed or it has no such query; None if the run
+        is not in progress here (another executor may hold it)."""
+        runs = self._runs.get(push.run_key, [])
+        if not runs:
+            return None
+        assert push.name is not None, "RunPush checks a query's fields"
+        live = runs[-1]
+        self._counters["queries_answered"] += 1
+        try:
+            return answer_query(live.task, live.context, push.name), None
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"
 
     def push(self, push: RunPush) -> None:
         """What the scheduler pushed, to the run's attempts in progress here."""

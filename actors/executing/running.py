@@ -14,12 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tasks.queries import answer_queries, queries_of
+
 from actors.actor import Actor
 from actors.executing.journal import StoreInbox, StoreJournal
 from actors.executing.live import LiveRuns
 from actors.executing.status import Announce
 from actors.scheduling.protocol import Dispatch
 from actors.storing.client import StoreClient
+from config import topics
 from config.errors import TaskbusError
 from scheduler import Clock, error_names, within
 from store.records import run_key
@@ -39,24 +42,53 @@ class Attempt:
     (the run goes on in a later attempt, woken by the scheduler); ``cancelled`` if its run was
     cancelled (``scheduler.run.cancel``: its result a RunCancelled failure, never retried);
     ``durable`` if its run has (or may have) a row in the store's runs, which a success must
-    close (``finish_run``)."""
+    close (``finish_run``). ``answers``: the run's answers to its class's queries as it ended
+    (None: its class has none), stored with its suspension or its end."""
 
     result: TaskResult
     suspension: Suspended | None = None
     cancelled: bool = False
     durable: bool = False
+    answers: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, result: TaskResult) -> Attempt:
         return cls(result=result)
 
 
+class BusSpawner:
+    """How a run spawns its child runs (``tasks.context.Spawner``): it asks the scheduler
+    (``scheduler.exec.spawn``, the executor's identity) for the child of ``parent_run``."""
+
+    def __init__(self, actor: Actor, parent_run: str) -> None:
+        self._actor = actor
+        self.parent_run = parent_run
+
+    async def spawn(
+        self, *, key: str, task_class: str, config: dict[str, Any], on_parent_cancel: str
+    ) -> dict[str, Any]:
+        reply = await self._actor.ask(
+            topics.EXEC_SPAWN,
+            {
+                "parent_run": self.parent_run,
+                "key": key,
+                "task_class": task_class,
+                "config": dict(config),
+                "on_parent_cancel": on_parent_cancel,
+            },
+        )
+        return {"task_id": reply.payload["task_id"], "run": reply.payload["run"]}
+
+
 class BusServices:
     """What a task may do on the bus (``tasks.services.TaskServices``): ask and publish, as the
-    executor's identity."""
+    executor's identity; its runs' spawners (``spawner``)."""
 
     def __init__(self, actor: Actor) -> None:
         self._actor = actor
+
+    def spawner(self, parent_run: str) -> BusSpawner:
+        return BusSpawner(self._actor, parent_run)
 
     async def ask(
         self, topic: str, payload: dict[str, Any], timeout: float | None = None
@@ -124,6 +156,7 @@ class TaskRunner:
             steps=None if self.store is None else StoreJournal(self.store, key),
             signals=inbox,
             suspend_after_s=self.suspend_after_s,
+            spawner=self.services.spawner(key),
         )
         task = task_class()
         refused = None if self.live is None else self.live.refused(key)
@@ -143,7 +176,8 @@ class TaskRunner:
             or (live is not None and live.pushed)
             or bool(inbox is not None and inbox.loaded)
         )
-        return replace(attempt, durable=durable)
+        answers = answer_queries(task, context) if queries_of(task_class) else None
+        return replace(attempt, durable=durable, answers=answers)
 
     async def _execute(
         self,

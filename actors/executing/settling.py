@@ -6,7 +6,8 @@ An attempt that suspended its run (a durable sleep, a wait for a signal, a pause
 the run's suspension (``store.run.suspend``), then its outcome (a success whose result says
 ``suspended``): an executor that dies in between leaves an unfinished execution, run again, never
 a finished one whose run nobody would wake. A run that succeeded and has a row in the store's
-runs is closed there (``finish_run``) before its outcome is stored, as is a cancelled one."""
+runs is closed there (``finish_run``) before its outcome is stored, as is a cancelled one. The
+answers to its class's queries (if it has any) are stored with its suspension or its end."""
 
 from __future__ import annotations
 
@@ -60,18 +61,23 @@ class Settlement:
         suspended: dict[str, Any] = {}
         if attempt.suspension is not None:
             row = await self._ledger.store.suspend_run(
-                _suspension(dispatch, key, attempt.suspension, completed)
+                _suspension(dispatch, key, attempt.suspension, completed, attempt.answers)
             )
             if row.state == "cancelled":  # cancelled as it suspended: never woken
                 result, cancelled = failure(RunCancelled(row.reason or "cancelled")), True
             else:
                 suspended = {"suspended": True, "wake_at": row.wake_at}
                 suspended["wake_now"] = row.state == "running"
+        answers = attempt.answers
         if cancelled:
             reason = result.error or "cancelled"
-            await self._ledger.store.finish_run(key, "cancelled", reason=reason, now=completed)
-        elif attempt.durable and result.success and not suspended:
-            await self._ledger.store.finish_run(key, "succeeded", reason=None, now=completed)
+            await self._ledger.store.finish_run(
+                key, "cancelled", reason=reason, now=completed, answers=answers
+            )
+        elif (attempt.durable or answers is not None) and result.success and not suspended:
+            await self._ledger.store.finish_run(
+                key, "succeeded", reason=None, now=completed, answers=answers
+            )
         outcome = outcome_of(result, started=started, completed=completed, logged=logged)
         await self._ledger.finish(dispatch.execution_id, outcome)
         await self._actor.bus.enqueue(
@@ -117,7 +123,13 @@ class Settlement:
         await self._status(dispatch, state, **fields)
 
 
-def _suspension(dispatch: Dispatch, key: str, suspension: Suspended, at: datetime) -> RunSuspension:
+def _suspension(
+    dispatch: Dispatch,
+    key: str,
+    suspension: Suspended,
+    at: datetime,
+    answers: dict[str, Any] | None = None,
+) -> RunSuspension:
     return RunSuspension(
         run_key=key,
         task_id=dispatch.task_id,
@@ -128,6 +140,7 @@ def _suspension(dispatch: Dispatch, key: str, suspension: Suspended, at: datetim
         consumed=suspension.consumed,
         paused=suspension.paused,
         at=at,
+        answers=answers,
     )
 
 

@@ -4,9 +4,9 @@ Only the holder of the scheduler lease takes messages: a standby waits in ``unti
 lease (``actors.scheduling.lease``), so requests, firing and results all go to the leader. On
 taking over it loads every task and recovers what no leader settled (``takeover``) and asks the
 executors to announce their task classes (``catalogue``); then it serves requests (``requests``),
-fires (``firing``), acts on results (``retries``), wakes suspended runs (``sleepers``) and
-controls runs (``runs``). If it loses the lease it dies, and its
-supervisor restarts it as a standby.
+fires (``firing``), acts on results (``retries``), wakes suspended runs (``sleepers``),
+controls runs (``runs``) and spawns child runs and asks queries (``children``). If it loses
+the lease it dies, and its supervisor restarts it as a standby.
 
 The class shows every topic it serves, each with the reader of its request; the collaborators do
 the work, each given what it uses. Every store call goes through one ``StoreClient``; every sleep,
@@ -23,9 +23,10 @@ from datetime import datetime
 
 from actors.actor import Actor, on_event, on_request, on_work
 from actors.fireloop import FireLoop
-from actors.scheduling import requests, runs
+from actors.scheduling import children, requests, runs
 from actors.scheduling.background import Background
 from actors.scheduling.catalogue import Catalogue, read_announcement
+from actors.scheduling.children import AnswerAsk, Children, QueryAsk, SpawnAsk
 from actors.scheduling.events import Events
 from actors.scheduling.firing import Firing
 from actors.scheduling.lease import LeaseKeeper, holder_name
@@ -55,7 +56,7 @@ from scheduler import Clock, SystemClock, TaskPlan
 from store.errors import Conflict, InvalidValue, LeaseLost, NotFound, StoreError
 from store.records import TaskSpec
 from tasks.errors import TaskPermissionError
-from tasks.permissions import TaskPermissions
+from tasks.permissions import TaskPermissions, is_child_task
 
 STORE_TIMEOUT_S = 10.0
 
@@ -118,6 +119,7 @@ class SchedulerActor(Actor):
             clock=clock,
             background=self._background,
             log=self.log,
+            settings=settings,
         )
         self._sleepers = sleepers = Sleepers(
             store=store,
@@ -164,6 +166,18 @@ class SchedulerActor(Actor):
             retries=retries,
             publish=self.publish,
             clock=clock,
+            log=self.log,
+        )
+        retries.given_up = self._runs.child_given_up
+        self._children = Children(
+            store=store,
+            owners=owners,
+            catalogue=self.catalogue,
+            firing=firing,
+            runs=self._runs,
+            publish=self.publish,
+            clock=clock,
+            settings=settings,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -299,6 +313,22 @@ class SchedulerActor(Actor):
     async def list_runs(self, request: Envelope, page: RunPage) -> Payload:
         return await self._runs.list_runs(request.sender, page)
 
+    @on_request(topics.RUN_TREE, read=runs.read_run)
+    async def run_tree(self, request: Envelope, ask: ControlAsk) -> Payload:
+        return await self._children.tree(request.sender, ask.run)
+
+    @on_request(topics.RUN_QUERY, read=children.read_query)
+    async def query_run(self, request: Envelope, ask: QueryAsk) -> Payload:
+        return await self._children.query(request.sender, ask)
+
+    @on_request(topics.EXEC_SPAWN, read=children.read_spawn)
+    async def spawn(self, request: Envelope, ask: SpawnAsk) -> Payload:
+        return await self._children.spawn(request.sender, ask)
+
+    @on_request(topics.EXEC_ANSWER, read=children.read_answer)
+    async def answer(self, request: Envelope, ask: AnswerAsk) -> Payload:
+        return self._children.answer(request.sender, ask)
+
     @on_request(topics.SCHEDULER_STATS, read=requests.read_nothing)
     async def stats(self, request: Envelope, _: None) -> Payload:
         return await self._requests.stats()
@@ -344,6 +374,10 @@ class SchedulerActor(Actor):
         dropped = await self._retries.settle(result)
         if dropped is not None:
             await report_dropped(self, RESULT_QUEUE, delivery, dropped)
+        elif result.success and not result.cancelled and is_child_task(result.task_id):
+            await self._runs.child_succeeded(
+                result.task_id, result.scheduled_at, result.execution_id
+            )
 
     # ------------------------------------------------------------ wiring
 

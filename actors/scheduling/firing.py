@@ -60,7 +60,9 @@ class Fire:
     """One attempt (1: the first run) of the fire of ``task`` at ``instant``; ``coalesced``
     counts the missed fires it stands for, ``reason`` says what made it (its ``queued`` event).
     ``wakes``: how many attempts before it were wakes of its suspended run; ``start_key``: the
-    caller's idempotency key of a start (a trigger's), one run per key and task."""
+    caller's idempotency key of a start (a trigger's), one run per key and task. A child run's
+    fire (a spawn's) names its parent run (``parent_key``), its key there (``spawn_key``) and
+    what the parent's cancel does to it (``on_parent_cancel``)."""
 
     task: CompiledTask
     instant: datetime
@@ -69,6 +71,9 @@ class Fire:
     reason: str = "schedule"
     wakes: int = 0
     start_key: str | None = None
+    parent_key: str | None = None
+    spawn_key: str | None = None
+    on_parent_cancel: str = "cancel"
 
 
 def scheduled(task: CompiledTask, run: PlannedRun) -> Fire:
@@ -148,11 +153,25 @@ class Firing:
         reason: str,
         wakes: int = 0,
         start_key: str | None = None,
+        parent_key: str | None = None,
+        spawn_key: str | None = None,
+        on_parent_cancel: str = "cancel",
     ) -> Fired:
         """``fire``, returning the fire as recorded: with a ``start_key`` already used for the
         task, ``stored.duplicate`` is true and its execution id is that run's latest attempt,
-        which is not dispatched again here (its run is settled as any other)."""
-        fire = Fire(task, instant, attempt, reason=reason, wakes=wakes, start_key=start_key)
+        which is not dispatched again here (its run is settled as any other). A child run's
+        fire carries its parent (``parent_key``, ``spawn_key``, ``on_parent_cancel``)."""
+        fire = Fire(
+            task,
+            instant,
+            attempt,
+            reason=reason,
+            wakes=wakes,
+            start_key=start_key,
+            parent_key=parent_key,
+            spawn_key=spawn_key,
+            on_parent_cancel=on_parent_cancel,
+        )
         (fired,) = await self._record([fire])
         await self._dispatch([fired])
         return fired
@@ -290,6 +309,9 @@ class Firing:
                 retry_count=fire.attempt - 1,
                 trigger=fire.reason,
                 start_key=fire.start_key,
+                parent_key=fire.parent_key,
+                spawn_key=fire.spawn_key,
+                on_parent_cancel=fire.on_parent_cancel,
             )
             for fire in fires
         ]

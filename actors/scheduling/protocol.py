@@ -36,7 +36,7 @@ STATUS_TOPIC = topics.STATUS_EVENTS
 DEAD_TOPIC = topics.DEAD_EVENTS
 ERROR_TOPIC = topics.ERROR_EVENTS
 DELIVER_PREFIX = topics.RUN_DELIVER
-PUSH_KINDS = ("signal", "cancel", "pause", "resume")
+PUSH_KINDS = ("signal", "cancel", "pause", "resume", "query")
 
 
 def owner_topic(prefix: str, owner: str) -> str:
@@ -156,8 +156,9 @@ class RunResult:
 class RunPush:
     """What the scheduler pushes to the executors of a run's category for its live attempt:
     ``kind`` ``signal`` (with ``seq``, ``name``, ``value``, ``sender``, ``sent_at``), ``cancel``
-    (with ``reason``), ``pause`` or ``resume``. On the wire the signal's value is ``payload``:
-    ``{run_key, kind, ...}``, only the fields of its kind."""
+    (with ``reason``), ``pause``, ``resume`` or ``query`` (with ``query_id`` and ``name``: the
+    executor holding the run answers ``scheduler.exec.answer``). On the wire the signal's value
+    is ``payload``: ``{run_key, kind, ...}``, only the fields of its kind."""
 
     run_key: str
     kind: str
@@ -167,6 +168,7 @@ class RunPush:
     sender: str | None = None
     sent_at: datetime | None = None
     reason: str = ""
+    query_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PUSH_KINDS:
@@ -175,6 +177,8 @@ class RunPush:
             self.seq is None or self.name is None or self.sender is None or self.sent_at is None
         ):
             raise InvalidValue("kind", "a signal push has a seq, a name, a sender and sent_at")
+        if self.kind == "query" and (self.query_id is None or self.name is None):
+            raise InvalidValue("kind", "a query push has a query_id and a name")
 
     def payload(self) -> dict[str, Any]:
         message: dict[str, Any] = {"run_key": self.run_key, "kind": self.kind}
@@ -189,6 +193,8 @@ class RunPush:
             }
         elif self.kind == "cancel":
             message["reason"] = self.reason
+        elif self.kind == "query":
+            message |= {"query_id": self.query_id, "name": self.name}
         return message
 
     @classmethod
@@ -213,6 +219,13 @@ class RunPush:
         elif kind == "cancel":
             reason = fields.optional("reason", payloads.any_text, "")
             push = cls(run_key=run_key, kind=kind, reason=reason)
+        elif kind == "query":
+            push = cls(
+                run_key=run_key,
+                kind=kind,
+                query_id=fields.required("query_id", payloads.identifier),
+                name=fields.required("name", payloads.text),
+            )
         else:
             push = cls(run_key=run_key, kind=kind)
         fields.done()

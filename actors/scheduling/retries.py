@@ -17,9 +17,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 
+from actors.scheduling import definitions
 from actors.scheduling.background import Background
 from actors.scheduling.definitions import CompiledTask
 from actors.scheduling.events import Events
@@ -28,11 +30,14 @@ from actors.scheduling.owed import Owed
 from actors.scheduling.protocol import RunResult
 from actors.scheduling.roster import Roster
 from actors.storing.client import StoreClient
+from config.sections import SchedulerSettings
 from scheduler import Clock, RetryDecision, Timer
-from store.errors import NotFound
+from store.errors import InvalidValue, NotFound
 from store.records import ExecutionRecord, NewDeadLetter, run_key
+from tasks.permissions import is_child_task
 
 RetryKey = tuple[str, datetime, int]  # task id, the fire's instant, the attempt to run
+GivenUp = Callable[[str, datetime, str], Awaitable[None]]  # task id, instant, the last error
 
 
 def failure_of(execution: ExecutionRecord, wakes: int = 0) -> RunResult:
@@ -85,6 +90,7 @@ class Retries:
         clock: Clock,
         background: Background,
         log: logging.Logger,
+        settings: SchedulerSettings | None = None,
     ) -> None:
         self._store = store
         self._owed = owed
@@ -95,7 +101,9 @@ class Retries:
         self._clock = clock
         self._background = background
         self._log = log
+        self._settings = settings or SchedulerSettings()
         self._timers: dict[RetryKey, Timer] = {}
+        self.given_up: GivenUp | None = None  # told of every fire given up (a child's parent)
 
     def __len__(self) -> int:
         return len(self._timers)
@@ -129,8 +137,10 @@ class Retries:
             self._counters["cancelled"] += 1
             return None
         self._counters["succeeded" if result.success else "failed"] += 1
-        task = self._roster.get(result.task_id)
-        if result.success or task is None:
+        if result.success:
+            return None
+        task = await self.task_of(result.task_id)
+        if task is None:
             return None
         failure = await self._stored_failure(result)
         if failure is None:
@@ -140,6 +150,17 @@ class Retries:
             )
         await self.after_failure(task, failure)
         return None
+
+    async def task_of(self, task_id: str) -> CompiledTask | None:
+        """The task whose failures are retried: one still fired, or a child run's task (never
+        enabled: it runs only the fire its spawn made)."""
+        task = self._roster.get(task_id)
+        if task is not None or not is_child_task(task_id):
+            return task
+        try:
+            return definitions.compile_task(await self._store.get_task(task_id), self._settings)
+        except (NotFound, InvalidValue):
+            return None
 
     async def _stored_failure(self, result: RunResult) -> RunResult | None:
         """The failure as the store has it, if ``result`` names a recorded attempt of that task,
@@ -188,6 +209,8 @@ class Retries:
         def fire() -> None:
             self._timers.pop(key, None)
             current = self._roster.get(task.task_id)
+            if current is None and is_child_task(task.task_id):
+                current = task
             if current is not None:
                 self._background.spawn(
                     self._firing.fire(
@@ -223,3 +246,5 @@ class Retries:
             letter.reason,
         )
         await self._events.dead(task.record.owner, letter)
+        if self.given_up is not None:
+            await self.given_up(task.task_id, failure.scheduled_at, failure.error_message)

@@ -15,6 +15,7 @@ takes it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -39,15 +40,17 @@ from store.records import (
     ExecutionRecord,
     NewSignal,
     RunRecord,
+    TaskRecord,
     run_key,
     signal_name,
     start_key_text,
 )
 from store.salvage import PartialPage
+from tasks.children import is_reserved_signal
 
 CONTROLS = ("cancel", "pause", "resume")  # signal names that act as the control asks
-SCAN_PAGE = 200  # executions read per request when looking for a run without a row
-SCAN_PAGES = 25  # ... and at most this many pages (the latest 5,000 executions of its task)
+CHILD_SENDER = "scheduler"  # who sends a parent its child's end (``child:<key>``)
+MAX_CASCADE = 10  # levels of children a cancel reaches
 
 Publish = Callable[[str, Payload], Awaitable[None]]
 
@@ -107,11 +110,20 @@ def _anything(name: str, value: Any) -> Any:
     return value
 
 
+def sent_signal_name(field: str, value: object) -> str:
+    """A signal name a client may send: not an internal one (``child:*``, which only the
+    scheduler puts into a parent's inbox when a child run ends: a client could fake its end)."""
+    name = signal_name(field, value)
+    if is_reserved_signal(name):
+        raise InvalidValue(field, f"{name!r} is an internal signal name (child:*); send another")
+    return name
+
+
 @strict
 def read_signal(request: Fields) -> SignalAsk:
     return SignalAsk(
         request.required("run", run_name),
-        request.required("name", signal_name),
+        request.required("name", sent_signal_name),
         request.optional("payload", _anything, None),
     )
 
@@ -169,7 +181,9 @@ class RunRequests:
         retries: Retries,
         publish: Publish,
         clock: Clock,
+        log: logging.Logger | None = None,
     ) -> None:
+        self._log = log or logging.getLogger("taskbus.scheduler.runs")
         self._store = store
         self._owners = owners
         self._sleepers = sleepers
@@ -182,17 +196,21 @@ class RunRequests:
             reason = ask.payload if isinstance(ask.payload, str) else ""
             return await self.control(sender, ControlAsk(ask.run, reason), ask.name)
         run = await self._controllable(sender, ask.run, "signal")
+        row, seq = await self.deliver(run, ask.name, ask.payload, sender)
+        return {"run": plain(row), "seq": seq}
+
+    async def deliver(
+        self, run: Run, name: str, payload: Any, sender: str
+    ) -> tuple[RunRecord, int]:
+        """Put the signal in the run's inbox, wake the run if it waits for ``name``, push it to
+        the live attempt; the row after and the signal's seq (Conflict if the run is final)."""
         new = NewSignal(
-            run_key=run.key,
-            name=ask.name,
-            payload=ask.payload,
-            sender=sender,
-            sent_at=self._clock.wall(),
+            run_key=run.key, name=name, payload=payload, sender=sender, sent_at=self._clock.wall()
         )
         signal, row = await self._store.put_signal(
             new, task_id=run.task_id, scheduled_at=run.scheduled_at
         )
-        if row.state == "waiting" and row.waiting == ask.name and not row.paused:
+        if row.state == "waiting" and row.waiting == name and not row.paused:
             woken = await self._store.wake_run(run.key, now=self._clock.wall())
             if woken is not None:
                 self._sleepers.drop(run.key)
@@ -208,7 +226,7 @@ class RunRequests:
             sent_at=signal.sent_at,
         )
         await self._publish(deliver_topic(run.task_id), push.payload())
-        return {"run": plain(row), "seq": signal.seq}
+        return row, signal.seq
 
     async def control(self, sender: str, ask: ControlAsk, action: str) -> Payload:
         """``cancel``, ``pause`` or ``resume`` the run."""
@@ -217,7 +235,7 @@ class RunRequests:
             reason = ask.reason or f"cancelled by {sender}"
         else:
             reason = f"{action}d by {sender}"
-        row, _before = await self._store.control_run(
+        row, before = await self._store.control_run(
             run.key,
             task_id=run.task_id,
             scheduled_at=run.scheduled_at,
@@ -240,7 +258,86 @@ class RunRequests:
                 row = woken
         push = RunPush(run_key=run.key, kind=action, reason=reason if action == "cancel" else "")
         await self._publish(deliver_topic(run.task_id), push.payload())
+        if action == "cancel" and before not in FINAL_RUN_STATES:
+            await self.child_ended(row, "cancelled", None, reason)
+            await self._cascade(run.key, f"its parent run {run.key} was cancelled")
         return {"run": plain(row)}
+
+    # ------------------------------------------------------------ child runs
+
+    async def _cascade(self, parent_key: str, reason: str) -> None:
+        """Cancel the children of a cancelled run whose ``on_parent_cancel`` is ``cancel``,
+        theirs in turn (MAX_CASCADE levels deep at most); ``abandon`` ones run on."""
+        parents = [parent_key]
+        for _ in range(MAX_CASCADE):
+            cancelled: list[str] = []
+            for key in parents:
+                for child in await self._store.run_children(key):
+                    if child.on_parent_cancel != "cancel" or child.state in FINAL_RUN_STATES:
+                        continue
+                    if await self._cancel_child(child, reason):
+                        cancelled.append(child.run_key)
+            if not cancelled:
+                return
+            parents = cancelled
+
+    async def _cancel_child(self, child: RunRecord, reason: str) -> bool:
+        try:
+            _row, before = await self._store.control_run(
+                child.run_key,
+                task_id=child.task_id,
+                scheduled_at=child.scheduled_at,
+                action="cancel",
+                reason=reason,
+                now=self._clock.wall(),
+            )
+        except Conflict:  # it ended meanwhile
+            return False
+        self._sleepers.drop(child.run_key)
+        self._retries.cancel_run(child.task_id, child.scheduled_at)
+        push = RunPush(run_key=child.run_key, kind="cancel", reason=reason)
+        await self._publish(deliver_topic(child.task_id), push.payload())
+        return before not in FINAL_RUN_STATES
+
+    async def child_succeeded(
+        self, task_id: str, scheduled_at: datetime, execution_id: str
+    ) -> None:
+        """A child run's attempt succeeded (and did not suspend): tell its parent, with the
+        result map its execution stored."""
+        try:
+            row = await self._store.get_run(run_key(task_id, scheduled_at))
+        except NotFound:
+            return  # not a spawned run (a child task triggered by hand)
+        try:
+            execution = await self._store.get_execution(execution_id)
+        except NotFound:
+            result: dict[str, Any] | None = None
+        else:
+            result = dict(execution.result or {})
+        await self.child_ended(row, "succeeded", result, None)
+
+    async def child_given_up(self, task_id: str, scheduled_at: datetime, error: str) -> None:
+        """A child run's fire was given up: tell its parent it failed."""
+        try:
+            row = await self._store.get_run(run_key(task_id, scheduled_at))
+        except NotFound:
+            return
+        await self.child_ended(row, "failed", None, error)
+
+    async def child_ended(
+        self, row: RunRecord, state: str, result: dict[str, Any] | None, error: str | None
+    ) -> None:
+        """Put ``child:<key>`` in the parent's inbox (sender ``scheduler``) and wake the parent
+        if it waits for it; nothing if ``row`` is no spawned run or its parent ended."""
+        if row.parent_key is None or row.spawn_key is None:
+            return
+        task, _, micros = row.parent_key.rpartition("@")
+        parent = Run(row.parent_key, task, values.from_us(int(micros)), None)
+        payload = {"state": state, "result": result, "error": error}
+        try:
+            await self.deliver(parent, f"child:{row.spawn_key}", payload, CHILD_SENDER)
+        except (Conflict, NotFound, InvalidValue) as exc:  # the parent ended, or is gone
+            self._log.info("child run %s %s: its parent not told: %s", row.run_key, state, exc)
 
     async def list_runs(self, sender: str, page: RunPage) -> Payload:
         owner = None if self._owners.is_admin(sender) else sender  # others see their own
@@ -258,14 +355,31 @@ class RunRequests:
 
     # ------------------------------------------------------------ resolving
 
-    async def _controllable(self, sender: str, name: str, action: str) -> Run:
-        """The run ``name``, if ``sender`` may ``action`` it and it is not final."""
-        run = await self._resolve(name)
+    async def readable(self, sender: str, name: str, action: str) -> Run:
+        """The run ``name`` (its task must exist), if ``sender`` may ``action`` it; final or
+        not."""
+        run = await self.resolve(name)
+        await self.owned(sender, run, name, action)
+        return run
+
+    async def owned(self, sender: str, run: Run, name: str, action: str) -> TaskRecord:
         try:
             task = await self._store.get_task(run.task_id)
         except NotFound as error:
             raise NotFound(f"run {name!r} not found: its task {run.task_id!r} is gone") from error
         self._owners.check(sender, task.owner, run.task_id, f"{action} a run of")
+        return task
+
+    async def state_of(self, run: Run) -> str:
+        """The run's state: its row's, else its latest attempt's."""
+        if run.row is not None:
+            return run.row.state
+        return await self._state_without_row(run, run.key)
+
+    async def _controllable(self, sender: str, name: str, action: str) -> Run:
+        """The run ``name``, if ``sender`` may ``action`` it and it is not final."""
+        run = await self.resolve(name)
+        await self.owned(sender, run, name, action)
         if run.row is not None:
             state = run.row.state  # the store refuses a final row itself
         else:
@@ -274,7 +388,7 @@ class RunRequests:
             raise Conflict(f"run {run.key} is {state}")
         return run
 
-    async def _resolve(self, name: str) -> Run:
+    async def resolve(self, name: str) -> Run:
         """The run ``name`` names (NotFound if the store knows none)."""
         if "@" in name:
             task, _, micros = name.rpartition("@")
@@ -306,20 +420,5 @@ class RunRequests:
         return "running" if any(at == run.scheduled_at for at, _ in pending) else "failed"
 
     async def _latest_attempt(self, task: str, instant: datetime) -> ExecutionRecord | None:
-        """The fire's latest attempt, from its task's history (latest start first; an attempt
-        starts at or after its instant): None if there is none among the latest ones."""
-        before: str | None = None
-        for _ in range(SCAN_PAGES):
-            try:
-                page = await self._store.history(task, before=before, limit=SCAN_PAGE)
-            except NotFound:
-                return None
-            for execution in page.items:
-                if execution.scheduled_at == instant:
-                    return execution
-            if page.next_cursor is None or not page.items:
-                return None
-            if page.items[-1].started_at < instant:
-                return None
-            before = page.next_cursor
-        return None
+        """The fire's latest attempt (None: the store recorded none)."""
+        return await self._store.latest_attempt(task, instant)

@@ -9,6 +9,8 @@
    every failed attempt not yet retried or given up is decided again.
 4. Every suspended run the store holds (sleeping or waiting) has its wake armed again
    (``Sleepers.rearm``); a run paused stays held until it is resumed.
+5. Every run the store shows woken (``running``) whose woken attempt was never recorded (a
+   leader died between the wake and its fire: ``stranded_runs``) is fired now, as the wake.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from store.records import ExecutionRecord, RunMark, TaskRecord, TaskSpec, run_ke
 
 TASK_PAGE = 1000  # tasks loaded per request
 RECOVERY_PAGE = 500  # unsettled executions read per request
+STRANDED_PAGE = 500  # stranded runs read per request
 
 
 class Takeover:
@@ -108,10 +111,25 @@ class Takeover:
             if after is None:
                 break
         await self._sleepers.rearm()
+        await self._fire_stranded()
+
+    async def _fire_stranded(self) -> None:
+        """Fire the wakes the store made that no leader recorded (``stranded_runs``)."""
+        after: str | None = None
+        while True:
+            page = await self._store.stranded_runs(after=after, limit=STRANDED_PAGE)
+            for row in page.items:
+                self._counters["stranded_wakes"] += 1
+                await self._sleepers.fire(row)  # attempt row.attempt, wakes row.wakes
+            after = page.next_cursor
+            if after is None:
+                return
 
     async def _recover(self, execution: ExecutionRecord) -> None:
-        task = self._roster.get(execution.task_id)
-        if task is None:  # deleted or disabled since: its runs are not owed any more
+        # deleted or disabled since: its runs are not owed any more (a child's task is never
+        # enabled: its run is)
+        task = await self._retries.task_of(execution.task_id)
+        if task is None:
             return
         wakes = await self._wakes(execution)
         if execution.success is None:

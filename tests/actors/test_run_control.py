@@ -238,8 +238,9 @@ async def test_a_suspended_run_wakes_at_its_instant_as_a_wake_attempt(rig: Rig) 
     assert wake.execution_id != first.execution_id
     history = await executions(rig.caller)
     assert {e["trigger"] for e in history} == {"trigger", "wake"}
+    await settled(rig, key, "succeeded")  # the wake's success closed the run's row
     row = await stored_run(rig.caller, key)
-    assert (row["state"], row["attempt"], row["wakes"]) == ("running", 2, 1)
+    assert (row["attempt"], row["wakes"]) == (2, 1)
     assert key not in scheduler._sleepers
 
 
@@ -380,6 +381,7 @@ async def test_bad_input_is_refused_precisely_and_stores_nothing(rig: Rig) -> No
         ("scheduler.run.signal", {"run": key, "name": ""}, "invalid"),
         ("scheduler.run.signal", {"run": key, "name": "a\nb"}, "invalid"),
         ("scheduler.run.signal", {"run": key, "name": "x" * 101}, "invalid"),
+        ("scheduler.run.signal", {"run": key, "name": "child:a", "payload": {}}, "invalid"),
         ("scheduler.run.signal", {"run": "not a run", "name": "go"}, "invalid"),
         ("scheduler.run.signal", {"run": "user.report@soon", "name": "go"}, "invalid"),
         ("scheduler.run.signal", {"run": key, "name": "go", "extra": 1}, "invalid"),
