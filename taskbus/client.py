@@ -288,6 +288,20 @@ class TaskbusClient:
                 break
         return found if limit is None else found[:limit]
 
+    async def run_tree(self, run: str) -> dict[str, Any]:
+        """``{run, children}``: ``run`` (a run key or an execution id of any of its attempts)
+        as a map, and the child runs it spawned (``ctx.spawn``), each ``{run, children}`` in
+        turn, ten levels deep at most (docs/runs.md#child-runs)."""
+        return await self.ask(topics.RUN_TREE, {"run": run})
+
+    async def query(self, run: str, name: str) -> dict[str, Any]:
+        """``{answer, live}``: what ``run``'s ``@query(name)`` answers. Asked of the live
+        attempt if one holds the run (``live`` true, within about a second); else the answer
+        it stored when it last suspended or finished (``live`` false). Refused ``not_found``
+        when there is neither, ``denied`` (another's task) (docs/runs.md#queries)."""
+        reply = await self.ask(topics.RUN_QUERY, {"run": run, "name": name})
+        return {"answer": reply.get("answer"), "live": bool(reply.get("live", False))}
+
     async def _run(self, topic: str, payload: Payload) -> dict[str, Any]:
         return dict((await self.ask(topic, payload))["run"])
 

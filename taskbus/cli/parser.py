@@ -70,7 +70,9 @@ examples:
   taskbus run signal user.approval@1714546800000000 approve --payload '{"by": "ana"}'
   taskbus run cancel EXECUTION_ID --reason "no longer needed"
   taskbus run pause user.approval@1714546800000000
-  taskbus run resume user.approval@1714546800000000"""
+  taskbus run resume user.approval@1714546800000000
+  taskbus run tree user.orders@1714546800000000
+  taskbus run query user.orders@1714546800000000 progress --json"""
 
 RUN_HELP = "a run key (<task id>@<microseconds>) or the execution id of one of its attempts"
 
@@ -297,7 +299,7 @@ def _add_task_run_commands(commands: Commands) -> None:
     verbs = _verbs(
         commands,
         "run",
-        "the runs of tasks: show, list, signal, cancel, pause, resume",
+        "the runs of tasks: show, list, tree, query, signal, cancel, pause, resume",
         RUN_EXAMPLES,
     )
     show = _connecting(
@@ -339,6 +341,20 @@ def _add_task_run_commands(commands: Commands) -> None:
         control = _connecting(verbs, verb, helptext, func)
         control.add_argument("run", help=RUN_HELP)
         _json_flag(control)
+    tree = _connecting(
+        verbs, "tree", "a run with the child runs it spawned, indented: key, task, state", run.tree
+    )
+    tree.add_argument("run", help=RUN_HELP)
+    _json_flag(tree)
+    query = _connecting(
+        verbs,
+        "query",
+        "what a run's @query NAME answers (live, or as stored when it suspended)",
+        run.query,
+    )
+    query.add_argument("run", help=RUN_HELP)
+    query.add_argument("name", help="the query's name, e.g. progress")
+    _json_flag(query)
 
 
 def _add_task_definitions(verbs: Commands) -> None:

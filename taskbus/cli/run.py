@@ -1,6 +1,7 @@
 """``taskbus run ...``: one run of a task (an execution) with its steps and what it logged
-(``run show``), the durable runs (``run list``), and what changes a run: ``run signal``,
-``run cancel``, ``run pause``, ``run resume``. All go through the scheduler (``scheduler.run.*``),
+(``run show``), the durable runs (``run list``), a run with the child runs it spawned (``run
+tree``), what a run answers (``run query``), and what changes a run: ``run signal``, ``run
+cancel``, ``run pause``, ``run resume``. All go through the scheduler (``scheduler.run.*``),
 which checks the run's task is the asker's."""
 
 from __future__ import annotations
@@ -191,3 +192,51 @@ def _control(
 cancel = _control(lambda client, args: client.cancel_run(args.run, args.reason), "cancelled")
 pause = _control(lambda client, args: client.pause_run(args.run), "paused")
 resume = _control(lambda client, args: client.resume_run(args.run), "resumed")
+
+
+# ------------------------------------------------------------------ child runs, queries
+
+
+def tree(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        reply = await client.run_tree(args.run)
+        if args.json:
+            print_json(reply)
+            return 0
+        print("\n".join(tree_lines(reply)))
+        return 0
+
+    return call(args, work)
+
+
+def tree_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+    """A run and its children, one line each, indented two spaces a level: ``<run key>  <task
+    id>  <state>`` (``+paused`` when held; ``, on parent cancel: abandon`` for a child its parent's
+    cancel leaves running)."""
+    run = node.get("run")
+    if isinstance(run, dict):
+        line = f"{run.get('run_key', '?')}  {run.get('task_id', '?')}  {run_state(run)}"
+        if run.get("spawn_key"):
+            line += f"  (spawned as {run['spawn_key']})"
+        if run.get("on_parent_cancel") == "abandon":
+            line += ", on parent cancel: abandon"
+    else:
+        line = str(run)
+    lines = ["  " * depth + line]
+    for child in node.get("children") or []:
+        lines.extend(tree_lines(child, depth + 1))
+    return lines
+
+
+def query(args: argparse.Namespace) -> int:
+    async def work(client: TaskbusClient) -> int:
+        reply = await client.query(args.run, args.name)
+        if args.json:
+            print_json(reply)
+            return 0
+        where = "live" if reply["live"] else "stored (the run is not live)"
+        print(f"{args.name} of {args.run}, {where}:")
+        print(fmt.as_json(reply["answer"], indent=2))
+        return 0
+
+    return call(args, work)
