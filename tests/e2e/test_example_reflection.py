@@ -1,6 +1,7 @@
 """The agent example of docs/runs.md, ``examples/reflection.py``, run as printed on a real
-``taskbus up``: it collects and drafts in steps, waits for the user's approval (holding no
-executor slot), takes a ``note`` through its handler, and keeps the approved summary."""
+``taskbus up``: it collects in a step, has a child run draft the summary, answers ``progress``
+while it waits for the user's approval (holding no executor slot), takes a ``note`` through its
+handler, and keeps the approved summary."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ async def test_the_reflection_example_waits_for_approval_then_keeps_the_summary(
             return (await run()).get("state") == "waiting"
 
         await until(waiting, "the draft waiting for approval", run)
+        asked = await taskbus.query(started.run, "progress")  # from the answers it stored
+        tree = await taskbus.run_tree(started.run)
         await taskbus.signal(started.run, "note", "remember the milk")
         await taskbus.signal(started.run, "approve", {"edit": "A good day."})
 
@@ -64,8 +67,13 @@ async def test_the_reflection_example_waits_for_approval_then_keeps_the_summary(
     assert await asyncio.to_thread(kept.read_text) == (
         "Today, 2 notes:\n- walked by the river\n- called Ana\n\nA good day.\n"
     )
+    assert asked == {"answer": {"phase": "waiting for approval"}, "live": False}
+    [child] = tree["children"]
+    assert child["run"]["spawn_key"] == "draft"
+    assert child["run"]["state"] == "succeeded"
     steps = [step["name"] for step in shown["steps"]]
-    assert {"collect", "draft", "keep"} <= set(steps), steps
-    assert steps.count("collect") == 1  # drafted once, though the run ran twice
+    assert {"collect", "spawn:draft", "keep"} <= set(steps), steps
+    assert steps.count("collect") == 1  # collected once, though the run ran three times
+    assert steps.count("spawn:draft") == 1  # and drafted by one child run
     logged = [line["message"] for line in shown["run"]["logs"]]
     assert any("remember the milk" in line for line in logged), logged
