@@ -38,7 +38,7 @@ from store import (
     values,
 )
 from store._files import sync_directory
-from store._sql import Row
+from store._sql import Connection, Row
 from store.condition import StoreCondition
 from store.database import Database
 from store.errors import Damaged, InvalidValue, StoreError
@@ -605,6 +605,35 @@ class LibsqlStore(Store):
                 now=now,
             )
         )
+
+    async def reopen_run(
+        self,
+        run_key: str,
+        *,
+        task_id: str,
+        scheduled_at: datetime,
+        from_step: str | None = None,
+        now: datetime,
+    ) -> tuple[RunRecord, tuple[str, ...]]:
+        run_key = values.identifier("run_key", run_key)
+        task_id, scheduled_at = _fire(run_key, task_id, scheduled_at)
+        if from_step is not None:
+            from_step = values.identifier("from_step", from_step)
+        now = values.instant("now", now)
+
+        def reopen(c: Connection) -> tuple[RunRecord, tuple[str, ...]]:
+            latest = task_executions.latest_attempt(c, run_key)
+            return runs.reopen_run(
+                c,
+                run_key,
+                task_id=task_id,
+                scheduled_at=scheduled_at,
+                from_step=from_step,
+                latest=latest,
+                now=now,
+            )
+
+        return await self._running.write(reopen)
 
     async def get_run(self, run_key: str) -> RunRecord:
         run_key = values.identifier("run_key", run_key)

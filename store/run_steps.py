@@ -14,6 +14,7 @@ from typing import Any
 from config.store import StoreSettings
 from store import values
 from store._sql import Connection, Row, one, rows
+from store.errors import NotFound
 from store.records import Recorded, StepOutcome, StepRecord
 
 STEP_COLUMNS = "run_key, name, status, result, error, attempts, started_at, finished_at, size_bytes"
@@ -91,3 +92,24 @@ def run_steps(connection: Connection, run_key: str) -> tuple[StepRecord, ...]:
         [run_key],
     )
     return tuple(step_from_row(row) for row in found)
+
+
+def delete_steps(connection: Connection, run_key: str, from_step: str | None) -> tuple[str, ...]:
+    """Delete steps of a run so that its next attempt runs them again; their names, in the
+    order they were stored. With ``from_step``: that step and every step stored after it (by
+    its row id), earlier ones kept (NotFound if the run never stored ``from_step``); without:
+    the steps that stored a final error."""
+    if from_step is None:
+        where, params = "run_key = ? AND status = 'error'", [run_key]
+    else:
+        found = one(
+            connection,
+            "SELECT step_id FROM run_steps WHERE run_key = ? AND name = ?",
+            [run_key, from_step],
+        )
+        if found is None:
+            raise NotFound(f"run {run_key} has no step {from_step!r}")
+        where, params = "run_key = ? AND step_id >= ?", [run_key, found[0]]
+    deleted = rows(connection, f"SELECT name FROM run_steps WHERE {where} ORDER BY step_id", params)
+    connection.execute(f"DELETE FROM run_steps WHERE {where}", params)
+    return tuple(row[0] for row in deleted)

@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from config.store import StoreSettings
-from store import salvage, values
+from store import run_steps, salvage, values
 from store._paging import check_limit, key_cursor
 from store._sql import Connection, Row, one, rows, scalar
 from store.errors import Conflict, InvalidValue, NotFound
 from store.records import (
     MAX_INBOX_BYTES,
     MAX_INBOX_SIGNALS,
+    ExecutionRecord,
     InboxSignal,
     NewExecution,
     NewSignal,
@@ -382,6 +383,57 @@ def control_run(
         [reason, values.to_us(now), key],
     )
     return get_run(connection, key), current.state
+
+
+def reopen_run(
+    connection: Connection,
+    key: str,
+    *,
+    task_id: str,
+    scheduled_at: datetime,
+    from_step: str | None,
+    latest: ExecutionRecord | None,
+    now: datetime,
+) -> tuple[RunRecord, tuple[str, ...]]:
+    """Make an ended run run again (``run retry``): its row (created if it has none) is
+    ``running`` again, not paused, with no wake, its ``attempt`` the one to fire (its latest
+    attempt's + 1), and the steps ``run_steps.delete_steps`` picks are deleted; returns the row
+    and the deleted steps' names. Only an ended run may be: a row in state ``failed`` or
+    ``cancelled`` (``succeeded`` only with ``from_step``), or, without a row, a fire whose
+    latest attempt failed (succeeded: only with ``from_step``), whose latest attempt has
+    ended (a cancelled run's may still be ending: its end would close the reopened run); else
+    Conflict (NotFound: no row and no attempt). Nothing is written when it raises.
+    ``latest``: the fire's latest attempt (``task_executions.latest_attempt``), read in the
+    same write."""
+    current = find_run(connection, key)
+    if current is not None:
+        state = current.state
+    elif latest is None:
+        raise NotFound(f"run {key!r} not found")
+    elif latest.success is None:
+        state = "running"
+    else:
+        state = "succeeded" if latest.success else "failed"
+    if state not in ("failed", "cancelled") and not (
+        state == "succeeded" and from_step is not None
+    ):
+        raise Conflict(f"run {key} is {state}")
+    if latest is not None and latest.success is None:  # a cancelled run's attempt still ending
+        raise Conflict(
+            f"run {key} is {state}, but its attempt {latest.retry_count + 1} has not ended "
+            "yet: retry it once it has"
+        )
+    deleted = run_steps.delete_steps(connection, key, from_step)
+    attempt = 1 if latest is None else latest.retry_count + 2
+    if current is not None:  # an attempt a wake or a reopen made but nobody recorded: that one
+        attempt = max(attempt, current.attempt)
+    ensure_run(connection, key, task_id, scheduled_at, now)
+    connection.execute(
+        "UPDATE runs SET state = 'running', paused = 0, wake_at = NULL, waiting = NULL, "
+        "attempt = ?, reason = NULL, updated_at = ? WHERE run_key = ?",
+        [attempt, values.to_us(now), key],
+    )
+    return get_run(connection, key), deleted
 
 
 def finish_run(

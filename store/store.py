@@ -339,6 +339,28 @@ class Store(ABC):
         if the run has ended, except that cancelling a cancelled run returns it unchanged."""
 
     @abstractmethod
+    async def reopen_run(
+        self,
+        run_key: str,
+        *,
+        task_id: str,
+        scheduled_at: datetime,
+        from_step: str | None = None,
+        now: datetime,
+    ) -> tuple[RunRecord, tuple[str, ...]]:
+        """Make an ended run run again (``run retry``), in one write: with ``from_step``, that
+        step and every step stored after it are deleted (earlier ones kept; NotFound if the
+        run never stored it); without, the steps that stored a final error. The run's row
+        (created if it has none) is ``running``, not paused, without a wake, its ``attempt``
+        the one to fire (its latest attempt's + 1); returns it and the deleted steps' names, in
+        the order they were stored. Only a run that ended may be: state ``failed`` or
+        ``cancelled`` (``succeeded`` only with ``from_step``), or, without a row, one whose
+        latest attempt failed (succeeded: only with ``from_step``); else Conflict (``run <key>
+        is <state>``), and Conflict too while its latest attempt has not ended (a cancelled
+        run's attempt still stopping); NotFound if the store keeps neither a row nor an attempt
+        of it."""
+
+    @abstractmethod
     async def get_run(self, run_key: str) -> RunRecord:
         """The run, its ``signals`` counted; NotFound if it has no row."""
 

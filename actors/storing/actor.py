@@ -281,6 +281,17 @@ class StoreActor(Actor):
         )
         return {"run": plain(run), "before": before}
 
+    @on_request(topics.STORE_RUN_REOPEN, read=requests.run_reopen)
+    async def run_reopen(self, request: Envelope, ask: requests.Reopen) -> Payload:
+        run, deleted = await self.store.reopen_run(
+            ask.run_key,
+            task_id=ask.task_id,
+            scheduled_at=ask.scheduled_at,
+            from_step=ask.from_step,
+            now=self._clock(),
+        )
+        return {"run": plain(run), "deleted_steps": list(deleted)}
+
     @on_request(topics.STORE_RUN_GET, read=requests.run_ref)
     async def run_get(self, request: Envelope, run_key: str) -> Payload:
         return {"run": plain(await self.store.get_run(run_key))}

@@ -317,6 +317,28 @@ class StoreClient:
         reply = await self._call(topics.STORE_RUN_CONTROL, payload)
         return from_plain(RunRecord, reply["run"]), str(reply["before"])
 
+    async def reopen_run(
+        self,
+        run_key: str,
+        *,
+        task_id: str,
+        scheduled_at: datetime,
+        from_step: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[RunRecord, tuple[str, ...]]:
+        """Make the ended run run again (``run retry``): the run after (``running``, its
+        ``attempt`` the one to fire) and the names of the steps deleted (``from_step`` and
+        those stored after it; without it, the failed steps). ``now`` is the store's clock."""
+        payload: dict[str, Any] = {
+            "run_key": run_key,
+            "task_id": task_id,
+            "scheduled_at": scheduled_at.isoformat(),
+        }
+        if from_step is not None:
+            payload["from_step"] = from_step
+        reply = await self._call(topics.STORE_RUN_REOPEN, payload)
+        return from_plain(RunRecord, reply["run"]), tuple(str(n) for n in reply["deleted_steps"])
+
     async def get_run(self, run_key: str) -> RunRecord:
         reply = await self._call(topics.STORE_RUN_GET, {"run_key": run_key})
         return from_plain(RunRecord, reply["run"])

@@ -332,6 +332,13 @@ class Control(NamedTuple):
     reason: str | None
 
 
+class Reopen(NamedTuple):
+    run_key: str
+    task_id: str
+    scheduled_at: datetime
+    from_step: str | None
+
+
 class RunPage(NamedTuple):
     task_id: str | None
     states: tuple[str, ...]
@@ -433,6 +440,18 @@ def run_control(request: Fields) -> Control:
         scheduled_at,
         request.required("action", _one_of(sorted(RUN_ACTIONS))),
         request.optional("reason", message, None),
+    )
+
+
+@strict
+def run_reopen(request: Fields) -> Reopen:
+    task_id = request.required("task_id", identifier)
+    scheduled_at = request.required("scheduled_at", instant)
+    return Reopen(
+        _run_key(request, task_id, scheduled_at),
+        task_id,
+        scheduled_at,
+        request.optional("from_step", identifier, None),
     )
 
 
