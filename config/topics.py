@@ -42,6 +42,8 @@ RUN_RESUME: Final = "scheduler.run.resume"
 RUN_LIST: Final = "scheduler.run.list"
 RUN_TREE: Final = "scheduler.run.tree"  # a run and its child runs, as a tree
 RUN_QUERY: Final = "scheduler.run.query"  # ask a run's query: live, or its stored answer
+RUN_UPDATE: Final = "scheduler.run.update"  # a validated signal with a reply, to a live run
+RUN_RETRY: Final = "scheduler.run.retry"  # run an ended run again, optionally from a step on
 SCHEDULER_STATS: Final = "scheduler.stats"
 
 # ------------------------------------------------------------------ events
@@ -108,6 +110,7 @@ STORE_RUN_FINISH: Final = "store.run.finish"
 STORE_RUN_ATTEMPT: Final = "store.run.attempt"
 STORE_RUN_CHILDREN: Final = "store.run.children"
 STORE_RUN_STRANDED: Final = "store.run.stranded"
+STORE_RUN_REOPEN: Final = "store.run.reopen"  # an ended run made to run again (run retry)
 STORE_RETENTION_RUN: Final = "store.retention.run"
 STORE_LEASE_ACQUIRE: Final = "store.lease.acquire"
 STORE_LEASE_RENEW: Final = "store.lease.renew"

@@ -265,6 +265,24 @@ class TaskbusClient:
         """Lets a paused ``run`` go on: woken now if its wake is due. The run after."""
         return await self._run(topics.RUN_RESUME, {"run": run})
 
+    async def retry_run(self, run: str, *, from_step: str | None = None) -> dict[str, Any]:
+        """Runs the ended ``run`` again as a new attempt of its fire (trigger ``retry``):
+        from ``from_step`` on (that step and those stored after it run again, earlier ones
+        are kept), or, without it, its failed steps only. A succeeded run is retried only from
+        a step. ``{run, execution_id, deleted_steps}``: the run after (``running``), the new
+        attempt's id and the steps deleted. Refused ``conflict`` (the run has not ended),
+        ``not_found`` (an unknown run, or a step it never stored), ``denied``
+        (docs/runs.md#retrying-a-run)."""
+        request: dict[str, Any] = {"run": run}
+        if from_step is not None:
+            request["from_step"] = from_step
+        reply = await self.ask(topics.RUN_RETRY, request)
+        return {
+            "run": reply.get("run"),
+            "execution_id": reply.get("execution_id"),
+            "deleted_steps": list(reply.get("deleted_steps") or ()),
+        }
+
     async def runs(
         self, task_id: str | None = None, state: str | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
@@ -301,6 +319,19 @@ class TaskbusClient:
         when there is neither, ``denied`` (another's task) (docs/runs.md#queries)."""
         reply = await self.ask(topics.RUN_QUERY, {"run": run, "name": name})
         return {"answer": reply.get("answer"), "live": bool(reply.get("live", False))}
+
+    async def update_run(self, run: str, name: str, payload: Any = None) -> dict[str, Any]:
+        """Sends the update ``name`` with ``payload`` (plain data) to the live ``run``: its
+        task's ``@update(name)`` validator may refuse it (``invalid``, nothing kept); accepted,
+        it is kept in the run's inbox as the signal ``update:<name>`` and handled once.
+        ``{run, seq, result}``: the run key, the kept signal's number and the handler's return
+        value. Refused ``conflict`` (the run is not live), ``invalid`` (an unknown update, a
+        refusal, a handler that failed), ``not_found``, ``denied`` (docs/runs.md#updates)."""
+        request: dict[str, Any] = {"run": run, "name": name}
+        if payload is not None:
+            request["payload"] = payload
+        reply = await self.ask(topics.RUN_UPDATE, request)
+        return {"run": reply.get("run"), "seq": reply.get("seq"), "result": reply.get("result")}
 
     async def _run(self, topic: str, payload: Payload) -> dict[str, Any]:
         return dict((await self.ask(topic, payload))["run"])

@@ -38,6 +38,7 @@ from tasks.signals import (
     signal_handler,
 )
 from tasks.steps import MemoryJournal, StepJournal, StepRetry, StoredStep
+from tasks.updates import UpdateMethod, update, updates_of, validate_update
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -72,6 +73,7 @@ __all__ = [
     "TaskServices",
     "TaskUsageError",
     "UnknownTaskClass",
+    "UpdateMethod",
     "answer_queries",
     "answer_query",
     "category_of",
@@ -83,4 +85,7 @@ __all__ = [
     "query",
     "require_option",
     "signal_handler",
+    "update",
+    "updates_of",
+    "validate_update",
 ]

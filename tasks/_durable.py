@@ -44,11 +44,13 @@ from tasks.errors import (
 from tasks.signals import (
     MAX_SIGNAL_NAME_CHARS,
     RunSignals,
+    Signal,
     SignalInbox,
     check_signal_name,
     handlers_of,
 )
 from tasks.steps import RunSteps, RunSync, StepJournal, StoredStep
+from tasks.updates import update_handlers
 
 T = TypeVar("T")
 _DEFAULT_SLEEP = re.compile(r"sleep-\d+")
@@ -357,7 +359,9 @@ class DurableRun:
     # ------------------------------------------------------------ handlers
 
     def know_handlers(self, task: object) -> dict[str, str]:
-        self._handlers = handlers_of(type(task))
+        """``{signal name: method}`` of ``task``: its signal handlers, and its updates as the
+        handlers of their signals ``update:<name>``."""
+        self._handlers = handlers_of(type(task)) | update_handlers(type(task))
         return self._handlers
 
     async def handle_signals(self, task: object, ctx: object) -> int:
@@ -383,6 +387,17 @@ class DurableRun:
                 )
                 ran += 1
         return ran
+
+    async def handle_update(self, task: object, ctx: object, signal: Signal) -> Any:
+        """An accepted update, kept in the inbox as ``signal`` (``update:<name>``): delivered,
+        handled (as ``handled:<seq>``, in seq order with the run's other handled signals), and
+        its handler's kept result returned (the same on a second ask: it runs once)."""
+        self.signals.deliver(signal)
+        await self.handle_signals(task, ctx)
+        kept = await self.steps.recall(f"handled:{signal.seq}")
+        if kept is None:
+            raise TaskUsageError(f"update signal {signal.seq} ({signal.name!r}) was not handled")
+        return kept.result
 
     # ------------------------------------------------------------ child runs
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from tasks.errors import ChildFailed, TaskUsageError
 from tasks.options import TaskOptions
 from tasks.result import check_plain
-from tasks.signals import CHILD_SIGNAL_PREFIX, MAX_SIGNAL_NAME_CHARS
+from tasks.signals import CHILD_SIGNAL_PREFIX, MAX_SIGNAL_NAME_CHARS, UPDATE_SIGNAL_PREFIX
 
 MAX_CHILD_KEY_CHARS = MAX_SIGNAL_NAME_CHARS - len(CHILD_SIGNAL_PREFIX)
 ON_PARENT_CANCEL = ("cancel", "abandon")
@@ -66,8 +66,8 @@ def child_signal(key: str) -> str:
 
 
 def is_reserved_signal(name: object) -> bool:
-    """Whether ``name`` is an internal signal name (``child:*``)."""
-    return isinstance(name, str) and name.startswith(CHILD_SIGNAL_PREFIX)
+    """Whether ``name`` is an internal signal name (``child:*``, ``update:*``)."""
+    return isinstance(name, str) and name.startswith((CHILD_SIGNAL_PREFIX, UPDATE_SIGNAL_PREFIX))
 
 
 def check_child_key(key: object) -> str:

@@ -329,6 +329,13 @@ class TaskContext(Generic[OptionsT_co]):
         names that cannot be waited for. A task without handlers reads nothing."""
         return await self._durable.handle_signals(task, self)
 
+    async def handle_update(self, task: Any, signal: Signal) -> Any:
+        """For the executor, once an update's validator accepted it and it was kept in the
+        inbox as ``signal`` (``update:<name>``): deliver it, run the handlers (the update's
+        as the step ``handled:<seq>``) and return its handler's kept result."""
+        self._durable.used = True
+        return await self._durable.handle_update(task, self, signal)
+
     # ------------------------------------------------------------ child runs
 
     async def spawn(

@@ -22,6 +22,7 @@ from tasks.errors import TaskDefinitionError, TaskUsageError
 MAX_SIGNAL_NAME_CHARS = 100  # as the store's bound (store.records)
 CONTROL_SIGNALS = frozenset({"cancel", "pause", "resume"})  # act on the run, never reach a task
 CHILD_SIGNAL_PREFIX = "child:"  # internal: a child run's outcome (tasks.children), never a user's
+UPDATE_SIGNAL_PREFIX = "update:"  # internal: an accepted update (tasks.updates), never a signal
 _HANDLES = "__taskbus_signal__"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,7 +68,8 @@ class MemoryInbox:
 
 def check_signal_name(name: object, what: str = "a signal's name") -> str:
     """``name`` if it is printable text of 1..MAX_SIGNAL_NAME_CHARS characters that is neither
-    a control signal's name nor an internal one (``child:*``); else TaskUsageError."""
+    a control signal's name nor an internal one (``child:*``, ``update:*``); else
+    TaskUsageError."""
     if (
         not isinstance(name, str)
         or not name
@@ -87,6 +89,11 @@ def check_signal_name(name: object, what: str = "a signal's name") -> str:
         raise TaskUsageError(
             f"signal {name!r}: the names {CHILD_SIGNAL_PREFIX}* are internal (a child run's "
             "outcome, taken by the child's handle.result())"
+        )
+    if name.startswith(UPDATE_SIGNAL_PREFIX):
+        raise TaskUsageError(
+            f"signal {name!r}: the names {UPDATE_SIGNAL_PREFIX}* are internal (an accepted "
+            "update, handled by the task's @update method)"
         )
     return name
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -189,7 +190,28 @@ class ExecutorActor(Actor):
         if push.kind == "query":
             await self._answer(push)
             return
+        if push.kind == "update":
+            self.live.update(push, self._store, self._clock, self._replier(push))
+            return
         self.live.push(push)
+
+    def _replier(self, push: RunPush) -> Callable[[Any, str | None], Awaitable[None]]:
+        """How an update's outcome is answered (``scheduler.exec.answer``)."""
+
+        async def reply(answer: Any, error: str | None) -> None:
+            payload: dict[str, Any] = {"query_id": push.query_id}
+            if error is None:
+                payload["answer"] = answer
+            else:
+                payload["error"] = error
+            try:
+                await self.ask(topics.EXEC_ANSWER, payload)
+            except Exception as exc:  # the asker takes the run as not live
+                self.log.warning(
+                    "update %s of run %s not answered: %s", push.name, push.run_key, exc
+                )
+
+        return reply
 
     async def _answer(self, push: RunPush) -> None:
         """Answer a query of a run in progress here (``scheduler.exec.answer``)."""

@@ -1,25 +1,32 @@
 """The runs in progress on one executor, by run key, and what the scheduler pushes them
 (``scheduler.run.deliver.<category>``): a signal is delivered to the run's context (and its
 signal handlers run), a cancel cancels it, a pause suspends it at its next boundary, a resume
-lifts a pause not reached yet, a query is answered (``answer``). A cancel for a run not in
-progress here is remembered (the last MAX_EARLY_CANCELS run keys): a run that starts later is
-refused as cancelled."""
+lifts a pause not reached yet, a query is answered (``answer``), an update is validated, kept
+and handled beside the run (``update``). A cancel for a run not in progress here is remembered
+(the last MAX_EARLY_CANCELS run keys): a run that starts later is refused as cancelled."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from tasks.queries import answer_query
-
 from actors.scheduling.protocol import RunPush
+from actors.storing.client import StoreClient
+from scheduler import Clock
+from store.errors import StoreError
+from store.records import NewSignal
 from tasks.base import BaseTask
 from tasks.context import TaskContext
+from tasks.queries import answer_query
 from tasks.signals import Signal
+from tasks.updates import update_signal, validate_update
 
 MAX_EARLY_CANCELS = 10_000  # cancels of runs not in progress here, remembered for their start
+
+Answer = Callable[[Any, str | None], Awaitable[None]]  # (answer, error) to the asker
 
 
 class LiveRun:
@@ -47,6 +54,12 @@ class LiveRun:
             log.warning(
                 "run %s: its signal handlers stopped: %s: %s", self.run_key, type(exc).__name__, exc
             )
+
+    def beside(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` beside the run (stopped by ``close``)."""
+        handling = asyncio.create_task(work, name=f"{name}-{self.run_key}")
+        self._handling.add(handling)
+        handling.add_done_callback(self._handling.discard)
 
     async def close(self) -> None:
         """Stop the signal handling still going on (the run is over)."""
@@ -102,6 +115,67 @@ class LiveRuns:
             return answer_query(live.task, live.context, push.name), None
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"
+
+    def update(self, push: RunPush, store: StoreClient, clock: Clock, reply: Answer) -> bool:
+        """Take an update push for the run's attempt in progress here, beside it: validate it
+        (a refusal is answered and nothing stored), keep it in the inbox as ``update:<name>``,
+        run its handler and answer its result (``reply``). False if the run is not in progress
+        here (another executor may hold it: nothing is answered)."""
+        runs = self._runs.get(push.run_key, [])
+        if not runs:
+            return False
+        live = runs[-1]
+        self._counters["updates_taken"] += 1
+        live.beside(self._update(live, push, store, clock, reply), "update")
+        return True
+
+    async def _update(
+        self, live: LiveRun, push: RunPush, store: StoreClient, clock: Clock, reply: Answer
+    ) -> None:
+        assert push.name is not None, "RunPush checks an update's fields"
+        context = live.context
+        try:
+            validate_update(live.task, context, push.name, push.value)
+        except Exception as exc:
+            self._counters["updates_refused"] += 1
+            await reply(None, f"update {push.name!r} refused: {type(exc).__name__}: {exc}")
+            return
+        new = NewSignal(
+            run_key=live.run_key,
+            name=update_signal(push.name),
+            payload=push.value,
+            sender=push.sender or "",
+            sent_at=clock.wall(),
+        )
+        try:
+            kept, _row = await store.put_signal(
+                new, task_id=context.task_id, scheduled_at=context.scheduled_at
+            )
+        except StoreError as exc:
+            await reply(None, f"update {push.name!r} not kept: {type(exc).__name__}: {exc}")
+            return
+        live.pushed = True  # the store has a row for the run now
+        signal = Signal(
+            seq=kept.seq,
+            name=kept.name,
+            payload=kept.payload,
+            sender=kept.sender,
+            sent_at=kept.sent_at,
+        )
+        try:
+            result = await context.handle_update(live.task, signal)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the handler's failure, or the run's end (Suspended...)
+            self._counters["updates_failed"] += 1
+            await reply(
+                None,
+                f"update {push.name!r} was kept (signal {signal.seq}) but not handled: "
+                f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self._counters["updates_handled"] += 1
+        await reply({"seq": signal.seq, "result": result}, None)
 
     def push(self, push: RunPush) -> None:
         """What the scheduler pushed, to the run's attempts in progress here."""

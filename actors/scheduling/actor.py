@@ -30,6 +30,7 @@ from actors.scheduling.children import AnswerAsk, Children, QueryAsk, SpawnAsk
 from actors.scheduling.events import Events
 from actors.scheduling.firing import Firing
 from actors.scheduling.lease import LeaseKeeper, holder_name
+from actors.scheduling.live_asks import LiveAsks
 from actors.scheduling.owed import Owed
 from actors.scheduling.owners import EXECUTOR_ROLE, Owners
 from actors.scheduling.protocol import RESULT_QUEUE, RunResult, report_dropped
@@ -42,10 +43,12 @@ from actors.scheduling.requests import (
     Update,
 )
 from actors.scheduling.retries import Retries
+from actors.scheduling.retrying import RetryAsk, RunRetries, read_retry
 from actors.scheduling.roster import Roster
 from actors.scheduling.runs import ControlAsk, RunPage, RunRequests, SignalAsk, TriggerAsk
 from actors.scheduling.sleepers import Sleepers
 from actors.scheduling.takeover import Takeover
+from actors.scheduling.updates import UpdateAsk, Updates, read_update
 from actors.storing.client import StoreClient
 from actors.storing.wire import error_code
 from bus import BusError, Delivery, Envelope, Refused
@@ -169,6 +172,7 @@ class SchedulerActor(Actor):
             log=self.log,
         )
         retries.given_up = self._runs.child_given_up
+        asks = LiveAsks(publish=self.publish, clock=clock)  # queries' and updates' pushes
         self._children = Children(
             store=store,
             owners=owners,
@@ -176,6 +180,16 @@ class SchedulerActor(Actor):
             firing=firing,
             runs=self._runs,
             publish=self.publish,
+            clock=clock,
+            settings=settings,
+            asks=asks,
+        )
+        self._updates = Updates(runs=self._runs, asks=asks)
+        self._retrying = RunRetries(
+            store=store,
+            runs=self._runs,
+            roster=roster,
+            firing=firing,
             clock=clock,
             settings=settings,
         )
@@ -316,6 +330,14 @@ class SchedulerActor(Actor):
     @on_request(topics.RUN_TREE, read=runs.read_run)
     async def run_tree(self, request: Envelope, ask: ControlAsk) -> Payload:
         return await self._children.tree(request.sender, ask.run)
+
+    @on_request(topics.RUN_UPDATE, read=read_update)
+    async def update_run(self, request: Envelope, ask: UpdateAsk) -> Payload:
+        return await self._updates.update(request.sender, ask)
+
+    @on_request(topics.RUN_RETRY, read=read_retry)
+    async def retry_run(self, request: Envelope, ask: RetryAsk) -> Payload:
+        return await self._retrying.retry(request.sender, ask)
 
     @on_request(topics.RUN_QUERY, read=children.read_query)
     async def query_run(self, request: Envelope, ask: QueryAsk) -> Payload:

@@ -10,24 +10,24 @@ and answers the first run. The class's category is the one whose executors annou
 parent's first). The child's end reaches its parent's inbox as ``child:<key>``
 (``RunRequests.child_ended``).
 
-A query is pushed (kind ``query``) to the executors of the run's category; the one holding the
-run answers ``scheduler.exec.answer``. Without an answer within QUERY_WAIT_S on the scheduler's
-clock, the answer the run stored with its last suspend or finish is given (``live`` false).
+A query is asked of the live run (``live_asks.LiveAsks``: pushed, kind ``query``, to the
+executors of the run's category; the one holding the run answers ``scheduler.exec.answer``).
+Without an answer within QUERY_WAIT_S on the scheduler's clock, the answer the run stored with
+its last suspend or finish is given (``live`` false).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from actors.scheduling import definitions
 from actors.scheduling.catalogue import Catalogue
 from actors.scheduling.firing import Firing
+from actors.scheduling.live_asks import LIVE_WAIT_S, AnswerAsk, LiveAsks, read_answer
 from actors.scheduling.owners import ADMIN_ROLE, EXECUTOR_ROLE, Owners
-from actors.scheduling.protocol import RunPush, deliver_topic
+from actors.scheduling.protocol import RunPush
 from actors.scheduling.runs import Publish, Run, RunRequests, run_name
 from actors.storing import fields
 from actors.storing.client import StoreClient
@@ -35,7 +35,7 @@ from actors.storing.fields import Fields, strict
 from actors.storing.wire import plain
 from bus.envelope import Payload
 from config.sections import SchedulerSettings
-from scheduler import Clock, within
+from scheduler import Clock
 from store.errors import Conflict, InvalidValue, NotFound
 from store.records import RunRecord, TaskSpec, run_key, signal_name
 from tasks.errors import TaskPermissionError
@@ -45,8 +45,10 @@ SPAWN_START_KEY = "spawn"  # the start key of a child run's one fire
 CHILD_SCHEDULE = "@yearly"  # a child task's schedule (it is never enabled)
 PARENT_CANCEL = ("cancel", "abandon")  # what a parent's cancel does to a child
 MAX_TREE_DEPTH = 10  # levels of children a run tree shows
-QUERY_WAIT_S = 1.0  # for a live answer, on the scheduler's clock
-MAX_PENDING_QUERIES = 10_000
+QUERY_WAIT_S = LIVE_WAIT_S  # for a live answer, on the scheduler's clock
+
+# AnswerAsk and read_answer (scheduler.exec.answer) live in live_asks; still importable here.
+__all__ = ["AnswerAsk", "Children", "QueryAsk", "SpawnAsk", "read_answer"]
 
 
 # ------------------------------------------------------------------ readers
@@ -58,12 +60,6 @@ class SpawnAsk(NamedTuple):
     task_class: str
     config: dict[str, Any]
     on_parent_cancel: str
-
-
-class AnswerAsk(NamedTuple):
-    query_id: str
-    answer: Any
-    error: str | None
 
 
 class QueryAsk(NamedTuple):
@@ -102,14 +98,6 @@ def read_spawn(request: Fields) -> SpawnAsk:
 
 
 @strict
-def read_answer(request: Fields) -> AnswerAsk:
-    query_id = request.required("query_id", fields.identifier)
-    answer = request.optional("answer", _anything, None)
-    error = request.optional("error", fields.message, None)
-    return AnswerAsk(query_id, answer, error)
-
-
-@strict
 def read_query(request: Fields) -> QueryAsk:
     return QueryAsk(request.required("run", run_name), request.required("name", signal_name))
 
@@ -136,7 +124,9 @@ class Children:
         publish: Publish,
         clock: Clock,
         settings: SchedulerSettings,
+        asks: LiveAsks | None = None,
     ) -> None:
+        """``asks``: the live asks it shares with the updates (its own if None)."""
         self._store = store
         self._owners = owners
         self._catalogue = catalogue
@@ -145,7 +135,7 @@ class Children:
         self._publish = publish
         self._clock = clock
         self._settings = settings
-        self._pending: dict[str, asyncio.Future[AnswerAsk]] = {}
+        self.asks = asks if asks is not None else LiveAsks(publish=publish, clock=clock)
 
     def _executor(self, sender: str, what: str) -> None:
         roles = self._owners.roles
@@ -241,24 +231,17 @@ class Children:
     async def query(self, sender: str, ask: QueryAsk) -> Payload:
         """The live answer of the executor holding the run, else the stored one."""
         run = await self._runs.readable(sender, ask.run, "query")
-        query_id = uuid.uuid4().hex
-        answered: asyncio.Future[AnswerAsk] = asyncio.get_running_loop().create_future()
-        if len(self._pending) < MAX_PENDING_QUERIES:
-            self._pending[query_id] = answered
-            push = RunPush(run_key=run.key, kind="query", query_id=query_id, name=ask.name)
-            await self._publish(deliver_topic(run.task_id), push.payload())
-            try:
-                live = await within(self._clock, QUERY_WAIT_S, asyncio.shield(answered))
-            except TimeoutError:
-                live = None
-            finally:
-                self._pending.pop(query_id, None)
-            if live is not None:
-                if live.error is not None:
-                    raise InvalidValue(
-                        "name", f"run {run.key} could not answer query {ask.name!r}: {live.error}"
-                    )
-                return {"answer": live.answer, "live": True}
+        live = await self.asks.ask(
+            run.task_id,
+            lambda ask_id: RunPush(run_key=run.key, kind="query", query_id=ask_id, name=ask.name),
+            wait_s=QUERY_WAIT_S,
+        )
+        if live is not None:
+            if live.error is not None:
+                raise InvalidValue(
+                    "name", f"run {run.key} could not answer query {ask.name!r}: {live.error}"
+                )
+            return {"answer": live.answer, "live": True}
         return {"answer": await self._stored(run, ask.name), "live": False}
 
     async def _stored(self, run: Run, name: str) -> Any:
@@ -272,10 +255,7 @@ class Children:
         return answers[name]
 
     def answer(self, sender: str, ask: AnswerAsk) -> Payload:
-        """An executor's answer to a query still waited for (a late one is not taken)."""
+        """An executor's answer to a query or an update still waited for (a late one is not
+        taken)."""
         self._executor(sender, "answer a query")
-        waiting = self._pending.pop(ask.query_id, None)
-        if waiting is None or waiting.done():
-            return {"accepted": False}
-        waiting.set_result(ask)
-        return {"accepted": True}
+        return self.asks.answer(ask)

@@ -36,7 +36,7 @@ STATUS_TOPIC = topics.STATUS_EVENTS
 DEAD_TOPIC = topics.DEAD_EVENTS
 ERROR_TOPIC = topics.ERROR_EVENTS
 DELIVER_PREFIX = topics.RUN_DELIVER
-PUSH_KINDS = ("signal", "cancel", "pause", "resume", "query")
+PUSH_KINDS = ("signal", "cancel", "pause", "resume", "query", "update")
 
 
 def owner_topic(prefix: str, owner: str) -> str:
@@ -156,9 +156,11 @@ class RunResult:
 class RunPush:
     """What the scheduler pushes to the executors of a run's category for its live attempt:
     ``kind`` ``signal`` (with ``seq``, ``name``, ``value``, ``sender``, ``sent_at``), ``cancel``
-    (with ``reason``), ``pause``, ``resume`` or ``query`` (with ``query_id`` and ``name``: the
-    executor holding the run answers ``scheduler.exec.answer``). On the wire the signal's value
-    is ``payload``: ``{run_key, kind, ...}``, only the fields of its kind."""
+    (with ``reason``), ``pause``, ``resume``, ``query`` (with ``query_id`` and ``name``: the
+    executor holding the run answers ``scheduler.exec.answer``) or ``update`` (with
+    ``query_id``, ``name``, ``value`` and ``sender``: answered the same way). On the wire the
+    signal's and the update's value is ``payload``: ``{run_key, kind, ...}``, only the fields of
+    its kind."""
 
     run_key: str
     kind: str
@@ -179,6 +181,10 @@ class RunPush:
             raise InvalidValue("kind", "a signal push has a seq, a name, a sender and sent_at")
         if self.kind == "query" and (self.query_id is None or self.name is None):
             raise InvalidValue("kind", "a query push has a query_id and a name")
+        if self.kind == "update" and (
+            self.query_id is None or self.name is None or self.sender is None
+        ):
+            raise InvalidValue("kind", "an update push has a query_id, a name and a sender")
 
     def payload(self) -> dict[str, Any]:
         message: dict[str, Any] = {"run_key": self.run_key, "kind": self.kind}
@@ -195,6 +201,13 @@ class RunPush:
             message["reason"] = self.reason
         elif self.kind == "query":
             message |= {"query_id": self.query_id, "name": self.name}
+        elif self.kind == "update":
+            message |= {
+                "query_id": self.query_id,
+                "name": self.name,
+                "payload": self.value,
+                "sender": self.sender,
+            }
         return message
 
     @classmethod
@@ -226,6 +239,16 @@ class RunPush:
                 query_id=fields.required("query_id", payloads.identifier),
                 name=fields.required("name", payloads.text),
             )
+        elif kind == "update":
+            push = cls(
+                run_key=run_key,
+                kind=kind,
+                query_id=fields.required("query_id", payloads.identifier),
+                name=fields.required("name", payloads.text),
+                value=payload.get("payload"),
+                sender=fields.required("sender", payloads.any_text),
+            )
+            fields.optional("payload", _anything, None)
         else:
             push = cls(run_key=run_key, kind=kind)
         fields.done()

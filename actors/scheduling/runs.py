@@ -112,10 +112,13 @@ def _anything(name: str, value: Any) -> Any:
 
 def sent_signal_name(field: str, value: object) -> str:
     """A signal name a client may send: not an internal one (``child:*``, which only the
-    scheduler puts into a parent's inbox when a child run ends: a client could fake its end)."""
+    scheduler puts into a parent's inbox when a child run ends: a client could fake its end;
+    ``update:*``, which only an executor puts there once an update's validator accepted it)."""
     name = signal_name(field, value)
     if is_reserved_signal(name):
-        raise InvalidValue(field, f"{name!r} is an internal signal name (child:*); send another")
+        raise InvalidValue(
+            field, f"{name!r} is an internal signal name (child:*, update:*); send another"
+        )
     return name
 
 

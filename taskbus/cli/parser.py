@@ -71,8 +71,10 @@ examples:
   taskbus run cancel EXECUTION_ID --reason "no longer needed"
   taskbus run pause user.approval@1714546800000000
   taskbus run resume user.approval@1714546800000000
+  taskbus run retry user.digest@1714546800000000 --from-step summarise
   taskbus run tree user.orders@1714546800000000
-  taskbus run query user.orders@1714546800000000 progress --json"""
+  taskbus run query user.orders@1714546800000000 progress --json
+  taskbus run update user.orders@1714546800000000 add-item --payload '{"sku": "A1"}'"""
 
 RUN_HELP = "a run key (<task id>@<microseconds>) or the execution id of one of its attempts"
 
@@ -299,7 +301,7 @@ def _add_task_run_commands(commands: Commands) -> None:
     verbs = _verbs(
         commands,
         "run",
-        "the runs of tasks: show, list, tree, query, signal, cancel, pause, resume",
+        "the runs of tasks: show, list, tree, query, update, signal, cancel, pause, resume, retry",
         RUN_EXAMPLES,
     )
     show = _connecting(
@@ -334,6 +336,18 @@ def _add_task_run_commands(commands: Commands) -> None:
     cancel.add_argument("run", help=RUN_HELP)
     cancel.add_argument("--reason", default="", help="why, kept with the run")
     _json_flag(cancel)
+    retry = _connecting(
+        verbs, "retry", "run an ended run again (a new attempt), from a step on", run.retry
+    )
+    retry.add_argument("run", help=RUN_HELP)
+    retry.add_argument(
+        "--from-step",
+        default=None,
+        metavar="NAME",
+        help="run this step and those stored after it again, keeping the earlier ones "
+        "(default: only the steps that failed)",
+    )
+    _json_flag(retry)
     for verb, helptext, func in (
         ("pause", "hold a run: not woken, and a live one suspends at its next step", run.pause),
         ("resume", "let a paused run go on (woken now if its wake is due)", run.resume),
@@ -355,6 +369,21 @@ def _add_task_run_commands(commands: Commands) -> None:
     query.add_argument("run", help=RUN_HELP)
     query.add_argument("name", help="the query's name, e.g. progress")
     _json_flag(query)
+    update = _connecting(
+        verbs,
+        "update",
+        "send a live run its @update NAME (validated, kept, handled) and print the reply",
+        run.update,
+    )
+    update.add_argument("run", help=RUN_HELP)
+    update.add_argument("name", help="the update's name, e.g. add-item")
+    update.add_argument(
+        "--payload",
+        default=None,
+        metavar="JSON",
+        help="what the update carries, as JSON (default: null)",
+    )
+    _json_flag(update)
 
 
 def _add_task_definitions(verbs: Commands) -> None:

@@ -1,8 +1,8 @@
 """``taskbus run ...``: one run of a task (an execution) with its steps and what it logged
 (``run show``), the durable runs (``run list``), a run with the child runs it spawned (``run
-tree``), what a run answers (``run query``), and what changes a run: ``run signal``, ``run
-cancel``, ``run pause``, ``run resume``. All go through the scheduler (``scheduler.run.*``),
-which checks the run's task is the asker's."""
+tree``), what a run answers (``run query``), and what changes a run: ``run update``, ``run
+signal``, ``run cancel``, ``run pause``, ``run resume``, ``run retry``. All go through the
+scheduler (``scheduler.run.*``), which checks the run's task is the asker's."""
 
 from __future__ import annotations
 
@@ -194,6 +194,23 @@ pause = _control(lambda client, args: client.pause_run(args.run), "paused")
 resume = _control(lambda client, args: client.resume_run(args.run), "resumed")
 
 
+def retry(args: argparse.Namespace) -> int:
+    """``run retry RUN [--from-step NAME]``: prints ``retrying <run key> as <execution id>``
+    and the steps that run again, or the reply as JSON."""
+
+    async def work(client: TaskbusClient) -> int:
+        reply = await client.retry_run(args.run, from_step=args.from_step)
+        if args.json:
+            print_json(reply)
+            return 0
+        deleted = reply["deleted_steps"]
+        again = f"steps run again: {', '.join(deleted)}" if deleted else "no stored step runs again"
+        print(f"retrying {reply['run']['run_key']} as {reply['execution_id']}; {again}")
+        return 0
+
+    return call(args, work)
+
+
 # ------------------------------------------------------------------ child runs, queries
 
 
@@ -237,6 +254,21 @@ def query(args: argparse.Namespace) -> int:
         where = "live" if reply["live"] else "stored (the run is not live)"
         print(f"{args.name} of {args.run}, {where}:")
         print(fmt.as_json(reply["answer"], indent=2))
+        return 0
+
+    return call(args, work)
+
+
+def update(args: argparse.Namespace) -> int:
+    payload = read_payload(args.payload)  # a mistake here connects to nothing
+
+    async def work(client: TaskbusClient) -> int:
+        reply = await client.update_run(args.run, args.name, payload)
+        if args.json:
+            print_json(reply)
+            return 0
+        print(f"update {args.name} of {reply['run']} taken as signal {reply['seq']}, result:")
+        print(fmt.as_json(reply["result"], indent=2))
         return 0
 
     return call(args, work)

@@ -256,13 +256,13 @@ async def test_a_query_is_answered_live_else_from_the_stored_answers(
     asked = asyncio.ensure_future(
         rig.caller.ask("scheduler.run.query", run=parent, name="progress")
     )
-    await eventually(lambda: bool(scheduler._children._pending), "the query pushed", 10)
+    await eventually(lambda: bool(len(scheduler._children.asks)), "the query pushed", 10)
     rig.clock.advance(1.1)
     assert await asked == {"answer": 0.5, "live": False}
     refused = asyncio.ensure_future(
         rig.caller.refused("scheduler.run.query", run=parent, name="eta")
     )
-    await eventually(lambda: bool(scheduler._children._pending), "the query pushed", 10)
+    await eventually(lambda: bool(len(scheduler._children.asks)), "the query pushed", 10)
     rig.clock.advance(1.1)
     missing = await refused
     assert (missing.code, missing.reason) == (
