@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tasks.queries import answer_queries, queries_of
-
 from actors.actor import Actor
 from actors.executing.journal import StoreInbox, StoreJournal
 from actors.executing.live import LiveRuns
@@ -29,6 +27,7 @@ from store.records import run_key
 from tasks.base import BaseTask
 from tasks.context import TaskContext
 from tasks.errors import RunCancelled, Suspended, TaskCancelled
+from tasks.queries import answer_queries, queries_of
 from tasks.result import TaskResult
 
 T = TypeVar("T")
