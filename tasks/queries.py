@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tasks._marks import marked
 from tasks.errors import TaskDefinitionError, TaskUsageError
 from tasks.result import check_plain
 
@@ -53,22 +54,7 @@ def queries_of(cls: type) -> dict[str, str]:
     """``{query name: method name}`` of ``cls``'s ``@query`` methods (a subclass's method
     overrides its base's of the same name); TaskDefinitionError if two methods of the class
     answer one query."""
-    found: dict[str, str] = {}
-    seen: set[str] = set()
-    for klass in cls.__mro__:
-        for attr, value in vars(klass).items():
-            if attr in seen:
-                continue
-            seen.add(attr)
-            name = getattr(value, _ANSWERS, None)
-            if not isinstance(name, str):
-                continue
-            if name in found:
-                raise TaskDefinitionError(
-                    f"{cls.__qualname__}: query {name!r} has two methods, {found[name]} and {attr}"
-                )
-            found[name] = attr
-    return found
+    return marked(cls, lambda value: getattr(value, _ANSWERS, None), "query", "methods")
 
 
 def _answer(task: object, ctx: object, name: str, method: str) -> Any:

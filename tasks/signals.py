@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from tasks._marks import marked
 from tasks.errors import TaskDefinitionError, TaskUsageError
 
 MAX_SIGNAL_NAME_CHARS = 100  # as the store's bound (store.records)
@@ -183,20 +184,4 @@ def handlers_of(cls: type) -> dict[str, str]:
     """``{signal name: method name}`` of ``cls``'s ``@signal_handler`` methods (a subclass's
     method overrides its base's of the same name); TaskDefinitionError if two methods of the
     class handle one signal."""
-    found: dict[str, str] = {}
-    seen: set[str] = set()
-    for klass in cls.__mro__:
-        for attr, value in vars(klass).items():
-            if attr in seen:
-                continue
-            seen.add(attr)
-            name = getattr(value, _HANDLES, None)
-            if not isinstance(name, str):
-                continue
-            if name in found:
-                raise TaskDefinitionError(
-                    f"{cls.__qualname__}: signal {name!r} has two handlers, "
-                    f"{found[name]} and {attr}"
-                )
-            found[name] = attr
-    return found
+    return marked(cls, lambda value: getattr(value, _HANDLES, None), "signal", "handlers")

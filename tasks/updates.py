@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tasks._marks import marked
 from tasks.errors import TaskDefinitionError, TaskUsageError
 from tasks.signals import MAX_SIGNAL_NAME_CHARS, UPDATE_SIGNAL_PREFIX
 
@@ -101,22 +102,12 @@ def _scan(cls: type) -> dict[str, tuple[str, UpdateMethod]]:
     """``{update name: (attribute, UpdateMethod)}`` of ``cls`` (a subclass's attribute
     overrides its base's of the same name); TaskDefinitionError if two attributes of the class
     handle one update."""
-    found: dict[str, tuple[str, UpdateMethod]] = {}
-    seen: set[str] = set()
-    for klass in cls.__mro__:
-        for attr, value in vars(klass).items():
-            if attr in seen:
-                continue
-            seen.add(attr)
-            if not isinstance(value, UpdateMethod):
-                continue
-            if value.name in found:
-                raise TaskDefinitionError(
-                    f"{cls.__qualname__}: update {value.name!r} has two methods, "
-                    f"{found[value.name][0]} and {attr}"
-                )
-            found[value.name] = (attr, value)
-    return found
+
+    def name_of(value: object) -> str | None:
+        return value.name if isinstance(value, UpdateMethod) else None
+
+    attrs = marked(cls, name_of, "update", "methods")
+    return {name: (attr, inspect.getattr_static(cls, attr)) for name, attr in attrs.items()}
 
 
 def updates_of(cls: type) -> dict[str, UpdateMethod]:
