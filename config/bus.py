@@ -170,6 +170,10 @@ def default_acl() -> tuple[AclRule, ...]:
         _rule("*", "receive", f"{topics.DEAD_EVENTS}.{IDENTITY_PLACEHOLDER}"),
         _rule("*", "receive", topics.HEALTH),
         _rule("*", "*", topics.SCHEDULER, allow=False),
+        # agents schedule their own work: the scheduler answers, in the asker's namespace
+        _rule("@scheduler", "serve", topics.AGENT_TASK),
+        _rule("*", "ask", topics.AGENT_TASK),
+        _rule("*", "*", topics.AGENT_TASK, allow=False),
         # every other topic belongs to the applications on the bus
         _rule("*", "*", ""),
     )

@@ -33,6 +33,12 @@ TASK_GET: Final = "scheduler.task.get"
 TASK_LIST: Final = "scheduler.task.list"
 TASK_HISTORY: Final = "scheduler.task.history"
 TASK_MISSED: Final = "scheduler.task.missed"
+TASK_CREATE_MANY: Final = "scheduler.task.create_many"  # many definitions, one write per batch
+TASK_APPLY: Final = "scheduler.task.apply"  # make the asker's tasks match a list (plan, prune)
+TASK_PAUSE: Final = "scheduler.task.pause"  # stop firing, with a note; its instants recorded
+TASK_UNPAUSE: Final = "scheduler.task.unpause"
+TASK_BACKFILL: Final = "scheduler.task.backfill"  # fire every instant of a past range once
+TASK_DESCRIBE: Final = "scheduler.task.describe"  # next fire times (DST marked), recent actions
 RUN = "scheduler.run."  # the run family: one run (an execution) and its steps
 RUN_GET: Final = "scheduler.run.get"
 RUN_SIGNAL: Final = "scheduler.run.signal"
@@ -45,6 +51,11 @@ RUN_QUERY: Final = "scheduler.run.query"  # ask a run's query: live, or its stor
 RUN_UPDATE: Final = "scheduler.run.update"  # a validated signal with a reply, to a live run
 RUN_RETRY: Final = "scheduler.run.retry"  # run an ended run again, optionally from a step on
 SCHEDULER_STATS: Final = "scheduler.stats"
+
+# ------------------------------------------------------------------ agents' own work
+
+AGENT_TASK = "agent.task."  # an identity's own tasks, in its namespace agent.<identity>.*
+AGENT_TASK_SCHEDULE: Final = "agent.task.schedule"  # schedule_task(title, schedule, ...)
 
 # ------------------------------------------------------------------ events
 

@@ -392,11 +392,17 @@ class SchedulerActor(Actor):
             return
         if result.suspended:
             self._sleepers.suspended(result)
+            await self._firing.attempt_ended(result, final=False)
             return
         dropped = await self._retries.settle(result)
         if dropped is not None:
             await report_dropped(self, RESULT_QUEUE, delivery, dropped)
-        elif result.success and not result.cancelled and is_child_task(result.task_id):
+            return
+        retried = any(
+            instant == result.scheduled_at for instant, _ in self._retries.pending(result.task_id)
+        )
+        await self._firing.attempt_ended(result, final=not retried)
+        if result.success and not result.cancelled and is_child_task(result.task_id):
             await self._runs.child_succeeded(
                 result.task_id, result.scheduled_at, result.execution_id
             )

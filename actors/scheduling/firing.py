@@ -25,13 +25,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from actors.scheduling.background import Background
 from actors.scheduling.definitions import CompiledTask
 from actors.scheduling.events import Events
 from actors.scheduling.lease import LeaseKeeper
 from actors.scheduling.owed import Owed
-from actors.scheduling.protocol import Dispatch, dispatch_queue, work_id
+from actors.scheduling.protocol import Dispatch, RunResult, dispatch_queue, work_id
 from actors.scheduling.roster import Roster
 from actors.storing.client import RecordedFire, StoreClient
 from actors.storing.wire import plain
@@ -97,6 +98,23 @@ class Fired:
         return self.stored.execution_id
 
 
+class FireGate(Protocol):
+    """A check between a recorded fire and its dispatch (dependencies, overlap, concurrency:
+    docs/scheduling.md). Every recorded fire that is owed passes the gates in the order they
+    were added (``Firing.add_gate``); a gate lets a fire go on, holds it (and later hands it to
+    ``Firing.resume(fired, after=gate)``, which passes it through the gates after it), or
+    settles it itself (a skip recorded as missed, a blocked fire finished)."""
+
+    async def admit(self, fired: Sequence[Fired]) -> list[Fired]:
+        """The fires that go on now, in order; the others are held or settled here."""
+        ...
+
+    async def attempt_ended(self, result: RunResult, *, final: bool) -> None:
+        """An executor's result for an attempt (``final``: its run ended: it succeeded, was
+        cancelled, or failed and no retry follows; a suspended run is not final)."""
+        ...
+
+
 class Firing:
     def __init__(
         self,
@@ -124,6 +142,25 @@ class Firing:
         self._settings = settings
         self._background = background
         self._log = log
+        self._gates: list[FireGate] = []
+
+    def add_gate(self, gate: FireGate) -> None:
+        """Pass every owed fire through ``gate`` too, after the gates added before it."""
+        self._gates.append(gate)
+
+    @property
+    def gates(self) -> tuple[FireGate, ...]:
+        return tuple(self._gates)
+
+    async def resume(self, fired: Sequence[Fired], *, after: FireGate) -> None:
+        """Fires ``after`` held and now lets go: through the gates after it, then dispatched."""
+        index = self._gates.index(after)
+        await self._send(await self._admit(list(fired), self._gates[index + 1 :]))
+
+    async def attempt_ended(self, result: RunResult, *, final: bool) -> None:
+        """Tell every gate of an executor's result (``FireGate.attempt_ended``)."""
+        for gate in self._gates:
+            await gate.attempt_ended(result, final=final)
 
     # ------------------------------------------------------------ what others fire
 
@@ -184,8 +221,17 @@ class Firing:
         attempt: int,
         wakes: int = 0,
     ) -> None:
-        """Dispatch a fire recorded before and never finished (a takeover's recovery)."""
-        await self._dispatch_all([(task, execution_id, instant, attempt, wakes)])
+        """Dispatch a fire recorded before and never finished (a takeover's recovery), through
+        the gates as any other."""
+        fire = Fire(task, instant, attempt, reason="recovery", wakes=wakes)
+        stored = RecordedFire(execution_id=execution_id, duplicate=True, success=None)
+        owed = await self._admit([Fired(fire, stored)], self._gates)
+        await self._dispatch_all(
+            [
+                (f.fire.task, f.execution_id, f.fire.instant, f.fire.attempt, f.fire.wakes)
+                for f in owed
+            ]
+        )
 
     # ------------------------------------------------------------ the fire loop's plans
 
@@ -366,6 +412,18 @@ class Firing:
             else:
                 self._counters["fires"] += 1
             owed.append(one)
+        await self._send(await self._admit(owed, self._gates))
+
+    @staticmethod
+    async def _admit(fired: list[Fired], gates: Sequence[FireGate]) -> list[Fired]:
+        for gate in gates:
+            if not fired:
+                break
+            fired = await gate.admit(fired)
+        return fired
+
+    async def _send(self, owed: Sequence[Fired]) -> None:
+        """Dispatch fires the gates let go, then publish each ``queued``."""
         await self._dispatch_all(
             [
                 (f.fire.task, f.execution_id, f.fire.instant, f.fire.attempt, f.fire.wakes)
