@@ -342,6 +342,26 @@ class LibsqlStore(Store):
             lambda c: scheduled_tasks.put_task(c, spec, now, expected_version, self.settings)
         )
 
+    async def put_tasks(
+        self,
+        puts: Sequence[tuple[TaskSpec, int | None]],
+        *,
+        now: datetime,
+        fence: Fence | None = None,
+    ) -> list[Recorded[TaskRecord] | StoreError]:
+        batch = tuple(puts)
+        if len(batch) > MAX_EXECUTION_BATCH:
+            raise InvalidValue("tasks", f"has {len(batch)} entries, at most {MAX_EXECUTION_BATCH}")
+        for index, (spec, expected_version) in enumerate(batch):
+            if not isinstance(spec, TaskSpec):
+                raise InvalidValue(f"tasks[{index}]", f"expected a TaskSpec, got {spec!r}")
+            if expected_version is not None:
+                values.count(f"tasks[{index}].expected_version", expected_version)
+        now = values.instant("now", now)
+        return await self._running.write(
+            lambda c: scheduled_tasks.put_tasks(c, batch, now, fence, self.settings)
+        )
+
     async def get_task(self, task_id: str) -> TaskRecord:
         task_id = values.identifier("task_id", task_id)
         return await self._running.read(
@@ -508,12 +528,13 @@ class LibsqlStore(Store):
         *,
         now: datetime,
         fence: Fence | None = None,
+        fired: bool = False,
     ) -> int:
         task_id = values.identifier("task_id", task_id)
         batch = _entries("runs", runs, NewMissedRun, 1, MAX_MISSED_BATCH)
         now = values.instant("now", now)
         return await self._running.write(
-            lambda c: missed_runs.record_missed(c, task_id, batch, now, fence)
+            lambda c: missed_runs.record_missed(c, task_id, batch, now, fence, fired=fired is True)
         )
 
     async def missed_runs(

@@ -40,16 +40,19 @@ def record_missed(
     runs: Sequence[NewMissedRun],
     now: datetime,
     fence: Fence | None,
+    *,
+    fired: bool = False,
 ) -> int:
     """Keep fires of a task that did not run, in one statement; a run whose ``first_at`` is
     already kept for the task (or twice in ``runs``) writes nothing, and neither does one fire
     that was recorded as run (a scheduler that died between recording a fire and accounting for
-    it plans the instant again after the takeover). Returns the rows inserted.
+    it plans the instant again after the takeover), unless ``fired``: the fires were recorded
+    and the caller ends them as not run (an overlap policy's skip). Returns the rows inserted.
     """
     if fence is not None:
         check_fence(connection, fence)
     singles = [idempotency_key(task_id, r.first_at) for r in runs if r.first_at == r.last_at]
-    if singles:
+    if singles and not fired:
         ran = executions_by_keys(connection, singles)
         runs = [
             r

@@ -26,8 +26,9 @@ MAX_LOG_LINES = 200  # log lines kept per run (the first ones; a last line says 
 MAX_LOG_LINE_CHARS = 500
 # What made a run: its schedule, a manual trigger, a retry of a failed attempt, a catch-up (a
 # late fire run after a downtime, possibly standing for several coalesced ones), or a wake (the
-# next attempt of a run that suspended: it slept, waited for a signal, or was paused).
-TRIGGERS = frozenset({"schedule", "trigger", "retry", "catch-up", "wake"})
+# next attempt of a run that suspended: it slept, waited for a signal, or was paused), or a
+# backfill (an instant of a past range fired on request: docs/scheduling.md#backfill).
+TRIGGERS = frozenset({"schedule", "trigger", "retry", "catch-up", "wake", "backfill"})
 # The states of a run (one fire, shared by all its attempts) that used durable features: alive
 # (running, or suspended: sleeping or waiting for a signal), or final.
 RUN_STATES: tuple[str, ...] = ("running", "sleeping", "waiting", "succeeded", "failed", "cancelled")
@@ -90,6 +91,9 @@ def idempotency_key(task_id: str, scheduled_at: datetime, retry_count: int = 0) 
     return key if retry_count == 0 else f"{key}#{retry_count}"
 
 
+MAX_NOTE_CHARS = 500  # a task's note (pause reason)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskSpec:
     """A task as its owner defines it; ``config`` and the policies are opaque to the store
@@ -112,9 +116,18 @@ class TaskSpec:
     owner: str = ""
     next_run: datetime | None = None
     accounted_through: datetime | None = None
+    # Paused: the task does not fire until unpaused; ``note``: why it is paused, or why the
+    # scheduler disabled it (printable text of at most MAX_NOTE_CHARS).
+    paused: bool = False
+    note: str | None = None
 
     def __post_init__(self) -> None:
         values.identifier("task_id", self.task_id)
+        values.flag("paused", self.paused)
+        if self.note is not None:
+            values.text("note", self.note, max_chars=MAX_NOTE_CHARS)
+            if not self.note.isprintable():
+                raise InvalidValue("note", "must be printable (no control characters)")
         values.text("task_class", self.task_class, max_chars=values.MAX_ID_CHARS)
         values.text("schedule", self.schedule, max_chars=values.MAX_ID_CHARS)
         values.flag("enabled", self.enabled)
@@ -154,6 +167,11 @@ class TaskRecord:
     # definition written since version 5 of the schema; 1 (croniter's own reading) for one
     # stored before and not written since, whose meaning may have changed.
     cron_rules: int = CRON_RULES
+    # Paused (it does not fire) and the note saying why, or why the scheduler disabled it; the
+    # count of its schedule, catch-up and backfill fires (first attempts), for max_runs.
+    paused: bool = False
+    note: str | None = None
+    fire_count: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,13 +17,14 @@ from config.store import StoreSettings
 from store import salvage, values
 from store._paging import check_limit, key_cursor
 from store._sql import Connection, Row, one
-from store.errors import Conflict, NotFound
+from store.errors import Conflict, InvalidValue, NotFound, StoreError
+from store.leases import Fence, check_fence
 from store.records import Page, Recorded, RunMark, TaskRecord, TaskSpec, TaskStatus
 
 TASK_COLUMNS = (
     "task_id, task_class, schedule, config, enabled, timezone, misfire_policy, retry_policy, "
     "run_policy, owner, created_at, updated_at, last_run, next_run, version, accounted_through, "
-    "cron_rules"
+    "cron_rules, paused, note, fire_count"
 )
 
 
@@ -46,6 +47,9 @@ def task_from_row(row: Row) -> TaskRecord:
         version=row[14],
         accounted_through=values.maybe_from_us(row[15]),
         cron_rules=row[16],
+        paused=bool(row[17]),
+        note=row[18],
+        fire_count=row[19],
     )
 
 
@@ -151,7 +155,8 @@ def put_task(
     stored = one(
         connection,
         "SELECT version, task_class, schedule, config, enabled, timezone, misfire_policy, "
-        "retry_policy, run_policy, owner, next_run FROM scheduled_tasks WHERE task_id = ?",
+        "retry_policy, run_policy, owner, paused, note, next_run FROM scheduled_tasks "
+        "WHERE task_id = ?",
         [spec.task_id],
     )
     version = 0 if stored is None else int(stored[0])
@@ -172,29 +177,53 @@ def put_task(
         retry,
         run,
         spec.owner,
+        int(spec.paused),
+        spec.note,
     )
-    if stored is not None and tuple(stored[1:10]) == fields and next_run in (None, stored[10]):
+    if stored is not None and tuple(stored[1:12]) == fields and next_run in (None, stored[12]):
         return Recorded(get_task(connection, spec.task_id), duplicate=True)
     now_us = values.to_us(now)
     row = one(
         connection,
         "INSERT INTO scheduled_tasks (task_class, schedule, config, enabled, timezone, "
-        "misfire_policy, retry_policy, run_policy, owner, next_run, task_id, created_at, "
-        "updated_at, version, accounted_through) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, coalesce(?, ?)) "
+        "misfire_policy, retry_policy, run_policy, owner, paused, note, next_run, task_id, "
+        "created_at, updated_at, version, accounted_through) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, coalesce(?, ?)) "
         "ON CONFLICT (task_id) DO UPDATE SET task_class = excluded.task_class, "
         "schedule = excluded.schedule, config = excluded.config, enabled = excluded.enabled, "
         "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
         "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
-        "owner = excluded.owner, "
+        "owner = excluded.owner, paused = excluded.paused, note = excluded.note, "
         f"cron_rules = {CRON_RULES}, "  # written now: under today's cron rules
         "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
-        f"version = version + 1, accounted_through = {_later('accounted_through', '?16')} "
+        f"version = version + 1, accounted_through = {_later('accounted_through', '?18')} "
         f"RETURNING {TASK_COLUMNS}",
         [*fields, next_run, spec.task_id, now_us, now_us, accounted, now_us, accounted],
     )
     assert row is not None
     return Recorded(task_from_row(row), duplicate=False)
+
+
+def put_tasks(
+    connection: Connection,
+    puts: Sequence[tuple[TaskSpec, int | None]],
+    now: datetime,
+    fence: Fence | None,
+    limits: StoreSettings,
+) -> list[Recorded[TaskRecord] | StoreError]:
+    """``put_task`` of each (spec, expected version), in order, in one write, after checking
+    ``fence`` once (LeaseLost fails them all). A put refused on its own (Conflict: a stale
+    version or a taken id; InvalidValue: a value out of its domain) is refused before any of
+    its SQL wrote: its error takes its place and the others go on."""
+    if fence is not None:
+        check_fence(connection, fence)
+    outcomes: list[Recorded[TaskRecord] | StoreError] = []
+    for spec, expected_version in puts:
+        try:
+            outcomes.append(put_task(connection, spec, now, expected_version, limits))
+        except (Conflict, InvalidValue) as error:
+            outcomes.append(error)
+    return outcomes
 
 
 def delete_task(connection: Connection, task_id: str) -> bool:

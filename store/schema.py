@@ -21,6 +21,8 @@ the lines it logged (``logs``). Version 7 keeps the steps of runs (``run_steps``
 or re-dispatched run finds the steps it finished. Version 8 makes runs durable: a ``runs`` row
 for each run that suspended (slept, waited for a signal, was paused), got a signal, was
 cancelled or was started with a start key; and each run's inbox of signals (``run_inbox``).
+Version 10 lets a task be paused with a note (``paused``, ``note``: the note also says why the
+scheduler disabled a task) and counts its fires (``fire_count``) for ``run_policy.max_runs``.
 """
 
 from __future__ import annotations
@@ -287,6 +289,20 @@ V9_RUN_TREE_AND_ANSWERS = Migration(
     ),
 )
 
+V10_PAUSE_AND_FIRE_COUNT = Migration(
+    10,
+    "tasks: paused with a note, and the count of their fires",
+    (
+        # A paused task does not fire; its note (printable text) says why it is paused, or why
+        # the scheduler disabled it (``reached max_runs N``).
+        "ALTER TABLE scheduled_tasks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE scheduled_tasks ADD COLUMN note TEXT",
+        # The first attempts of the task's schedule, catch-up and backfill fires recorded (not
+        # triggers, retries or wakes); a task stored before this version starts at 0.
+        "ALTER TABLE scheduled_tasks ADD COLUMN fire_count INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1_TASKS_AND_EXECUTIONS,
     V2_TASKBUS,
@@ -297,6 +313,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     V7_RUN_STEPS,
     V8_DURABLE_RUNS,
     V9_RUN_TREE_AND_ANSWERS,
+    V10_PAUSE_AND_FIRE_COUNT,
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -133,6 +133,19 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def put_tasks(
+        self,
+        puts: Sequence[tuple[TaskSpec, int | None]],
+        *,
+        now: datetime,
+        fence: Fence | None = None,
+    ) -> list[Recorded[TaskRecord] | StoreError]:
+        """``put_task`` of each (spec, expected version), in order, in one write of at most
+        MAX_EXECUTION_BATCH puts; a put refused on its own (Conflict, InvalidValue) has its
+        error in its place and writes nothing, the others are written. LeaseLost for a stale
+        ``fence`` (nothing written)."""
+
+    @abstractmethod
     async def get_task(self, task_id: str) -> TaskRecord:
         """NotFound if there is no such task."""
 
@@ -265,9 +278,12 @@ class Store(ABC):
         *,
         now: datetime,
         fence: Fence | None = None,
+        fired: bool = False,
     ) -> int:
         """Keep 1 to 1000 missed runs of a task in one write; those whose ``first_at`` is
-        already kept for the task are skipped. Returns how many were new.
+        already kept for the task are skipped, and so is a single fire recorded as run, unless
+        ``fired`` (the caller ends those fires as not run: an overlap skip). Returns how many
+        were new.
         """
 
     @abstractmethod

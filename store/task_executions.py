@@ -258,8 +258,28 @@ def record_fires(
         latest = latest_attempt(connection, started[index])
         assert latest is not None  # start_runs keeps a key only for a run with an attempt
         recorded.insert(index, Recorded(latest, duplicate=True))
+    count_fires(connection, recorded)
     mark_runs(connection, marks, now)
     return recorded
+
+
+COUNTED_TRIGGERS = frozenset({"schedule", "catch-up", "backfill"})  # what fire_count counts
+
+
+def count_fires(connection: Connection, recorded: Sequence[Recorded[ExecutionRecord]]) -> None:
+    """Add to each task's ``fire_count`` its first attempts recorded anew of a schedule, a
+    catch-up or a backfill (not triggers, retries or wakes): ``run_policy.max_runs`` counts
+    them."""
+    counts: dict[str, int] = {}
+    for one_ in recorded:
+        record = one_.record
+        if not one_.duplicate and record.retry_count == 0 and record.trigger in COUNTED_TRIGGERS:
+            counts[record.task_id] = counts.get(record.task_id, 0) + 1
+    if counts:
+        connection.executemany(
+            "UPDATE scheduled_tasks SET fire_count = fire_count + ? WHERE task_id = ?",
+            [(count, task_id) for task_id, count in counts.items()],
+        )
 
 
 # Rows per INSERT statement (15 parameters each; SQLite binds at most 32,766).

@@ -96,6 +96,18 @@ class StoreActor(Actor):
         )
         return {"task": plain(stored.record), "duplicate": stored.duplicate}
 
+    @on_request(topics.STORE_TASK_PUT_MANY, read=requests.task_put_many)
+    async def task_put_many(self, request: Envelope, many: requests.TaskPutMany) -> Payload:
+        outcomes = await self.store.put_tasks(many.puts, now=self._clock(), fence=many.fence)
+        replies: list[dict[str, Any]] = []
+        for put, outcome in zip(many.puts, outcomes, strict=True):
+            if isinstance(outcome, StoreError):
+                error = {"code": error_code(outcome), "reason": str(outcome)}
+                replies.append({"task_id": put.spec.task_id, "error": error})
+            else:
+                replies.append({"task": plain(outcome.record), "duplicate": outcome.duplicate})
+        return {"tasks": replies}
+
     @on_request(topics.STORE_TASK_GET, read=requests.task_ref)
     async def task_get(self, request: Envelope, task_id: str) -> Payload:
         return {"task": plain(await self.store.get_task(task_id))}
@@ -215,7 +227,7 @@ class StoreActor(Actor):
     @on_request(topics.STORE_MISSED_RECORD, read=requests.missed)
     async def missed_record(self, request: Envelope, missed: requests.Missed) -> Payload:
         recorded = await self.store.record_missed(
-            missed.task_id, missed.runs, now=self._clock(), fence=missed.fence
+            missed.task_id, missed.runs, now=self._clock(), fence=missed.fence, fired=missed.fired
         )
         return {"recorded": recorded}
 

@@ -104,6 +104,25 @@ class StoreClient:
         reply = await self._call(topics.STORE_TASK_PUT, payload)
         return Recorded(from_plain(TaskRecord, reply["task"]), bool(reply["duplicate"]))
 
+    async def put_tasks(
+        self, puts: Sequence[tuple[TaskSpec, int | None]], *, fence: Fence | None = None
+    ) -> list[Recorded[TaskRecord] | StoreError]:
+        """``put_task`` of each (spec, expected version) in one write, fenced; each one's
+        record, or the store's error for that one in its place (LeaseLost raises)."""
+        payload = {
+            "tasks": [
+                _spec_payload(spec) | {"expected_version": expected} for spec, expected in puts
+            ],
+            "fence": _fence(fence),
+        }
+        reply = await self._call(topics.STORE_TASK_PUT_MANY, payload)
+        return [
+            store_error(entry["error"]["code"], entry["error"]["reason"])
+            if "error" in entry
+            else Recorded(from_plain(TaskRecord, entry["task"]), bool(entry["duplicate"]))
+            for entry in reply["tasks"]
+        ]
+
     async def get_task(self, task_id: str) -> TaskRecord:
         reply = await self._call(topics.STORE_TASK_GET, {"task_id": task_id})
         return from_plain(TaskRecord, reply["task"])
@@ -239,9 +258,22 @@ class StoreClient:
         return _page(DeadLetterRecord, "dead_letters", reply)
 
     async def record_missed(
-        self, task_id: str, runs: Sequence[NewMissedRun], *, fence: Fence | None = None
+        self,
+        task_id: str,
+        runs: Sequence[NewMissedRun],
+        *,
+        fence: Fence | None = None,
+        fired: bool = False,
     ) -> int:
-        payload = {"task_id": task_id, "runs": [plain(run) for run in runs], "fence": _fence(fence)}
+        """``fired``: the fires were recorded and are ended as not run by the caller (an
+        overlap skip): kept missed even so."""
+        payload: dict[str, Any] = {
+            "task_id": task_id,
+            "runs": [plain(run) for run in runs],
+            "fence": _fence(fence),
+        }
+        if fired:
+            payload["fired"] = True
         reply = await self._call(topics.STORE_MISSED_RECORD, payload)
         return int(reply["recorded"])
 

@@ -51,6 +51,8 @@ def task_spec(request: Fields) -> TaskSpec:
         owner=request.optional("owner", any_text, ""),
         next_run=request.optional("next_run", instant, None),
         accounted_through=request.optional("accounted_through", instant, None),
+        paused=request.optional("paused", flag, False),
+        note=request.optional("note", any_text, None),
     )
 
 

@@ -16,6 +16,7 @@ from actors.storing.fields import (
     Fields,
     any_text,
     count,
+    entries,
     fence,
     flag,
     identifier,
@@ -60,6 +61,11 @@ from store.records import (
 class TaskPut(NamedTuple):
     spec: TaskSpec
     expected_version: int | None
+
+
+class TaskPutMany(NamedTuple):
+    puts: tuple[TaskPut, ...]
+    fence: Fence | None
 
 
 class TaskPage(NamedTuple):
@@ -124,6 +130,7 @@ class Missed(NamedTuple):
     task_id: str
     runs: tuple[NewMissedRun, ...]
     fence: Fence | None
+    fired: bool = False
 
 
 class Retention(NamedTuple):
@@ -144,6 +151,21 @@ class LeaseAsk(NamedTuple):
 @strict
 def task_put(request: Fields) -> TaskPut:
     return TaskPut(task_spec(request), request.optional("expected_version", count, None))
+
+
+def _task_put_entry(entry: Fields) -> TaskPut:
+    put = TaskPut(task_spec(entry), entry.optional("expected_version", count, None))
+    entry.done()
+    return put
+
+
+@strict
+def task_put_many(request: Fields) -> TaskPutMany:
+    """1 to MAX_EXECUTION_BATCH ``store.task.put`` payloads in ``tasks``, and a ``fence``."""
+    return TaskPutMany(
+        request.required("tasks", lambda n, v: entries(n, v, _task_put_entry)),
+        request.optional("fence", fence, None),
+    )
 
 
 @strict
@@ -262,6 +284,7 @@ def missed(request: Fields) -> Missed:
         request.required("task_id", identifier),
         request.required("runs", missed_runs),
         request.optional("fence", fence, None),
+        request.optional("fired", flag, False),
     )
 
 

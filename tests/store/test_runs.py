@@ -601,7 +601,7 @@ async def test_a_version_7_file_is_migrated_with_its_steps(
     )
     await version_7.close()
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [8, 9]
+    assert [m.version for m in store.applied] == [8, 9, 10]
     assert [s.name for s in await store.run_steps(RUN)] == ["collect"]
     await send(store)
     assert (await store.get_run(RUN)).signals == 1
@@ -671,7 +671,7 @@ async def test_a_version_8_file_is_migrated_with_its_runs(
     connection.commit()
     connection.close()
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [9]
+    assert [m.version for m in store.applied] == [9, 10]
     run = await store.get_run(RUN)
     assert (run.state, run.signals, run.wake_at, run.attempt) == ("sleeping", 1, at(100), 2)
     assert (run.on_parent_cancel, run.answers, run.parent_key) == ("cancel", None, None)

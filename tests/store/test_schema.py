@@ -78,7 +78,7 @@ async def test_a_new_store_is_at_the_latest_version(
 ) -> None:
     store = await make_store(master_key=key, clock=lambda: at(5))
     applied = [m.version for m in store.applied]
-    assert applied == [1, 2, 3, 4, 5, 6, 7, 8, 9] == [m.version for m in MIGRATIONS]
+    assert applied == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] == [m.version for m in MIGRATIONS]
     await store.close()
     assert raw_rows(
         db_path, key, "SELECT version, description, applied_at FROM schema_version"
@@ -92,7 +92,7 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
 ) -> None:
     make_version_1(db_path, key)
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert [m.version for m in store.applied] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
 
     task = await store.get_task("maintenance.vacuum")
     assert (task.timezone, task.owner, task.version, task.config) == ("UTC", "", 1, {})
@@ -134,6 +134,7 @@ async def test_a_version_1_file_is_migrated_with_its_rows(
         (7,),
         (8,),
         (9,),
+        (10,),
     ]
 
 
@@ -279,7 +280,7 @@ async def test_version_4_accounts_each_task_from_its_last_fire_or_its_last_chang
     await version_3.close()
     fill_version_2(db_path, key)  # user.report fired at START; user.off never fired
     store = await make_store(master_key=key, clock=lambda: at(99))
-    assert [m.version for m in store.applied] == [4, 5, 6, 7, 8, 9]
+    assert [m.version for m in store.applied] == [4, 5, 6, 7, 8, 9, 10]
     report, off = await store.get_task("user.report"), await store.get_task("user.off")
     assert (report.last_run, report.accounted_through) == (at(0), at(0))
     assert (off.last_run, off.accounted_through) == (None, off.updated_at)
@@ -295,7 +296,7 @@ async def test_version_5_marks_stored_schedules_as_written_under_the_old_cron_ru
     await version_4.close()
     fill_version_2(db_path, key)
     store = await make_store(master_key=key, clock=lambda: at(99))
-    assert [m.version for m in store.applied] == [5, 6, 7, 8, 9]
+    assert [m.version for m in store.applied] == [5, 6, 7, 8, 9, 10]
     report = await store.get_task("user.report")
     assert report.cron_rules == 1
     new = TaskSpec(task_id="user.new", task_class="X", schedule="0 9 * * 1-1")

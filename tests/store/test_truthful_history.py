@@ -132,9 +132,13 @@ async def test_version_6_keeps_the_runs_of_a_current_task_and_sets_earlier_ones_
     """A run recorded before its task row was created (an id deleted and created again) is of
     an earlier incarnation: kept, not the task's."""
     version_5 = await make_store(master_key=key, migrations=MIGRATIONS[:5])
-    await version_5.put_task(SPEC, now=at(30))
     await version_5.close()
     connection = libsql.connect(str(db_path), encryption_key=key.database_key().secret)
+    connection.execute(  # the task as version 5 stored it (today's put_task needs version 10)
+        "INSERT INTO scheduled_tasks (task_id, task_class, schedule, created_at, updated_at, "
+        "accounted_through) VALUES ('user.x', 'X', '@hourly', ?, ?, ?)",
+        (at_us(30), at_us(30), at_us(30)),
+    )
     connection.executemany(
         "INSERT INTO task_executions (execution_id, task_id, scheduled_at, started_at, "
         "completed_at, success, duration_seconds, retry_count, idempotency_key) "
@@ -144,7 +148,7 @@ async def test_version_6_keeps_the_runs_of_a_current_task_and_sets_earlier_ones_
     connection.commit()
     connection.close()
     store = await make_store(master_key=key)
-    assert [m.version for m in store.applied] == [6, 7, 8, 9]
+    assert [m.version for m in store.applied] == [6, 7, 8, 9, 10]
     page = await store.history("user.x")
     assert [e.scheduled_at for e in page.items] == [at(40)]
     assert page.items[0].trigger is None  # not known before version 6
