@@ -91,6 +91,11 @@ class CronSchedule(Schedule):
             pass
         return best
 
+    def walls_after(self, after: datetime) -> Iterator[datetime]:
+        """The expression's naive wall times upwards from the earliest one that may fire after
+        ``after`` (the start of ``next_fire``'s search); for ``scheduler.describe``."""
+        return self._walls(self._search_start(utc("after", after)))
+
     def _search_start(self, after: datetime) -> datetime:
         """The wall time of ``after``, less the fold it may be in (module docstring)."""
         offset = after.astimezone(self.zone).utcoffset() or _ZERO
