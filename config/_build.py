@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from config._checks import MISSING, shown
 from config.actors import ActorSettings
+from config.agents import AgentSettings
 from config.bus import AclRule, BusSettings
 from config.errors import ConfigError
 from config.paths import default_home
@@ -38,6 +39,7 @@ TOP_KEYS = (
     "scheduler",
     "resources",
     "categories",
+    "agents",
     "tasks",
     "bus",
     "actors",
@@ -66,6 +68,7 @@ def build_settings(tree: Mapping[str, object], *, environ: Mapping[str, str]) ->
         scheduler=_section(SchedulerSettings, "scheduler", top.get("scheduler", {})),
         resources=_section(ResourceSettings, "resources", top.get("resources", {})),
         categories=_categories(top.get("categories", {})),
+        agents=_section(AgentSettings, "agents", top.get("agents", {})),
         tasks=_tasks(top.get("tasks", {})),
         bus=BusSettings(**bus_kwargs),
         actors=_section(ActorSettings, "actors", top.get("actors", {})),

@@ -19,7 +19,7 @@ from config.bus import require_float, require_int
 from config.errors import ConfigError
 from config.schedules import check_schedule
 
-CATEGORIES = ("maintenance", "security", "agency", "user")
+CATEGORIES = ("maintenance", "security", "agency", "user", "agent")
 TASK_FIELDS = ("enabled", "schedule", "timezone", "options")
 _TASK_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 _TASK_ID_EXPECTED = (
@@ -122,12 +122,13 @@ class CategorySettings:
 
 
 def default_categories() -> tuple[CategorySettings, ...]:
-    """The categories as defaults.toml sets them: maintenance, security, agency, user."""
+    """The categories as defaults.toml sets them: maintenance, security, agency, user, agent."""
     return (
         CategorySettings(name="maintenance", concurrency=2),
         CategorySettings(name="security", concurrency=1),
         CategorySettings(name="agency", concurrency=2),
         CategorySettings(name="user", concurrency=5),
+        CategorySettings(name="agent", concurrency=2),
     )
 
 

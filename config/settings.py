@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from config._checks import REDACTED, looks_secret, require_bool, require_choice
 from config.actors import ActorSettings
+from config.agents import AgentSettings
 from config.bus import BusSettings
 from config.errors import ConfigError
 from config.paths import DEFAULT_ENDPOINT
@@ -48,6 +49,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     resources: ResourceSettings = field(default_factory=ResourceSettings)
     categories: tuple[CategorySettings, ...] = field(default_factory=default_categories)
+    agents: AgentSettings = field(default_factory=AgentSettings)
     tasks: tuple[TaskOverride, ...] = ()
     bus: BusSettings = field(default_factory=BusSettings)
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
@@ -61,6 +63,7 @@ class Settings:
         for name, cls in (
             ("scheduler", SchedulerSettings),
             ("resources", ResourceSettings),
+            ("agents", AgentSettings),
             ("bus", BusSettings),
             ("actors", ActorSettings),
             ("store", StoreSettings),
@@ -97,6 +100,7 @@ class Settings:
             "scheduler": _plain(self.scheduler),
             "resources": _plain(self.resources),
             "categories": {c.name: _plain(c, skip=("name",)) for c in self.categories},
+            "agents": _plain(self.agents),
             "tasks": {t.task_id: _task_dict(t, reveal_secrets) for t in self.tasks},
             "bus": {
                 "endpoints": list(self.endpoints),

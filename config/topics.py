@@ -85,6 +85,7 @@ EXEC_ANSWER: Final = "scheduler.exec.answer"
 
 STORE = "store."  # every store topic starts so
 STORE_TASK_PUT: Final = "store.task.put"
+STORE_TASK_PUT_MANY: Final = "store.task.put_many"  # many definitions, one fenced write
 STORE_TASK_GET: Final = "store.task.get"
 STORE_TASK_LIST: Final = "store.task.list"
 STORE_TASK_DELETE: Final = "store.task.delete"

@@ -6,6 +6,10 @@ before running a class under an id).
 updated, enabled, disabled and triggered, never created or deleted, and they keep their class.
 Only ``user.*`` tasks are created, deleted and given another class over the bus.
 
+``agent.<identity>.<name>`` tasks are an agent's own work: created only by ``agent.task.schedule``
+(the scheduler names the task in the asker's namespace and gives it the configured runner class),
+deleted by their owner like user tasks, and never given another class.
+
 A running task may spawn child runs (``ctx.spawn``): of its own category, or ``user`` ones. A
 child's task is ``<category>.child_<16 hex>``, made by the scheduler and owned by the parent
 task's owner; it may run any class of its category, a code-defined one included (only a task of
@@ -19,6 +23,7 @@ from tasks.errors import TaskPermissionError
 
 CODE_DEFINED = ("maintenance", "security", "agency")
 BUS_DEFINED = ("user",)  # created, deleted and given another class over the bus
+AGENT_CATEGORY = "agent"  # created by agent.task.schedule only; deleted by their owner
 CHILD_MARK = ".child_"  # in the id of a child run's task: <category>.child_<16 hex>
 
 
@@ -37,7 +42,7 @@ class TaskPermissions:
     """The category rules; ``check_*`` raise TaskPermissionError saying why."""
 
     def deletable(self, task_id: str) -> bool:
-        return category_of(task_id) in BUS_DEFINED
+        return category_of(task_id) in (*BUS_DEFINED, AGENT_CATEGORY)
 
     def creatable_over_bus(self, task_id: str) -> bool:
         return category_of(task_id) in BUS_DEFINED
@@ -65,6 +70,11 @@ class TaskPermissions:
             )
 
     def check_creatable_over_bus(self, task_id: str) -> None:
+        if category_of(task_id) == AGENT_CATEGORY:
+            raise TaskPermissionError(
+                f"task {task_id!r} cannot be created with scheduler.task.*: agent tasks are "
+                "created by agent.task.schedule, in the asker's namespace"
+            )
         if not self.creatable_over_bus(task_id):
             raise TaskPermissionError(
                 f"task {task_id!r} cannot be created over the bus: {category_of(task_id)} "
@@ -72,6 +82,11 @@ class TaskPermissions:
             )
 
     def check_class_changeable(self, task_id: str) -> None:
+        if category_of(task_id) == AGENT_CATEGORY:
+            raise TaskPermissionError(
+                f"task {task_id!r}: agent tasks run the configured runner class "
+                "([agents] runner_class); its task_class cannot change"
+            )
         if not self.class_changeable(task_id):
             raise TaskPermissionError(
                 f"task {task_id!r}: {category_of(task_id)} tasks are defined in code; its "

@@ -13,7 +13,13 @@ from tasks.options import option_schema
 from tasks.permissions import CODE_DEFINED, TaskPermissions, category_of, is_child_task
 
 # The modules of taskbus's own tasks (``TaskRegistry.with_builtins``).
-BUILTIN_MODULES = ("tasks.maintenance", "tasks.security", "tasks.agency", "tasks.reminders")
+BUILTIN_MODULES = (
+    "tasks.maintenance",
+    "tasks.security",
+    "tasks.agency",
+    "tasks.reminders",
+    "tasks.agent_runner",
+)
 
 
 class TaskRegistry:

@@ -23,16 +23,24 @@ from datetime import datetime
 
 from actors.actor import Actor, on_event, on_request, on_work
 from actors.fireloop import FireLoop
-from actors.scheduling import children, requests, runs
+from actors.scheduling import batch, children, requests, runs
+from actors.scheduling.agents import AgentRules, AgentTaskAsk, AgentTasks, read_schedule
+from actors.scheduling.backfill import BackfillAsk, Backfills, read_backfill
 from actors.scheduling.background import Background
+from actors.scheduling.batch import Apply, CreateMany, TaskBatches
 from actors.scheduling.catalogue import Catalogue, read_announcement
 from actors.scheduling.children import AnswerAsk, Children, QueryAsk, SpawnAsk
+from actors.scheduling.dependencies import DependencyGate
+from actors.scheduling.describe import DescribeAsk, Describing, read_describe
 from actors.scheduling.events import Events
 from actors.scheduling.firing import Firing
+from actors.scheduling.gate import RunGate
 from actors.scheduling.lease import LeaseKeeper, holder_name
+from actors.scheduling.limits import RunLimits
 from actors.scheduling.live_asks import LiveAsks
 from actors.scheduling.owed import Owed
 from actors.scheduling.owners import EXECUTOR_ROLE, Owners
+from actors.scheduling.pausing import PauseAsk, Pausing, read_pause
 from actors.scheduling.protocol import RESULT_QUEUE, RunResult, report_dropped
 from actors.scheduling.requests import (
     NewTask,
@@ -54,8 +62,10 @@ from actors.storing.wire import error_code
 from bus import BusError, Delivery, Envelope, Refused
 from bus.envelope import Payload
 from config import topics
+from config.agents import AgentSettings
 from config.sections import SchedulerSettings
 from scheduler import Clock, SystemClock, TaskPlan
+from scheduler.overlap import Limits
 from store.errors import Conflict, InvalidValue, LeaseLost, NotFound, StoreError
 from store.records import TaskSpec
 from tasks.errors import TaskPermissionError
@@ -77,10 +87,15 @@ class SchedulerActor(Actor):
         holder: str | None = None,
         builtin: Sequence[TaskSpec] = (),
         owners: Owners | None = None,
+        agents: AgentSettings | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """``builtin``: the code-defined tasks (with their configured schedule and options),
         put in the store at every takeover; their ``enabled`` flag is the store's once stored.
         ``owners`` says who may manage which task (default: the default roles' admins).
+        ``agents``: what an agent may schedule for itself (``agent.task.schedule``).
+        ``limits``: the runs at once per category and in total, across every executor (default:
+        none; the executors' own limits still hold per process).
         """
         super().__init__()
         self.settings = settings = settings or SchedulerSettings()
@@ -124,6 +139,41 @@ class SchedulerActor(Actor):
             log=self.log,
             settings=settings,
         )
+        # The gates every owed fire passes, in this order (docs/scheduling.md): dependencies first.
+        self._dependencies = DependencyGate(
+            store=store,
+            owed=owed,
+            lease=self.lease,
+            roster=roster,
+            firing=firing,
+            retries=retries,
+            events=events,
+            counters=self.counters,
+            clock=clock,
+            settings=settings,
+            background=self._background,
+            log=self.log,
+        )
+        firing.add_gate(self._dependencies)
+        # then overlap and concurrency (a cancel_other cancels through the run requests)
+        self._run_gate = RunGate(
+            firing=firing,
+            store=store,
+            owed=owed,
+            lease=self.lease,
+            roster=roster,
+            events=events,
+            counters=self.counters,
+            clock=clock,
+            background=self._background,
+            limits=limits or Limits(),
+            pending=retries.pending,
+            cancel=lambda key, why: self._runs.control(
+                self.identity, ControlAsk(key, why), "cancel"
+            ),
+            log=self.log,
+        )
+        firing.add_gate(self._run_gate)
         self._sleepers = sleepers = Sleepers(
             store=store,
             owed=owed,
@@ -162,6 +212,22 @@ class SchedulerActor(Actor):
             settings=settings,
             catalogue=self.catalogue,
         )
+        agent_rules = AgentRules(agents or AgentSettings())
+        self._requests.check_change = agent_rules.check_change
+        self._agents = AgentTasks(
+            store=store,
+            requests=self._requests,
+            catalogue=self.catalogue,
+            rules=agent_rules,
+            settings=settings,
+        )
+        self._batches = TaskBatches(
+            requests=self._requests,
+            store=store,
+            lease=self.lease,
+            refusal=self.refusal,
+            settings=settings,
+        )
         self._runs = RunRequests(
             store=store,
             owners=owners,
@@ -192,6 +258,37 @@ class SchedulerActor(Actor):
             firing=firing,
             clock=clock,
             settings=settings,
+        )
+        self._backfills = Backfills(
+            store=store,
+            owners=owners,
+            roster=roster,
+            firing=firing,
+            counters=self.counters,
+            clock=clock,
+        )
+        # pause with a note, limited runs (max_runs) and describe
+        firing.limits = RunLimits(
+            store=store,
+            roster=roster,
+            events=events,
+            counters=self.counters,
+            clock=clock,
+            background=self._background,
+            log=self.log,
+        )
+        self._pausing = Pausing(
+            store=store,
+            owners=owners,
+            roster=roster,
+            lease=self.lease,
+            events=events,
+            counters=self.counters,
+            clock=clock,
+            settings=settings,
+        )
+        self._describing = Describing(
+            store=store, owners=owners, roster=roster, clock=clock, settings=settings
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -229,7 +326,9 @@ class SchedulerActor(Actor):
 
     async def on_stop(self) -> None:
         await self.loop.stop()
+        self._run_gate.cancel_sweep()
         self._retries.cancel_all()
+        self._dependencies.cancel_all()
         self._sleepers.cancel_all()
         await self._background.stop()
         await self.lease.release()
@@ -259,6 +358,14 @@ class SchedulerActor(Actor):
     async def create(self, request: Envelope, new: NewTask) -> Payload:
         return await self._requests.create(request.sender, new)
 
+    @on_request(topics.TASK_CREATE_MANY, read=batch.read_create_many)
+    async def create_many(self, request: Envelope, many: CreateMany) -> Payload:
+        return await self._batches.create_many(request.sender, many)
+
+    @on_request(topics.TASK_APPLY, read=batch.read_apply)
+    async def apply(self, request: Envelope, ask: Apply) -> Payload:
+        return await self._batches.apply(request.sender, ask)
+
     @on_request(topics.TASK_UPDATE, read=requests.read_update)
     async def update(self, request: Envelope, update: Update) -> Payload:
         return await self._requests.update(request.sender, update)
@@ -278,6 +385,22 @@ class SchedulerActor(Actor):
     @on_request(topics.TASK_TRIGGER, read=runs.read_trigger)
     async def trigger(self, request: Envelope, ask: TriggerAsk) -> Payload:
         return await self._requests.trigger(request.sender, ask.task_id, ask.key)
+
+    @on_request(topics.TASK_BACKFILL, read=read_backfill)
+    async def backfill(self, request: Envelope, ask: BackfillAsk) -> Payload:
+        return await self._backfills.backfill(request.sender, ask)
+
+    @on_request(topics.TASK_PAUSE, read=read_pause)
+    async def pause(self, request: Envelope, ask: PauseAsk) -> Payload:
+        return await self._pausing.pause(request.sender, ask)
+
+    @on_request(topics.TASK_UNPAUSE, read=requests.read_task_ref)
+    async def unpause(self, request: Envelope, task_id: str) -> Payload:
+        return await self._pausing.unpause(request.sender, task_id)
+
+    @on_request(topics.TASK_DESCRIBE, read=read_describe)
+    async def describe(self, request: Envelope, ask: DescribeAsk) -> Payload:
+        return await self._describing.describe(request.sender, ask)
 
     @on_request(topics.TASK_RESET, read=requests.read_task_ref)
     async def reset(self, request: Envelope, task_id: str) -> Payload:
@@ -350,6 +473,10 @@ class SchedulerActor(Actor):
     @on_request(topics.EXEC_ANSWER, read=children.read_answer)
     async def answer(self, request: Envelope, ask: AnswerAsk) -> Payload:
         return self._children.answer(request.sender, ask)
+
+    @on_request(topics.AGENT_TASK_SCHEDULE, read=read_schedule)
+    async def schedule_agent_task(self, request: Envelope, ask: AgentTaskAsk) -> Payload:
+        return await self._agents.schedule(request.sender, ask)
 
     @on_request(topics.SCHEDULER_STATS, read=requests.read_nothing)
     async def stats(self, request: Envelope, _: None) -> Payload:

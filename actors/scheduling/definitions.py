@@ -126,6 +126,8 @@ def spec_of(record: TaskRecord) -> TaskSpec:
         retry_policy=record.retry_policy,
         run_policy=record.run_policy,
         owner=record.owner,
+        paused=record.paused,
+        note=record.note,
     )
 
 

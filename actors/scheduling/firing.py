@@ -31,6 +31,7 @@ from actors.scheduling.background import Background
 from actors.scheduling.definitions import CompiledTask
 from actors.scheduling.events import Events
 from actors.scheduling.lease import LeaseKeeper
+from actors.scheduling.limits import RunLimits
 from actors.scheduling.owed import Owed
 from actors.scheduling.protocol import Dispatch, RunResult, dispatch_queue, work_id
 from actors.scheduling.roster import Roster
@@ -40,6 +41,7 @@ from bus import AskTimeout
 from bus.envelope import Payload
 from config.sections import SchedulerSettings
 from scheduler import Clock, MisfirePlan, PlannedRun, TaskPlan, jittered, sleep
+from scheduler.policies import OverlapRule
 from store.records import (
     MAX_MISSED_BATCH,
     ExecutionOutcome,
@@ -63,7 +65,8 @@ class Fire:
     ``wakes``: how many attempts before it were wakes of its suspended run; ``start_key``: the
     caller's idempotency key of a start (a trigger's), one run per key and task. A child run's
     fire (a spawn's) names its parent run (``parent_key``), its key there (``spawn_key``) and
-    what the parent's cancel does to it (``on_parent_cancel``)."""
+    what the parent's cancel does to it (``on_parent_cancel``). ``overlap``: the overlap rule
+    for this fire instead of the task's (a backfill's), read by the overlap gate."""
 
     task: CompiledTask
     instant: datetime
@@ -75,6 +78,7 @@ class Fire:
     parent_key: str | None = None
     spawn_key: str | None = None
     on_parent_cancel: str = "cancel"
+    overlap: OverlapRule | None = None
 
 
 def scheduled(task: CompiledTask, run: PlannedRun) -> Fire:
@@ -143,6 +147,7 @@ class Firing:
         self._background = background
         self._log = log
         self._gates: list[FireGate] = []
+        self.limits: RunLimits | None = None  # max_runs: trims plans, disables finished tasks
 
     def add_gate(self, gate: FireGate) -> None:
         """Pass every owed fire through ``gate`` too, after the gates added before it."""
@@ -193,6 +198,7 @@ class Firing:
         parent_key: str | None = None,
         spawn_key: str | None = None,
         on_parent_cancel: str = "cancel",
+        overlap: OverlapRule | None = None,
     ) -> Fired:
         """``fire``, returning the fire as recorded: with a ``start_key`` already used for the
         task, ``stored.duplicate`` is true and its execution id is that run's latest attempt,
@@ -208,9 +214,21 @@ class Firing:
             parent_key=parent_key,
             spawn_key=spawn_key,
             on_parent_cancel=on_parent_cancel,
+            overlap=overlap,
         )
         (fired,) = await self._record([fire])
         await self._dispatch([fired])
+        return fired
+
+    async def start_many(self, fires: Sequence[Fire]) -> list[Fired]:
+        """Record ``fires`` (FIRE_BATCH a write, each attempt once), then dispatch through the
+        gates those recorded anew; a fire recorded before (``stored.duplicate``) is left to what
+        owes it (it finished, or runs, is held or is a takeover's to recover). A backfill's."""
+        fired: list[Fired] = []
+        for start in range(0, len(fires), FIRE_BATCH):
+            chunk = await self._record(fires[start : start + FIRE_BATCH])
+            await self._dispatch([one for one in chunk if not one.stored.duplicate])
+            fired.extend(chunk)
         return fired
 
     async def dispatch_again(
@@ -249,6 +267,7 @@ class Firing:
                 or plan.unlisted is not None
                 or len(plan.runs) > FIRE_BATCH
                 or (plan.runs and task.policies.run.jitter_s > 0)
+                or task.policies.run.max_runs is not None  # trimmed and counted: one at a time
             ):
                 others.append(task_plan)
             else:
@@ -291,6 +310,8 @@ class Firing:
         if task is None:
             return
         plan = task_plan.plan
+        if self.limits is not None:
+            plan = await self.limits.trim(task, plan)
         await self._record_missed(task, plan)
         fires = [scheduled(task, run) for run in plan.runs]
         chunks = [fires[start : start + FIRE_BATCH] for start in range(0, len(fires), FIRE_BATCH)]
@@ -307,6 +328,8 @@ class Firing:
             else:
                 immediate.append(one)
         await self._dispatch(immediate)
+        if self.limits is not None:
+            await self.limits.settled(task, max((self._jitter_s(f.fire) for f in fired), default=0))
 
     def _mark(self, task: CompiledTask, plan: MisfirePlan) -> RunMark:
         """The task's run state once ``plan`` is recorded: its last and next fire."""

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from actors.scheduling import definitions
+from actors.scheduling import definitions, dependencies
 from actors.scheduling.catalogue import Catalogue
 from actors.scheduling.definitions import Compiled, CompiledTask, compile_definition
 from actors.scheduling.events import Events
@@ -40,13 +40,32 @@ from config.errors import ConfigError
 from config.sections import SchedulerSettings, check_task_id
 from scheduler import Clock
 from store.errors import Conflict, InvalidValue, LeaseLost, NotFound
-from store.records import Page, TaskRecord, TaskSpec, run_key
+from store.records import Page, Recorded, TaskRecord, TaskSpec, run_key
 from store.salvage import PartialPage
 from tasks.permissions import TaskPermissions
 
 
 class TaskExists(Conflict):
     """A create of a task id already stored (answered ``exists``)."""
+
+
+def created_over(task_id: str, error: Conflict) -> Conflict:
+    """What a create's write refused at version 0 means: the id is taken (TaskExists); a lost
+    lease stays what it is."""
+    if isinstance(error, LeaseLost):
+        return error
+    return TaskExists(f"task {task_id!r} already exists; use task update")
+
+
+class Prepared(NamedTuple):
+    """A definition checked and compiled, ready for its one write: the spec to store (with its
+    next run), what it compiles to, the version its write expects and the catalogue's
+    warnings (``TaskRequests.prepare``; ``settle`` once it is written)."""
+
+    spec: TaskSpec
+    compiled: Compiled
+    expected_version: int
+    warnings: list[str]
 
 
 # ------------------------------------------------------------------ readers
@@ -221,10 +240,13 @@ class TaskRequests:
         self._counters = counters
         self._clock = clock
         self._settings = settings
+        # more checks of a change of a stored task (the agents' rules: actors.scheduling.agents)
+        self.check_change: Callable[[TaskRecord, Mapping[str, Any]], None] | None = None
 
     # ------------------------------------------------------------ definitions
 
-    async def create(self, sender: str, new: NewTask) -> Payload:
+    def prepare_create(self, sender: str, new: NewTask) -> Prepared:
+        """A new task of ``sender``'s checked and compiled, ready for its write at version 0."""
         compiled = compile_definition(new, self._settings)
         self._permissions.check_creatable_over_bus(new.task_id)
         warnings = self._catalogue.check(new.task_id, new.task_class, new.config)
@@ -240,36 +262,68 @@ class TaskRequests:
             run_policy=new.run_policy,
             owner=sender,
         )
+        return self.prepare(spec, compiled, stored=None, expected_version=0, warnings=warnings)
+
+    async def create(self, sender: str, new: NewTask) -> Payload:
+        prepared = self.prepare_create(sender, new)
+        await self.check_depends_on(sender, prepared)
         try:
-            reply = await self._write(spec, compiled, stored=None, expected_version=0)
-        except LeaseLost:
-            raise
-        except Conflict as error:  # expected at version 0: the id is taken
-            raise TaskExists(f"task {new.task_id!r} already exists; use task update") from error
-        return _warned(reply, warnings)
+            written = await self._store.put_task(prepared.spec, expected_version=0)
+        except Conflict as error:
+            raise created_over(new.task_id, error) from error
+        return await self.settle(prepared, written)
+
+    async def check_depends_on(
+        self, sender: str, prepared: Prepared, stored: TaskRecord | None = None
+    ) -> None:
+        """The dependency rules (``dependencies.check_definition``) for a create, or for an
+        update of ``stored`` that changes its ``depends_on``."""
+        depends_on = prepared.compiled.policies.run.depends_on
+        if stored is not None and list(depends_on) == dependencies.stored_depends_on(stored):
+            return
+        await dependencies.check_definition(
+            self._store, self._owners, sender, prepared.spec.task_id, depends_on
+        )
+
+    def prepare_update(
+        self, stored: TaskRecord, changes: Mapping[str, Any], expected_version: int | None = None
+    ) -> Prepared:
+        """A change of ``stored`` (the requester may change it) checked and compiled."""
+        if "task_class" in changes:
+            self._permissions.check_class_changeable(stored.task_id)
+        if self.check_change is not None:
+            self.check_change(stored, changes)
+        spec = replace(definitions.spec_of(stored), **changes)
+        compiled = compile_definition(spec, self._settings)
+        warnings: list[str] = []
+        if "task_class" in changes or "config" in changes:
+            warnings = self._catalogue.check(spec.task_id, spec.task_class, spec.config)
+        expected = expected_version or stored.version
+        return self.prepare(
+            spec, compiled, stored=stored, expected_version=expected, warnings=warnings
+        )
 
     async def update(self, sender: str, update: Update) -> Payload:
         stored = await self._owned(sender, update.task_id, "update")
-        if "task_class" in update.changes:
-            self._permissions.check_class_changeable(update.task_id)
-        spec = replace(definitions.spec_of(stored), **update.changes)
-        compiled = compile_definition(spec, self._settings)
-        warnings: list[str] = []
-        if "task_class" in update.changes or "config" in update.changes:
-            warnings = self._catalogue.check(spec.task_id, spec.task_class, spec.config)
-        expected = update.expected_version or stored.version
-        reply = await self._write(spec, compiled, stored=stored, expected_version=expected)
-        return _warned(reply, warnings)
+        prepared = self.prepare_update(stored, update.changes, update.expected_version)
+        await self.check_depends_on(sender, prepared, stored)
+        written = await self._store.put_task(
+            prepared.spec, expected_version=prepared.expected_version
+        )
+        return await self.settle(prepared, written)
 
     async def set_enabled(self, sender: str, task_id: str, *, enabled: bool) -> Payload:
         stored = await self._owned(sender, task_id, "enable" if enabled else "disable")
         spec = replace(definitions.spec_of(stored), enabled=enabled)
+        if enabled and not stored.enabled and not stored.paused:
+            spec = replace(spec, note=None)  # why it was disabled (reached max_runs N) is past
         compiled = compile_definition(spec, self._settings)
         return await self._write(spec, compiled, stored=stored, expected_version=stored.version)
 
     async def delete(self, sender: str, task_id: str) -> Payload:
         self._permissions.check_deletable(task_id)
         stored = await self._owned(sender, task_id, "delete")
+        await dependencies.check_deletable(self._store, task_id)
         deleted = await self._store.delete_task(task_id)
         self._forget(task_id)
         if not deleted:
@@ -285,7 +339,21 @@ class TaskRequests:
         stored: TaskRecord | None,
         expected_version: int,
     ) -> Payload:
-        """Store a new or changed definition with its next run, in one write, and schedule it.
+        """Store a new or changed definition with its next run, in one write, and schedule it."""
+        prepared = self.prepare(spec, compiled, stored=stored, expected_version=expected_version)
+        written = await self._store.put_task(prepared.spec, expected_version=expected_version)
+        return await self.settle(prepared, written)
+
+    def prepare(
+        self,
+        spec: TaskSpec,
+        compiled: Compiled,
+        *,
+        stored: TaskRecord | None,
+        expected_version: int,
+        warnings: Sequence[str] = (),
+    ) -> Prepared:
+        """A new or changed definition ready for its write: ``spec`` with its next run.
 
         A new task, a changed schedule and an enabled task owe the fires after now, not those
         before (which were not theirs to run); any other change keeps what the task owes.
@@ -303,17 +371,19 @@ class TaskRequests:
             else:
                 last = accounted
             next_run = self._roster.upcoming(spec.task_id, compiled.schedule, last)
-        written = await self._store.put_task(
-            replace(spec, accounted_through=accounted, next_run=next_run),
-            expected_version=expected_version,
-        )
+        written = replace(spec, accounted_through=accounted, next_run=next_run)
+        return Prepared(written, compiled, expected_version, list(warnings))
+
+    async def settle(self, prepared: Prepared, written: Recorded[TaskRecord]) -> Payload:
+        """Schedule a definition its write stored; reply with it (and its warnings)."""
         record = written.record
+        compiled = prepared.compiled
         reply = await self._schedule(CompiledTask(record, compiled.schedule, compiled.policies))
         if not written.duplicate:
             await self._events.status(
                 record.owner, record.task_id, "defined", version=record.version
             )
-        return reply
+        return _warned(reply, prepared.warnings)
 
     async def _schedule(self, task: CompiledTask) -> Payload:
         """Put a stored task in the roster (or take it out if disabled); reply with it, its next
@@ -321,7 +391,7 @@ class TaskRequests:
         record = task.record
         self._roster.note_meaning(task)
         next_fire = None
-        if record.enabled:
+        if record.enabled and not record.paused:  # a paused task does not fire
             next_fire = self._roster.put(task)
         else:
             self._forget(record.task_id)

@@ -76,7 +76,7 @@ class Takeover:
             page = await self._store.list_tasks(after=after, limit=TASK_PAGE)
             stale: list[RunMark] = []  # next runs to store; due ones are stored when fired
             for record in page.items:
-                if not record.enabled:
+                if not record.enabled or record.paused:
                     continue
                 try:
                     task = definitions.compile_task(record, self._settings)

@@ -52,17 +52,31 @@ async def test_the_category_limit_holds_under_a_burst_and_later_runs_are_deferre
     assert _global().most_at_once == 2
 
 
-async def test_a_second_run_of_the_same_task_waits_for_the_first(start: Start) -> None:
+async def test_a_second_run_of_the_same_task_is_skipped_by_default(start: Start) -> None:
     rig = await start(concurrency=4)
     await rig.create("user.single", Gated)
     first = await rig.trigger("user.single")
     await _global().until(lambda: first in _global().running)
     second = await rig.trigger("user.single")
-    deferred = await rig.status("deferred", lambda e: e.payload["execution_id"] == second)
-    assert deferred.payload["reason"] == "the previous run of this task is still running"
+    skipped = await rig.status("skipped", lambda e: e.payload["execution_id"] == second)
+    assert skipped.payload["reason"].startswith("overlap: skipped, run ")
+    assert (await rig.finished(second))["success"] is False  # recorded, never run
+    _global().opened.set()
+    assert (await rig.finished(first))["success"] is True
+    assert _global().most_at_once == 1
+
+
+async def test_a_buffered_second_run_waits_for_the_first(start: Start) -> None:
+    rig = await start(concurrency=4)
+    await rig.create("user.single", Gated, run_policy={"overlap": "buffer_one"})
+    first = await rig.trigger("user.single")
+    await _global().until(lambda: first in _global().running)
+    second = await rig.trigger("user.single")
+    held = await rig.status("buffered", lambda e: e.payload["execution_id"] == second)
+    assert "buffered (buffer_one)" in held.payload["reason"]
     assert _global().running == {first}
     _global().opened.set()
-    await rig.finished(second)
+    assert (await rig.finished(second))["success"] is True
     assert _global().most_at_once == 1
 
 

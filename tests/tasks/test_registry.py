@@ -112,8 +112,10 @@ def test_the_builtins() -> None:
         "tasks.security",
         "tasks.agency",
         "tasks.reminders",
+        "tasks.agent_runner",
     )
     assert registry.get("tasks.reminders:Reminder").category == "user"
+    assert registry.get("tasks.agent_runner:AgentRunner").category == "agent"
 
 
 def test_category_of_reads_the_prefix() -> None:
@@ -220,7 +222,8 @@ def test_refuses_a_class_without_task_id_or_category() -> None:
             return TaskResult.ok()
 
     assert refusal(Anonymous) == (
-        "category '' is not one of maintenance, security, agency, user (declare it, or set task_id)"
+        "category '' is not one of maintenance, security, agency, user, agent (declare it, or set "
+        "task_id)"
     )
 
 
@@ -231,7 +234,9 @@ def test_refuses_an_unknown_category() -> None:
         async def execute(self, ctx: TaskContext[Any]) -> TaskResult:
             return TaskResult.ok()
 
-    assert refusal(Odd) == "category 'cron' is not one of maintenance, security, agency, user"
+    assert refusal(Odd) == (
+        "category 'cron' is not one of maintenance, security, agency, user, agent"
+    )
 
 
 @pytest.mark.parametrize("category", ["maintenance", "security", "agency"])
