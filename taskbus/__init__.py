@@ -13,7 +13,9 @@ what a task is written with. The ``taskbus`` command (``python -m taskbus``) is
 from bus import Refused, RemoteError
 from config import Settings, load_settings
 from config.errors import ConfigError, TaskbusError
-from taskbus.client import Started, TaskbusClient, Unreachable
+from taskbus.batches import ApplyPlan, Created, ItemError, PlanEntry
+from taskbus.client import Backfilled, Started, TaskbusClient, Unreachable
+from taskbus.descriptions import NextFireTime, TaskAction, TaskDescription
 from taskbus.embedding import Taskbus
 from taskbus.instance import InUse
 from tasks import (
@@ -38,9 +40,15 @@ from tasks import (
 )
 
 __all__ = [
+    "ApplyPlan",
+    "Backfilled",
     "BaseTask",
     "ConfigError",
+    "Created",
     "InUse",
+    "ItemError",
+    "NextFireTime",
+    "PlanEntry",
     "Refused",
     "RemoteError",
     "RunCancelled",
@@ -53,9 +61,11 @@ __all__ = [
     "StepTimedOut",
     "StepsChanged",
     "Suspended",
+    "TaskAction",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinitionError",
+    "TaskDescription",
     "TaskOptions",
     "TaskPermissionError",
     "TaskResult",

@@ -20,6 +20,7 @@ from actors.scheduling.owners import SYSTEM_OWNER, Owners
 from actors.storing.actor import StoreActor
 from bus.acl import Roles
 from config.settings import Settings, thawed
+from scheduler.overlap import Limits
 from store.libsql_store import LibsqlStore
 from store.records import TaskSpec
 from tasks import TaskRegistry
@@ -52,6 +53,15 @@ def builtin_specs(settings: Settings, registry: TaskRegistry) -> list[TaskSpec]:
     return specs
 
 
+def run_limits(settings: Settings) -> Limits:
+    """The runs at once the scheduler allows across every executor: per category
+    (``categories.<c>.concurrency``) and in total (``scheduler.max_concurrent_tasks``)."""
+    return Limits(
+        categories={c.name: c.concurrency for c in settings.categories},
+        total=settings.scheduler.max_concurrent_tasks,
+    )
+
+
 @dataclass
 class Assembly:
     """The actors of one process, sharing its global task slots and its process pool."""
@@ -77,6 +87,8 @@ class Assembly:
                 settings.scheduler,
                 builtin=builtin_specs(settings, self.registry),
                 owners=Owners(roles),
+                agents=settings.agents,
+                limits=run_limits(settings),
             ),
         }
         for category in settings.categories:

@@ -16,21 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from actors.storing import StoreClient
+from actors.storing.wire import from_plain
 from bus import AskTimeout, AuthError, BusClient, Envelope, KeysDirectory, NoResponder, RemoteError
 from bus.envelope import Payload
 from bus.errors import remote_error
 from bus.subscription import Subscription
 from config import topics
+from config.bus import DEFAULT_MAX_MESSAGE_BYTES
 from config.errors import TaskbusError
 from config.paths import DEFAULT_ENDPOINT
 from config.settings import Settings
+from store.records import TaskRecord
+from taskbus.batches import MAX_BATCH, REQUEST_SHARE, ApplyPlan, Created, batches
+from taskbus.descriptions import TaskDescription
 
 DEFAULT_TIMEOUT_S = 10.0
 # How long connecting to the endpoint may take before it counts as nothing listening there: a
@@ -65,6 +71,41 @@ class Started:
             execution_id=str(reply["execution_id"]),
             run=str(reply["run"]),
             duplicate=bool(reply.get("duplicate", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backfilled:
+    """What ``TaskbusClient.backfill`` did: of the ``instants`` of the task's schedule in
+    ``[start, end]`` (``first`` to ``last``, None when there were none), it fired ``fired``; the
+    other ``already`` had been recorded before (they ran, run or are held) and were not fired
+    again. ``overlap``: the overlap rule the backfilled fires ran under."""
+
+    task_id: str
+    start: datetime
+    end: datetime
+    overlap: str
+    instants: int
+    fired: int
+    already: int
+    first: datetime | None
+    last: datetime | None
+
+    @classmethod
+    def read(cls, reply: Payload) -> Backfilled:
+        def instant(value: Any) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(str(value))
+
+        return cls(
+            task_id=str(reply["task_id"]),
+            start=datetime.fromisoformat(str(reply["from"])),
+            end=datetime.fromisoformat(str(reply["to"])),
+            overlap=str(reply["overlap"]),
+            instants=int(reply["instants"]),
+            fired=int(reply["fired"]),
+            already=int(reply["already"]),
+            first=instant(reply.get("first")),
+            last=instant(reply.get("last")),
         )
 
 
@@ -159,6 +200,71 @@ class TaskbusClient:
             payload["config"] = config
         return await self._task(topics.TASK_CREATE, payload)
 
+    async def schedule_task(
+        self,
+        title: str,
+        schedule: str,
+        recurring: bool = True,
+        *,
+        timezone: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        prompt: str | None = None,
+        name: str | None = None,
+    ) -> TaskRecord:
+        """An agent's own task (``agent.task.schedule``): stored as ``agent.<this identity>.<name>``
+        (``name``, or made from ``title``), owned by this identity, running the configured runner
+        (``[agents] runner_class``) with ``title``, ``prompt`` and ``payload`` as its options; not
+        ``recurring``: it fires once, at the schedule's next instant, then disables itself.
+        RemoteError ``invalid`` (a field; a schedule firing more often than ``[agents]
+        min_interval_s``), ``denied`` (the quota ``[agents] max_tasks_per_identity``; an identity
+        that cannot name a namespace), ``exists`` (the name is taken)."""
+        ask: dict[str, Any] = {"title": title, "schedule": schedule, "recurring": recurring}
+        for field, value in (
+            ("timezone", timezone),
+            ("payload", None if payload is None else dict(payload)),
+            ("prompt", prompt),
+            ("name", name),
+        ):
+            if value is not None:
+                ask[field] = value
+        reply = await self.ask(topics.AGENT_TASK_SCHEDULE, ask)
+        return from_plain(TaskRecord, reply["task"])
+
+    async def create_many(
+        self, tasks: Iterable[Mapping[str, Any]], *, batch: int = MAX_BATCH, in_flight: int = 4
+    ) -> list[Created]:
+        """New ``user.*`` tasks, each a ``create`` payload (``task_id``, ``task_class``,
+        ``schedule``, and any of ``timezone``, ``config``, ``enabled`` and the policies), sent
+        ``batch`` (at most 1,000; fewer if they would take more than a third of
+        ``bus.max_message_bytes``) to a request, ``in_flight`` requests at a time; each stored in
+        one write per request. One result per task, in order: a refused one (``invalid``,
+        ``exists``...) does not stop the others."""
+        if not 1 <= batch <= MAX_BATCH:
+            raise ValueError(f"batch {batch}: expected 1..{MAX_BATCH}")
+        items = [dict(task) for task in tasks]
+        settings = getattr(self.bus, "settings", None)
+        limit = getattr(settings, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
+        chunks = batches(items, count=batch, max_bytes=limit // REQUEST_SHARE)
+        gate = asyncio.Semaphore(max(1, in_flight))
+
+        async def send(chunk: list[dict[str, Any]]) -> list[Created]:
+            async with gate:
+                reply = await self.ask(topics.TASK_CREATE_MANY, {"tasks": chunk})
+            return [Created.read(entry) for entry in reply["results"]]
+
+        done = await asyncio.gather(*(send(chunk) for chunk in chunks))
+        return [created for results in done for created in results]
+
+    async def apply(
+        self, tasks: Iterable[Mapping[str, Any]], *, prune: bool = False, dry_run: bool = False
+    ) -> ApplyPlan:
+        """Makes this identity's ``user.*`` tasks match ``tasks`` (``create`` payloads, at most
+        1,000): creates the missing, updates the changed and, with ``prune``, deletes those not
+        listed. The plan, with each entry's result unless ``dry_run`` (nothing changed then).
+        A bad definition refuses the whole request (``invalid``, naming ``tasks[i]``)."""
+        payload = {"tasks": [dict(task) for task in tasks], "prune": prune, "dry_run": dry_run}
+        return ApplyPlan.read(await self.ask(topics.TASK_APPLY, payload))
+
     async def update(
         self, task_id: str, *, expected_version: int | None = None, **changes: Any
     ) -> dict[str, Any]:
@@ -190,6 +296,54 @@ class TaskbusClient:
         if key is not None:
             payload["key"] = key
         return Started.read(await self.ask(topics.TASK_TRIGGER, payload))
+
+    async def backfill(
+        self,
+        task_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        overlap: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Backfilled:
+        """Fires every instant of the task's schedule in ``[start, end]`` (aware datetimes,
+        ``start < end <= now``, at most 10,000 instants) once, with reason ``backfill``; an
+        instant recorded before is not fired again. ``overlap`` (an overlap rule, default
+        ``buffer_all``) applies to these fires instead of the task's. Refused ``invalid``,
+        ``not_found``, ``denied`` (another identity's task) as ``RemoteError`` subclasses
+        (docs/scheduling.md#backfill)."""
+        payload: dict[str, Any] = {
+            "task_id": task_id,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+        }
+        if overlap is not None:
+            payload["overlap"] = overlap
+        reply = await self._envelope(topics.TASK_BACKFILL, payload, timeout_s)
+        return Backfilled.read(reply.payload)
+
+    async def pause(self, task_id: str, *, note: str | None = None) -> dict[str, Any]:
+        """The task stops firing until ``unpause``; ``note`` (printable, at most 500 characters)
+        says why. The stored task, ``paused`` true. Refused ``invalid``, ``not_found``,
+        ``denied`` (docs/scheduling.md#pausing-limited-runs-and-describe)."""
+        payload: dict[str, Any] = {"task_id": task_id}
+        if note is not None:
+            payload["note"] = note
+        return await self._task(topics.TASK_PAUSE, payload)
+
+    async def unpause(self, task_id: str) -> dict[str, Any]:
+        """The task fires again; the fires it owed while paused are recorded as one missed range
+        (reason ``paused: <note>``), also in the returned task as ``missed`` (None if none)."""
+        reply = await self.ask(topics.TASK_UNPAUSE, {"task_id": task_id})
+        return {**dict(reply["task"]), "missed": reply.get("missed")}
+
+    async def describe(
+        self, task_id: str, *, count: int = 10, actions: int = 20
+    ) -> TaskDescription:
+        """The task's next ``count`` (1..100) fire times in its zone with DST notes, and its
+        latest ``actions`` (0..100) actions with their reasons."""
+        payload = {"task_id": task_id, "count": count, "actions": actions}
+        return TaskDescription.read(await self.ask(topics.TASK_DESCRIBE, payload))
 
     async def reset(self, task_id: str) -> dict[str, Any]:
         """Forgets the last run: the next fire is the first after now, nothing counts as missed."""

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings, load_settings
+from scheduler.policies import OVERLAP_RULES
 from store.records import RUN_STATES
-from taskbus.cli import keys, run, status, store, task, up
+from taskbus.cli import apply, backfill, keys, run, status, store, task, up
+from taskbus.cli import describe as describing
 from taskbus.cli._remote import Handler
 
 
@@ -59,6 +61,10 @@ examples:
   taskbus task update user.reflect --schedule "0 23 * * *" --tz Europe/Berlin
   taskbus task trigger user.reflect
   taskbus task trigger user.reflect --key 2024-05-01
+  taskbus task backfill user.reflect --from 2026-05-01T00:00:00Z --to 2026-05-07T23:59:59Z
+  taskbus task pause user.reflect --note "vendor API down"
+  taskbus task unpause user.reflect
+  taskbus task show user.reflect --next 10
   taskbus task logs user.reflect --limit 5
   taskbus task missed maintenance.log_cleanup"""
 
@@ -266,8 +272,24 @@ def _add_task_commands(commands: Commands) -> None:
     _json_flag(listing)
     show = _connecting(verbs, "show", "one task: definition, policies, run counts", task.show)
     show.add_argument("task_id")
+    describing.next_flag(show)
     _json_flag(show)
     _add_task_definitions(verbs)
+    describing.pause_arguments(_connecting(verbs, "pause", describing.PAUSE_HELP, describing.pause))
+    _connecting(verbs, "unpause", describing.UNPAUSE_HELP, describing.unpause).add_argument(
+        "task_id"
+    )
+    applying = _connecting(
+        verbs, "apply", "make your user.* tasks match a TOML file (plan first)", apply.apply
+    )
+    applying.add_argument(
+        "-f", "--file", type=Path, required=True, help="the tasks: one [[task]] table each"
+    )
+    applying.add_argument(
+        "--prune", action="store_true", help="also delete your user.* tasks the file does not list"
+    )
+    applying.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    _json_flag(applying)
     for verb, helptext, func in (
         ("delete", "delete a user.* task (its history stays until retention)", task.delete),
         ("enable", "schedule the task again", task.enable),
@@ -283,6 +305,7 @@ def _add_task_commands(commands: Commands) -> None:
         help="a start key: a second trigger with the same key starts nothing and names the "
         "first one's run",
     )
+    backfill.arguments(_connecting(verbs, "backfill", backfill.HELP, backfill.backfill))
     for verb, helptext, func in (
         ("logs", "the task's executions, latest first", task.logs),
         ("missed", "the task's fires that did not run, with their reasons", task.missed),
@@ -435,6 +458,38 @@ def _definition_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--run-timeout", type=float, default=None, metavar="SECONDS", help="a run's time limit"
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=OVERLAP_RULES,
+        default=None,
+        help="what a fire does while a run of the task is in progress: skip (default), "
+        "buffer_one, buffer_all, cancel_other, allow_all",
+    )
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="after N fires of its schedule the task disables itself",
+    )
+    parser.add_argument(
+        "--depends-on",
+        action="append",
+        default=None,
+        metavar="TASK_ID",
+        help="a task whose run for the same logical instant must have succeeded first, "
+        "repeatable (on update: replaces the list)",
+    )
+    parser.add_argument(
+        "--no-depends-on", action="store_true", help="clear the task's dependencies"
+    )
+    parser.add_argument(
+        "--depends-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a fire waits for its dependencies before it is blocked (default 3600)",
     )
 
 

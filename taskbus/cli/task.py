@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from config.errors import TaskbusError
 from scheduler.policies import task_policies
+from taskbus.cli import describe as describing
 from taskbus.cli import format as fmt
 from taskbus.cli import run as runs
 from taskbus.cli._remote import Handler, call, print_json
@@ -36,7 +37,7 @@ def list_tasks(args: argparse.Namespace) -> int:
                 task["task_id"],
                 task["schedule"],
                 task["timezone"],
-                "yes" if task["enabled"] else "no",
+                _enabled(task),
                 fmt.relative(task["status"].get("last_run", task["last_run"]), now),
                 fmt.relative(task["next_fire"], now) if task["enabled"] else "-",
                 str(task["status"]["runs"]),
@@ -51,12 +52,20 @@ def list_tasks(args: argparse.Namespace) -> int:
     return call(args, work)
 
 
+def _enabled(task: dict[str, Any]) -> str:
+    """``task list``'s ENABLED column: yes, no, or paused."""
+    if task.get("paused"):
+        return "paused"
+    return "yes" if task["enabled"] else "no"
+
+
 def show(args: argparse.Namespace) -> int:
     async def work(client: TaskbusClient) -> int:
         task = await client.get(args.task_id)
         status = await client.status(args.task_id)
+        described = await client.describe(args.task_id, count=args.next_count)
         if args.json:
-            print_json({"task": task, **status})
+            print_json({"task": task, **status, **describing.description_json(described)})
             return 0
         now = datetime.now(UTC)
         zone = _zone(task["timezone"])
@@ -72,6 +81,7 @@ def show(args: argparse.Namespace) -> int:
             *([("note", status["schedule_note"])] if status.get("schedule_note") else []),
             *(("warning", warning) for warning in status.get("warnings", ())),
             ("enabled", "yes" if task["enabled"] else "no"),
+            *describing.lines(described, now, zone),
             ("next run", when(status["next_fire"])),
             ("last run", when(runs.get("last_run", task["last_run"]))),
             (
@@ -176,6 +186,9 @@ def update(args: argparse.Namespace) -> int:
             changes["expected_version"] = stored["version"]
         if not changes:
             raise TaskbusError("nothing to change: give --schedule, --tz, --option ...")
+        if "run_policy" in changes:  # the flags change their keys, the others stay
+            stored_run = (await client.get(args.task_id)).get("run_policy") or {}
+            changes["run_policy"] = {**stored_run, **changes["run_policy"]}
         task = await client.update(args.task_id, **changes)
         _warn(task)
         print(f"updated {task['task_id']} to version {task['version']}")
@@ -216,6 +229,16 @@ def _policies(args: argparse.Namespace) -> dict[str, Any]:
         policies["retry_policy"] = {"max_attempts": args.retries + 1}
     if args.run_timeout is not None:
         policies["run_policy"] = {"timeout_s": args.run_timeout}
+    if args.overlap is not None:
+        policies.setdefault("run_policy", {})["overlap"] = args.overlap
+    if args.max_runs is not None:
+        if args.max_runs < 1:
+            raise TaskbusError(f"--max-runs {args.max_runs}: expected 1 or more")
+        policies.setdefault("run_policy", {})["max_runs"] = args.max_runs
+    if args.depends_on is not None or args.no_depends_on:
+        policies.setdefault("run_policy", {})["depends_on"] = list(args.depends_on or ())
+    if args.depends_wait is not None:
+        policies.setdefault("run_policy", {})["depends_wait_s"] = args.depends_wait
     return policies
 
 

@@ -30,8 +30,8 @@ def taskbus(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (
             "nosuch",
             "taskbus: unknown actor 'nosuch': use a built-in name (executor-agency, "
-            "executor-maintenance, executor-security, executor-user, health, scheduler, store) "
-            "or module:Class",
+            "executor-agent, executor-maintenance, executor-security, executor-user, health, "
+            "scheduler, store) or module:Class",
         ),
         ("nosuch.module:Thing", "taskbus: cannot load actor 'nosuch.module:Thing': No module"),
         ("tests.actors.sample:Missing", "taskbus: cannot load actor 'tests.actors.sample:Missing'"),
