@@ -70,9 +70,12 @@ def _shown(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
 def test_a_run_that_waited_behind_another_shows_its_own_duration_and_its_trigger(
     cli: Run,
 ) -> None:
-    """Two manual runs of a task that may not overlap: the second waits behind the first, then
-    runs 1.5 s of its own; its duration is its run, its wait is shown apart."""
-    cli("task", "create", "user.nap", "--class", NAP, "--schedule", NEVER)
+    """Two manual runs of a task that may not overlap and buffers fires: the second waits
+    behind the first, then runs 1.5 s of its own; its duration is its run, its wait is shown
+    apart."""
+    cli(
+        "task", "create", "user.nap", "--class", NAP, "--schedule", NEVER, "--overlap", "buffer_all"
+    )
     cli("task", "update", "user.nap", "--option", "seconds=1.5")
     cli("task", "trigger", "user.nap")
     cli("task", "trigger", "user.nap")
