@@ -34,6 +34,14 @@ threads or memory weigh on another's and no two of them compete for the two core
   an fsync, before it dispatches it). APScheduler 3: ``AsyncIOScheduler``, memory job store,
   ``date`` jobs.
 
+- **create_many** (``--only create_many``, taskbus only): 20,000 tasks (``--create-many N``)
+  created through ``TaskbusClient.create_many`` on an embedded taskbus, in requests of 1,000
+  (``scheduler.task.create_many``: one store write each), four in flight; then 1,000 more one
+  request each (``client.create``, 32 in flight), for comparison. Every task is due in a day.
+  JSON ``create_many_tasks_s`` (target 20,000) and ``one_by_one_create_tasks_s``; the phase
+  also reports the loop thread's and the process's CPU (the difference: mostly the store's
+  thread). ``--profile FILE`` profiles the batched creations (the loop thread).
+
 taskbus runs with the shipped settings except concurrency and admission: ``scheduler
 .max_concurrent_tasks`` and ``categories.user.concurrency`` 64 (shipped: 10 and 5) and
 ``resources.max_cpu_percent`` 100 (shipped: 80, which defers starts while the benchmark itself
@@ -90,6 +98,8 @@ class Plan:
     shipped: bool = False  # taskbus with the shipped concurrency and admission settings
     mailbox: int = 0  # actors.mailbox_size for taskbus (0: the shipped 1,000)
     profile: str = ""  # cProfile the taskbus throughput window (event-loop thread) into this file
+    create_many: int = 20_000  # tasks the create_many row creates in batches
+    one_by_one: int = 1_000  # tasks it creates one request each, for comparison
 
 
 QUICK = Plan(tasks=10_000, repeats=1, fires=300, spacing_ms=10.0)
@@ -275,6 +285,79 @@ def taskbus_throughput(plan: Plan) -> dict[str, Any]:
         try:
             result = asyncio.run(main(directory))
         except BenchError as exc:  # a stall: what the logs say is the interesting part
+            result = {"error": str(exc)}
+    result.update(warnings.report())
+    return result
+
+
+def taskbus_create_many(plan: Plan) -> dict[str, Any]:
+    """``plan.create_many`` tasks created through the client in batches of 1,000
+    (``scheduler.task.create_many``: one request and one store write per batch), then
+    ``plan.one_by_one`` more one request each (``scheduler.task.create``, CREATE_CONCURRENCY in
+    flight), on an embedded taskbus; each due in a day, so nothing fires meanwhile."""
+    from taskbus import Taskbus
+
+    warnings = _watch_logs()
+
+    async def main(directory: str) -> dict[str, Any]:
+        settings = _taskbus_settings(directory, plan)
+        async with Taskbus(settings, task_modules=["benchmarks.noop_tasks"], endpoints=()) as bus:
+            client = await bus.client(timeout_s=60.0)
+            await client.stats(wait_s=30.0)  # a scheduler leads
+            instant = f"at:{(datetime.now(UTC) + timedelta(days=1)).isoformat()}"
+            specs = [
+                {
+                    "task_id": f"user.batch_{i:05d}",
+                    "task_class": "benchmarks.noop_tasks:Noop",
+                    "schedule": instant,
+                }
+                for i in range(plan.create_many)
+            ]
+            loop_cpu, process_cpu = time.thread_time(), time.process_time()
+            profiler = cProfile.Profile() if plan.profile else None
+            if profiler is not None:
+                profiler.enable()
+            started = time.perf_counter()
+            results = await client.create_many(specs)
+            batch_s = time.perf_counter() - started
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(plan.profile)
+            loop_cpu, process_cpu = time.thread_time() - loop_cpu, time.process_time() - process_cpu
+            refused = [r for r in results if not r.ok]
+            if len(results) != plan.create_many or refused:
+                raise BenchError(
+                    f"create_many: {len(results)} results, {len(refused)} refused "
+                    f"(first: {refused[0].error if refused else None})"
+                )
+            sample = random.Random(7).sample(range(plan.create_many), min(50, plan.create_many))
+            stored = 0
+            for index in sample:
+                task = await client.get(f"user.batch_{index:05d}")
+                stored += task["next_run"] is not None and task["owner"] == "app"
+            single = [
+                (f"user.single_{i:05d}", "benchmarks.noop_tasks:Noop", instant)
+                for i in range(plan.one_by_one)
+            ]
+            started = time.perf_counter()
+            await _create_all(client, single)
+            single_s = time.perf_counter() - started
+            return {
+                "create_many_tasks_s": round(plan.create_many / batch_s, 1),
+                "create_many_tasks": plan.create_many,
+                "create_many_s": round(batch_s, 3),
+                "loop_thread_cpu_s": round(loop_cpu, 2),
+                "process_cpu_s": round(process_cpu, 2),
+                "other_threads_cpu_s": round(process_cpu - loop_cpu, 2),
+                "sample_stored_ok": f"{stored}/{len(sample)}",
+                "one_by_one_tasks_s": round(plan.one_by_one / single_s, 1),
+                "one_by_one_tasks": plan.one_by_one,
+            }
+
+    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
+        try:
+            result = asyncio.run(main(directory))
+        except BenchError as exc:
             result = {"error": str(exc)}
     result.update(warnings.report())
     return result
@@ -596,7 +679,17 @@ def _cell(value: float | None, digits: int = 1) -> str:
     return "error" if value is None else f"{value:,.{digits}f}"
 
 
-PHASES = ("taskbus", "aps_memory", "aps_sqlite", "celery", "taskbus_latency", "aps_latency")
+PHASES = (
+    "taskbus",
+    "aps_memory",
+    "aps_sqlite",
+    "celery",
+    "taskbus_latency",
+    "aps_latency",
+    "create_many",
+)
+OURS_ONLY = {"taskbus", "taskbus_latency", "create_many"}  # phases that need no peer installed
+CREATE_MANY_TARGET = 20_000.0  # creations per second, in batches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -610,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         help="taskbus with the shipped concurrency (10 / user 5) and CPU admission (80 %%)",
     )
     parser.add_argument("--mailbox", type=int, default=0, help="taskbus actors.mailbox_size")
+    parser.add_argument("--create-many", type=int, help="tasks of the create_many row (20,000)")
     parser.add_argument(
         "--profile", default="", help="cProfile taskbus's timed window (its loop thread) into FILE"
     )
@@ -620,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks=args.tasks or plan.tasks,
         shipped=args.taskbus_shipped,
         mailbox=args.mailbox,
+        create_many=args.create_many or plan.create_many,
         profile=str(Path(args.profile).resolve()) if args.profile else "",
     )
     phases = args.only.split(",") if args.only else list(PHASES)
@@ -627,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown phases {sorted(unknown)}; known: {', '.join(PHASES)}")
     mode = "quick" if args.quick else "full"
-    versions = ensure_peers()
+    versions = {} if set(phases) <= OURS_ONLY else ensure_peers()
     begun = time.monotonic()
     results: dict[str, dict[str, Any]] = {}
     runners = {
@@ -637,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         "celery": lambda: run_celery(plan),
         "taskbus_latency": lambda: in_fresh_process("taskbus_latency", plan),
         "aps_latency": lambda: in_fresh_process("aps_latency", plan),
+        "create_many": lambda: in_fresh_process("taskbus_create_many", plan),
     }
     for phase in phases:
         print(f"[{time.monotonic() - begun:6.1f} s] {phase} ...", flush=True)
@@ -678,6 +774,22 @@ def main(argv: list[str] | None = None) -> int:
                 "n/a" if ratio is None else f"{ratio:.2f}",
             ]
         )
+    if not {"taskbus", "aps_memory", "aps_sqlite", "celery"} & set(results):
+        del rows[:4]  # no throughput row was run
+    if not {"taskbus_latency", "aps_latency"} & set(results):
+        del rows[-3:]  # no latency row was run
+    batched = results.get("create_many", empty)
+    create_many = _value(batched, "create_many_tasks_s")
+    if "create_many" in results:
+        rows.append(
+            [
+                f"{plan.create_many:,} creations in batches of 1,000, tasks/s "
+                "(peer: one request each)",
+                _cell(create_many),
+                _cell(_value(batched, "one_by_one_tasks_s")),
+                _cell(_ratio(create_many, _value(batched, "one_by_one_tasks_s")), 2),
+            ]
+        )
     print()
     print_aligned(["measure", "taskbus", "peer", "taskbus / peer"], rows)
     seconds = round(time.monotonic() - begun, 1)
@@ -714,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
         "aps3_fire_max_ms": _value(their_fire, "max_ms"),
         "ratio_fire_p50": _ratio(_value(our_fire, "p50_ms"), _value(their_fire, "p50_ms")),
         "ratio_fire_p99": _ratio(fire_p99, aps_p99),
+        "create_many_tasks_s": create_many,
+        "one_by_one_create_tasks_s": _value(batched, "one_by_one_tasks_s"),
         "targets_met": {
             "taskbus_ge_5000_tasks_s": None if tb is None else tb >= 5_000,
             "ge_3x_celery_redis": _met(_ratio(tb, peers["celery_redis"]), 3.0),
@@ -721,6 +835,9 @@ def main(argv: list[str] | None = None) -> int:
             "fire_p99_le_aps3_memory": None
             if fire_p99 is None or aps_p99 is None
             else fire_p99 <= aps_p99,
+            "create_many_ge_20000_tasks_s": None
+            if create_many is None
+            else create_many >= CREATE_MANY_TARGET,
         },
         "versions": versions,
         "git": _git_state(),
