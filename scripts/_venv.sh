@@ -15,7 +15,7 @@ fi
 # Reinstall only when the project's metadata changed since the last install.
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e "$root[dev]"
+    "$venv/bin/python" -m pip install --quiet -e "$root[dev,http,browser]"
     touch "$stamp"
     echo "installed; from now on this step is skipped until pyproject.toml changes" >&2
 fi

@@ -1,0 +1,1 @@
+"""The dashboard at / (to be built by the dashboard helper): ``dashboard_router() -> APIRouter``."""

@@ -1,0 +1,1 @@
+"""/metrics (to be built by the metrics helper): ``metrics_router(gatherer) -> APIRouter``."""
