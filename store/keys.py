@@ -123,11 +123,9 @@ def read_key_file(path: Path) -> MasterKey:
         ) from None
     except OSError as exc:
         raise StoreError(f"cannot read master key file {path}: {exc.strerror}") from exc
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise StoreError(
-            f"master key file {path} is accessible to other users (mode "
-            f"{stat.S_IMODE(info.st_mode):04o}); run 'chmod 600 {path}'"
-        )
+    unsafe = not_private(path, info)
+    if unsafe is not None:
+        raise StoreError(f"master key file {unsafe}")
     if len(data) != MASTER_KEY_BYTES:
         raise StoreError(
             f"master key file {path} holds {len(data)} bytes, expected {MASTER_KEY_BYTES}"
@@ -152,9 +150,26 @@ def create_key_file(path: Path) -> MasterKey:
 
 def replace_key_file(path: Path, key: MasterKey) -> None:
     """Atomically make ``key`` the content of ``path`` (mode 0600), durably."""
-    temporary = _write_private(path, key.secret)
+    replace_private_file(path, key.secret)
+
+
+def replace_private_file(path: Path, data: bytes) -> None:
+    """Atomically make ``data`` the content of ``path`` (mode 0600), durably: a secret file
+    (a key, the HTTP tokens' hashes) that readers never see half written."""
+    temporary = _write_private(path, data)
     os.replace(temporary, path)
     sync_directory(path.parent)
+
+
+def not_private(path: Path, info: os.stat_result) -> str | None:
+    """Why the secret file ``path`` (``info`` its stat) must be refused: it is accessible to
+    other users; None when only its owner may use it. The one rule for every secret file."""
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (
+            f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"run 'chmod 600 {path}'"
+        )
+    return None
 
 
 def _write_private(path: Path, data: bytes) -> Path:

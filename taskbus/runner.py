@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 
 from actors.actor import Actor
 from actors.system import ActorSystem, ShutdownReport
@@ -20,6 +21,9 @@ from taskbus.assembly import ActorFactory, Assembly
 from taskbus.embedding import Taskbus
 
 log = logging.getLogger("taskbus.runner")
+
+# What runs beside the actors of `taskbus up` (the HTTP API): a context on the running system.
+Beside = Callable[[Taskbus], AbstractAsyncContextManager[object]]
 
 
 def resolve_actor(spec: str, assembly: Assembly) -> tuple[str, ActorFactory]:
@@ -63,14 +67,16 @@ def stop_signals() -> Iterator[asyncio.Event]:
                 loop.remove_signal_handler(signum)
 
 
-async def run_system(settings: Settings) -> ShutdownReport:
-    """All actors in this process on the embedded broker (``taskbus up``), until a signal."""
+async def run_system(settings: Settings, *, beside: Beside | None = None) -> ShutdownReport:
+    """All actors in this process on the embedded broker (``taskbus up``), until a signal;
+    ``beside`` (e.g. the HTTP API) runs while they do, entered once they run and left first."""
     with stop_signals() as stop:
         taskbus = Taskbus(settings)
         await taskbus.start()
         try:
             _say_where(taskbus)
-            await stop.wait()
+            async with beside(taskbus) if beside else contextlib.nullcontext():
+                await stop.wait()
             log.info(
                 "shutting down: running tasks get %gs to finish (actors.shutdown_deadline_s)",
                 settings.actors.shutdown_deadline_s,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 from bus import KeysDirectory, load_public_key
 from bus.keys import check_identity
 from config import Settings
 from taskbus.embedding import prepare_home
+from taskbus.http.tokens import TokenBook
 
 
 def directory(args: argparse.Namespace) -> KeysDirectory:
@@ -54,9 +56,33 @@ def allow(args: argparse.Namespace) -> int:
 
 
 def listing(args: argparse.Namespace) -> int:
-    allowed = directory(args).allowed()
+    keys = directory(args)
+    allowed = keys.allowed()
     if not allowed:
         print("no identities allowed yet (run 'taskbus keys init')")
+    tokens = Counter(entry.identity for entry in TokenBook(keys).entries())
     for public, identity in sorted(allowed.items(), key=lambda item: item[1]):
-        print(f"{identity:24} {public.decode('ascii')}")
+        count = tokens.pop(identity, 0)
+        held = f"  {count} http token{'s' if count > 1 else ''}" if count else ""
+        print(f"{identity:24} {public.decode('ascii')}{held}")
+    for identity, count in sorted(tokens.items()):  # tokens of an identity no longer admitted
+        print(f"{identity:24} (not allowed)  {count} http token{'s' if count > 1 else ''}")
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    """Issues a token (printed alone on the last line) or, with ``--revoke``, revokes them."""
+    book = TokenBook(directory(args))
+    identity = check_identity(args.identity)
+    if args.revoke:
+        count = book.revoke(identity)
+        print(f"revoked {count} token{'' if count == 1 else 's'} of {identity}")
+        return 0
+    issued = book.issue(identity)
+    print(
+        f"http token of {identity} (shown once; stored hashed in {book.path}; revoke with "
+        f"'taskbus keys token --revoke {identity}'):",
+        file=sys.stderr,
+    )
+    print(issued.token)
     return 0

@@ -214,6 +214,21 @@ def _add_run_commands(commands: Commands) -> None:
         "directory (default: bus.endpoints, i.e. $TASKBUS_ENDPOINT or tcp://127.0.0.1:7420); "
         "repeatable",
     )
+    run.add_argument(
+        "--http",
+        nargs="?",
+        const="127.0.0.1:7421",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve the REST API, /metrics and the dashboard over HTTP (default address "
+        "127.0.0.1:7421; needs the http extra; docs/http.md)",
+    )
+    run.add_argument(
+        "--http-allow-remote",
+        action="store_true",
+        help="let --http listen on a non-loopback address (plain HTTP: tokens cross the "
+        "network readable; prefer a TLS proxy)",
+    )
     run.set_defaults(func=up.up)
 
     actor = commands.add_parser("actor", help="run one actor as its own process")
@@ -259,8 +274,17 @@ def _add_keys_commands(commands: Commands) -> None:
     )
     broker.add_argument("public_key_file", type=Path)
     broker.set_defaults(func=keys.broker)
-    listing = verbs.add_parser("list", help="list admitted identities")
+    listing = verbs.add_parser("list", help="list admitted identities, and their HTTP tokens")
     listing.set_defaults(func=keys.listing)
+    token = verbs.add_parser(
+        "token",
+        help="issue an HTTP API token for an identity of this host (printed once, stored hashed)",
+    )
+    token.add_argument("identity", help="the bus identity requests with the token act as")
+    token.add_argument(
+        "--revoke", action="store_true", help="revoke every token of the identity instead"
+    )
+    token.set_defaults(func=keys.token)
 
 
 # ------------------------------------------------------------------ tasks
