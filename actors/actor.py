@@ -161,6 +161,12 @@ class Actor:
         all is well."""
         return []
 
+    def metrics(self) -> dict[str, float]:
+        """Numbers this actor reports for monitoring, by name (``runs_in_progress``...):
+        sent in its liveness, passed on in health's report of it, and served by the HTTP
+        ``/metrics`` (docs/http.md#metrics); empty by default. Must not raise."""
+        return {}
+
     async def on_stop(self) -> None:
         """Called after the last handler finished (or was cancelled) during shutdown."""
 

@@ -296,6 +296,7 @@ class ActorCell:
             "mailbox_dropped": sum(inbox.dropped for _, inbox in self._inboxes),
             "degraded": self.actor.degraded(),
             "critical": self.actor.critical(),
+            "metrics": self.actor.metrics(),
         }
 
 

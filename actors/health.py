@@ -52,7 +52,8 @@ def assess(
 ) -> dict[str, Any]:
     """Pure: ``reports`` maps actor identity to (when received, its last liveness payload);
     ``leaderless_s``, how long no scheduler has led (None: one leads, or none is known). Past
-    the lease TTL that is critical: nothing fires."""
+    the lease TTL that is critical: nothing fires. An actor that reported ``metrics`` (its
+    numbers for monitoring) has them passed on, unless it has fallen silent."""
     actors: dict[str, dict[str, Any]] = {}
     for name, (received, report) in sorted(reports.items()):
         status, reasons = HEALTHY, []
@@ -82,6 +83,9 @@ def assess(
             "host": report.get("host"),
             "pid": report.get("pid"),
         }
+        metrics = report.get("metrics")
+        if metrics and silent <= STALE_INTERVALS * interval:  # a silent actor's are stale
+            actors[name]["metrics"] = dict(metrics)
     if leaderless_s is not None and leaderless_s > lease_ttl_s:
         actors[LEADERSHIP] = {
             "status": CRITICAL,

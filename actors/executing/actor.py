@@ -156,6 +156,12 @@ class ExecutorActor(Actor):
             reasons.insert(0, f"event loop lags {self.lag.lag_s * 1000:.0f} ms: starts held")
         return reasons
 
+    def metrics(self) -> dict[str, float]:
+        return {
+            "runs_in_progress": float(sum(self.running.values())),
+            "event_loop_lag_seconds": self.lag.lag_s,
+        }
+
     async def on_start(self) -> None:
         self.lag.start()
 

@@ -76,6 +76,19 @@ class StoreActor(Actor):
 
     # ------------------------------------------------------------ health
 
+    def metrics(self) -> dict[str, float]:
+        """The group commits of a running LibsqlStore: counts, and seconds in them."""
+        if not isinstance(self.store, LibsqlStore) or self.store.condition is None:
+            return {}
+        worker = self.store.worker
+        return {
+            "commits": float(worker.stats.commits),
+            "writes": float(worker.stats.writes),
+            "commit_seconds": worker.stats.commit_seconds,
+            "group_seconds": worker.stats.group_seconds,
+            "jobs_waiting": float(worker.pending),
+        }
+
     async def run(self) -> None:
         """Dies (the supervisor restarts the actor, which reopens the file) once the store's
         database thread has died: every request would fail from then on."""
