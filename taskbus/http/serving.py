@@ -103,7 +103,7 @@ class HttpServer:
         self._socket = _bind(self.address)
         config = uvicorn.Config(
             self.app,
-            lifespan="off",
+            lifespan="on",  # the routers' lifespans: the metrics gatherer counts from the start
             log_config=None,
             log_level=logging.WARNING,
             access_log=False,
