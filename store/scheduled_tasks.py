@@ -9,14 +9,16 @@ raises leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from config.cron import CRON_RULES
 from config.store import StoreSettings
 from store import salvage, values
 from store._paging import check_limit, key_cursor
-from store._sql import Connection, Row, one
+from store._sql import Connection, Row, one, rows_in
 from store.errors import Conflict, InvalidValue, NotFound, StoreError
 from store.leases import Fence, check_fence
 from store.records import Page, Recorded, RunMark, TaskRecord, TaskSpec, TaskStatus
@@ -148,10 +150,7 @@ def put_task(
     accounted for through ``now``. A written definition's schedule is under today's cron rules
     (``cron_rules`` CRON_RULES).
     """
-    config = values.packed("config", spec.config, limits.max_value_bytes)
-    misfire = values.packed("misfire_policy", spec.misfire_policy, limits.max_value_bytes)
-    retry = values.packed("retry_policy", spec.retry_policy, limits.max_value_bytes)
-    run = values.packed("run_policy", spec.run_policy, limits.max_value_bytes)
+    encoded = _Encoded.of(spec, limits)
     stored = one(
         connection,
         "SELECT version, task_class, schedule, config, enabled, timezone, misfire_policy, "
@@ -159,46 +158,31 @@ def put_task(
         "WHERE task_id = ?",
         [spec.task_id],
     )
-    version = 0 if stored is None else int(stored[0])
+    if stored is None:
+        record, new_row = _new_task(spec, encoded, _as_read_back(now), expected_version)
+        _insert_new(connection, [new_row])
+        return Recorded(record, duplicate=False)
+    version = int(stored[0])
     if expected_version is not None and expected_version != version:
-        state = "does not exist" if stored is None else f"is at version {version}"
         raise Conflict(
-            f"task {spec.task_id!r} {state}, not at the expected version {expected_version}"
+            f"task {spec.task_id!r} is at version {version}, not at the expected version "
+            f"{expected_version}"
         )
     next_run = None if spec.next_run is None else values.to_us(spec.next_run)
     accounted = None if spec.accounted_through is None else values.to_us(spec.accounted_through)
-    fields = (
-        spec.task_class,
-        spec.schedule,
-        config,
-        int(spec.enabled),
-        spec.timezone,
-        misfire,
-        retry,
-        run,
-        spec.owner,
-        int(spec.paused),
-        spec.note,
-    )
-    if stored is not None and tuple(stored[1:12]) == fields and next_run in (None, stored[12]):
+    fields = encoded.fields(spec)
+    if tuple(stored[1:12]) == fields and next_run in (None, stored[12]):
         return Recorded(get_task(connection, spec.task_id), duplicate=True)
     now_us = values.to_us(now)
     row = one(
         connection,
-        "INSERT INTO scheduled_tasks (task_class, schedule, config, enabled, timezone, "
-        "misfire_policy, retry_policy, run_policy, owner, paused, note, next_run, task_id, "
-        "created_at, updated_at, version, accounted_through) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, coalesce(?, ?)) "
-        "ON CONFLICT (task_id) DO UPDATE SET task_class = excluded.task_class, "
-        "schedule = excluded.schedule, config = excluded.config, enabled = excluded.enabled, "
-        "timezone = excluded.timezone, misfire_policy = excluded.misfire_policy, "
-        "retry_policy = excluded.retry_policy, run_policy = excluded.run_policy, "
-        "owner = excluded.owner, paused = excluded.paused, note = excluded.note, "
+        "UPDATE scheduled_tasks SET task_class = ?, schedule = ?, config = ?, enabled = ?, "
+        "timezone = ?, misfire_policy = ?, retry_policy = ?, run_policy = ?, owner = ?, "
+        "paused = ?, note = ?, next_run = coalesce(?, next_run), updated_at = ?, "
         f"cron_rules = {CRON_RULES}, "  # written now: under today's cron rules
-        "next_run = coalesce(excluded.next_run, next_run), updated_at = excluded.updated_at, "
-        f"version = version + 1, accounted_through = {_later('accounted_through', '?18')} "
-        f"RETURNING {TASK_COLUMNS}",
-        [*fields, next_run, spec.task_id, now_us, now_us, accounted, now_us, accounted],
+        f"version = version + 1, accounted_through = {_later('accounted_through', '?14')} "
+        f"WHERE task_id = ? RETURNING {TASK_COLUMNS}",
+        [*fields, next_run, now_us, accounted, spec.task_id],
     )
     assert row is not None
     return Recorded(task_from_row(row), duplicate=False)
@@ -214,16 +198,165 @@ def put_tasks(
     """``put_task`` of each (spec, expected version), in order, in one write, after checking
     ``fence`` once (LeaseLost fails them all). A put refused on its own (Conflict: a stale
     version or a taken id; InvalidValue: a value out of its domain) is refused before any of
-    its SQL wrote: its error takes its place and the others go on."""
+    its SQL wrote: its error takes its place and the others go on.
+
+    The ids are looked up in one query; the new tasks among them are inserted by multi-row
+    statements and their records made from what was written, not read back. A put of an id
+    stored before, or written earlier in the batch, is ``put_task``'s own.
+    """
     if fence is not None:
         check_fence(connection, fence)
+    ids = [spec.task_id for spec, _ in puts]
+    stored = {row[0] for row in rows_in(connection, _SELECT_IDS, "task_id", ids)}
+    created = _as_read_back(now)
     outcomes: list[Recorded[TaskRecord] | StoreError] = []
+    new_rows: dict[str, list[object]] = {}  # inserts not yet made, by task id, in order
     for spec, expected_version in puts:
         try:
-            outcomes.append(put_task(connection, spec, now, expected_version, limits))
+            if spec.task_id in stored or spec.task_id in new_rows:
+                if spec.task_id in new_rows:  # written earlier in the batch: it goes first
+                    _insert_new(connection, list(new_rows.values()))
+                    stored.update(new_rows)
+                    new_rows.clear()
+                outcomes.append(put_task(connection, spec, now, expected_version, limits))
+                continue
+            encoded = _Encoded.of(spec, limits)
+            record, row = _new_task(spec, encoded, created, expected_version)
         except (Conflict, InvalidValue) as error:
             outcomes.append(error)
+            continue
+        new_rows[spec.task_id] = row
+        outcomes.append(Recorded(record, duplicate=False))
+    _insert_new(connection, list(new_rows.values()))
     return outcomes
+
+
+_SELECT_IDS = "SELECT task_id FROM scheduled_tasks"
+
+
+class _Encoded(NamedTuple):
+    """A spec's four maps as stored (msgpack) and as they read back."""
+
+    config: bytes | None
+    misfire_policy: bytes | None
+    retry_policy: bytes | None
+    run_policy: bytes | None
+    read_back: tuple[dict[str, Any] | None, ...]
+
+    @classmethod
+    def of(cls, spec: TaskSpec, limits: StoreSettings) -> _Encoded:
+        """Refused (InvalidValue) if a map does not round-trip or is over its size limit."""
+        most = limits.max_value_bytes
+        config = values.encoded("config", spec.config, most)
+        misfire = values.encoded("misfire_policy", spec.misfire_policy, most)
+        retry = values.encoded("retry_policy", spec.retry_policy, most)
+        run = values.encoded("run_policy", spec.run_policy, most)
+        return cls(
+            config[0], misfire[0], retry[0], run[0], (config[1], misfire[1], retry[1], run[1])
+        )
+
+    def fields(self, spec: TaskSpec) -> tuple[object, ...]:
+        """The definition's columns as stored, in the order ``put_task`` compares them."""
+        return (
+            spec.task_class,
+            spec.schedule,
+            self.config,
+            int(spec.enabled),
+            spec.timezone,
+            self.misfire_policy,
+            self.retry_policy,
+            self.run_policy,
+            spec.owner,
+            int(spec.paused),
+            spec.note,
+        )
+
+
+def _new_task(
+    spec: TaskSpec, encoded: _Encoded, now: datetime, expected_version: int | None
+) -> tuple[TaskRecord, list[object]]:
+    """The record of ``spec`` stored as a new task, and its row (TASK_COLUMNS' values): version
+    1, created ``now`` (in UTC, as it reads back), never run, accounted for through
+    ``accounted_through`` or now. Conflict if the put expected a version of a task that exists.
+
+    The record's instants are the spec's and ``now`` themselves: a TaskSpec holds its instants
+    in UTC, and microseconds since the epoch (what a row holds) keep every one exactly.
+    """
+    if expected_version not in (None, 0):
+        raise Conflict(
+            f"task {spec.task_id!r} does not exist, not at the expected version {expected_version}"
+        )
+    accounted_through = now if spec.accounted_through is None else spec.accounted_through
+    now_us = values.to_us(now)
+    config, misfire, retry, run = encoded.read_back
+    record = TaskRecord(
+        task_id=spec.task_id,
+        task_class=spec.task_class,
+        schedule=spec.schedule,
+        config=config or {},
+        enabled=spec.enabled,
+        timezone=spec.timezone,
+        misfire_policy=misfire,
+        retry_policy=retry,
+        run_policy=run,
+        owner=spec.owner,
+        created_at=now,
+        updated_at=now,
+        last_run=None,
+        next_run=spec.next_run,
+        version=1,
+        accounted_through=accounted_through,
+        cron_rules=CRON_RULES,
+        paused=spec.paused,
+        note=spec.note,
+        fire_count=0,
+    )
+    row: list[object] = [
+        spec.task_id,
+        spec.task_class,
+        spec.schedule,
+        encoded.config,
+        int(spec.enabled),
+        spec.timezone,
+        encoded.misfire_policy,
+        encoded.retry_policy,
+        encoded.run_policy,
+        spec.owner,
+        now_us,
+        now_us,
+        None,
+        None if spec.next_run is None else values.to_us(spec.next_run),
+        1,
+        values.to_us(accounted_through),
+        CRON_RULES,
+        int(spec.paused),
+        spec.note,
+        0,
+    ]
+    return record, row
+
+
+def _as_read_back(now: datetime) -> datetime:
+    """``now`` as a row's instant reads back: in UTC, to the microsecond."""
+    return values.from_us(values.to_us(now))
+
+
+def _insert_new(connection: Connection, rows: Sequence[Sequence[object]]) -> None:
+    """Insert new tasks' rows (``_new_task``'s), _ROWS_PER_INSERT to a statement."""
+    for first in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[first : first + _ROWS_PER_INSERT]
+        connection.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
+
+
+# Rows per INSERT statement (20 parameters each; SQLite binds at most 32,766).
+_ROWS_PER_INSERT = 200
+_COLUMN_COUNT = len(TASK_COLUMNS.split(","))
+
+
+@functools.cache
+def _insert_sql(count: int) -> str:
+    row = f"({', '.join(['?'] * _COLUMN_COUNT)})"
+    return f"INSERT INTO scheduled_tasks ({TASK_COLUMNS}) VALUES {', '.join([row] * count)}"
 
 
 def delete_task(connection: Connection, task_id: str) -> bool:

@@ -6,6 +6,7 @@ anything is stored; every problem is an InvalidValue naming the field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,10 +63,12 @@ class CompiledTask:
 
 def compile_definition(task: Definition, settings: SchedulerSettings) -> Compiled:
     """Raises InvalidValue naming the field that cannot be compiled."""
+    misfire, retry, run = task.misfire_policy, task.retry_policy, task.run_policy
     try:
-        policies = task_policies(
-            settings, misfire=task.misfire_policy, retry=task.retry_policy, run=task.run_policy
-        )
+        if misfire is None and retry is None and run is None:
+            policies = default_policies(settings)
+        else:
+            policies = task_policies(settings, misfire=misfire, retry=retry, run=run)
     except ConfigError as error:
         raise InvalidValue(error.key, f"{error.value!r}: expected {error.expected}") from error
     try:
@@ -75,6 +78,13 @@ def compile_definition(task: Definition, settings: SchedulerSettings) -> Compile
         field = "timezone" if "time zone" in str(error) else "schedule"
         raise InvalidValue(field, str(error)) from error
     return Compiled(schedule, policies)
+
+
+@functools.lru_cache(maxsize=8)
+def default_policies(settings: SchedulerSettings) -> TaskPolicies:
+    """The policies of a task that sets none of its three maps: ``[scheduler]``'s defaults,
+    compiled once per settings (immutable, so every such task shares them)."""
+    return task_policies(settings)
 
 
 def compile_task(record: TaskRecord, settings: SchedulerSettings) -> CompiledTask:

@@ -250,7 +250,9 @@ class TaskRequests:
         compiled = compile_definition(new, self._settings)
         self._permissions.check_creatable_over_bus(new.task_id)
         warnings = self._catalogue.check(new.task_id, new.task_class, new.config)
-        spec = TaskSpec(
+        now = self._clock.wall()
+        accounted, next_run = self._run_state(new, compiled, stored=None, now=now)
+        spec = TaskSpec(  # with its run state at once (``prepare`` would build it twice)
             task_id=new.task_id,
             task_class=new.task_class,
             schedule=new.schedule,
@@ -261,8 +263,11 @@ class TaskRequests:
             retry_policy=new.retry_policy,
             run_policy=new.run_policy,
             owner=sender,
+            accounted_through=accounted,
+            next_run=next_run,
         )
-        return self.prepare(spec, compiled, stored=None, expected_version=0, warnings=warnings)
+        definitions.check_fires_after(compiled.schedule, spec.schedule, now)  # it fires anew
+        return Prepared(spec, compiled, 0, warnings)
 
     async def create(self, sender: str, new: NewTask) -> Payload:
         prepared = self.prepare_create(sender, new)
@@ -353,26 +358,44 @@ class TaskRequests:
         expected_version: int,
         warnings: Sequence[str] = (),
     ) -> Prepared:
-        """A new or changed definition ready for its write: ``spec`` with its next run.
+        """A new or changed definition ready for its write: ``spec`` with its next run."""
+        now = self._clock.wall()
+        if stored is None:
+            definitions.check_fires_after(compiled.schedule, spec.schedule, now)
+        accounted, next_run = self._run_state(spec, compiled, stored=stored, now=now)
+        written = replace(spec, accounted_through=accounted, next_run=next_run)
+        return Prepared(written, compiled, expected_version, list(warnings))
+
+    def _run_state(
+        self,
+        spec: TaskSpec | NewTask,
+        compiled: Compiled,
+        *,
+        stored: TaskRecord | None,
+        now: datetime,
+    ) -> tuple[datetime | None, datetime | None]:
+        """What a write of ``spec`` over ``stored`` (None: a new task) stores of its run state:
+        ``(accounted_through, next_run)``, None keeping the stored value.
 
         A new task, a changed schedule and an enabled task owe the fires after now, not those
-        before (which were not theirs to run); any other change keeps what the task owes.
+        before (which were not theirs to run); any other change keeps what the task owes. Such a
+        change must have a fire after now (checked here); so must a new task (its caller checks
+        it, once the task's spec is built).
         """
-        now = self._clock.wall()
+        if stored is None:  # a new task fires anew
+            if not spec.enabled:
+                return now, None
+            return now, self._roster.upcoming(spec.task_id, compiled.schedule, now)
+        assert isinstance(spec, TaskSpec)  # a change of a stored task is a spec
         accounted = None
         if definitions.fires_anew(stored, spec):
             definitions.check_fires_after(compiled.schedule, spec.schedule, now)
             accounted = now
         next_run = None  # None keeps the stored one: an unchanged definition is a duplicate
-        if spec.enabled and (stored is None or spec != definitions.spec_of(stored)):
-            if accounted is None:
-                assert stored is not None  # a new task fires anew
-                last = definitions.accounted_through(stored)
-            else:
-                last = accounted
+        if spec.enabled and spec != definitions.spec_of(stored):
+            last = definitions.accounted_through(stored) if accounted is None else accounted
             next_run = self._roster.upcoming(spec.task_id, compiled.schedule, last)
-        written = replace(spec, accounted_through=accounted, next_run=next_run)
-        return Prepared(written, compiled, expected_version, list(warnings))
+        return accounted, next_run
 
     async def settle(self, prepared: Prepared, written: Recorded[TaskRecord]) -> Payload:
         """Schedule a definition its write stored; reply with it (and its warnings)."""
