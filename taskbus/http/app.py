@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -17,7 +16,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from config import load_settings
 from taskbus.client import TaskbusClient
 from taskbus.http.auth import GATE_ATTRIBUTE, Clients, Gate
+from taskbus.http.dashboard import dashboard_router
 from taskbus.http.errors import ERROR_RESPONSES, ErrorRoute, install_handlers
+from taskbus.http.metrics import metrics_router
 from taskbus.http.routes_runs import add_run_routes
 from taskbus.http.routes_system import add_system_routes
 from taskbus.http.routes_tasks import add_task_routes
@@ -67,15 +68,11 @@ def create_app(
     app.include_router(_router(gate))
     if metrics_client is None and isinstance(clients, TaskbusClient):
         metrics_client = clients
-    for module_name, factory, arguments in (
-        ("taskbus.http.metrics", "metrics_router", (metrics_client,)),
-        ("taskbus.http.dashboard", "dashboard_router", ()),
-    ):
-        build = getattr(importlib.import_module(module_name), factory, None)
-        if build is None or None in arguments:
-            log.info("http: %s.%s is not served", module_name, factory)
-            continue
-        app.include_router(build(*arguments))
+    if metrics_client is not None:
+        app.include_router(metrics_router(metrics_client))
+    else:
+        log.info("http: /metrics is not served (no metrics_client for a pool of clients)")
+    app.include_router(dashboard_router())
     return app
 
 
