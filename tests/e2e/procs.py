@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -79,6 +80,20 @@ def running_up(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         up.send_signal(signal.SIGTERM)
         remaining = up.communicate(timeout=30)[1]
     assert up.returncode == 0, remaining
+
+
+def up_environment(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a test's own ``taskbus up``: its home, a free tcp port, UTC, the load
+    gate off (the suite loads both cores; the executors' gate would hold runs back meanwhile),
+    and ``settings`` (``TASKBUS_...`` variables) on top."""
+    return {
+        **os.environ,
+        "TASKBUS_HOME": str(home),
+        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+        "TZ": "UTC",
+        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
+        **settings,
+    }
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -6,7 +6,6 @@ one line on stderr with nothing fired."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from bus import KeysDirectory
-from tests.e2e.procs import Run, checked_cli, free_port, running_up, until
+from tests.e2e.procs import Run, checked_cli, running_up, until, up_environment
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,14 +32,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     keys.broker_keypair(create=True)
     for identity in (OWNER, OTHER):
         keys.identity_keypair(identity, create=True)  # as `taskbus keys init --identity` does
-    environment = {
-        **os.environ,
-        "TASKBUS_HOME": str(home),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "TZ": "UTC",
-        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
-        "TASKBUS_RESOURCES__MAX_MEMORY_PERCENT": "100",
-    }
+    environment = up_environment(home, TASKBUS_RESOURCES__MAX_MEMORY_PERCENT="100")
     with running_up(environment):
         yield environment
 

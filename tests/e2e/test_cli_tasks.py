@@ -5,7 +5,6 @@ failure is one line on stderr with its exit code, never a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import signal
@@ -18,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.procs import ROOT, Run, checked_cli, free_port, running_up, taskbus, until
+from tests.e2e.procs import (
+    ROOT,
+    Run,
+    checked_cli,
+    free_port,
+    running_up,
+    taskbus,
+    until,
+    up_environment,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -26,14 +34,7 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("cli") / "home"
-    environment = {
-        **os.environ,
-        "TASKBUS_HOME": str(home),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "TZ": "UTC",
-        # The suite loads both cores; the executors' load gate would hold runs back meanwhile.
-        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
-    }
+    environment = up_environment(home)
     with running_up(environment):
         yield environment
 

@@ -7,7 +7,6 @@ and the delete of a task others depend on are refused in one line."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.procs import Run, checked_cli, free_port, running_up, until
+from tests.e2e.procs import Run, checked_cli, running_up, until, up_environment
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,14 +25,9 @@ EVERY = "every 5s"  # every task fires at the same instants (the epoch anchors i
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("dependencies") / "home"
-    environment = {
-        **os.environ,
-        "TASKBUS_HOME": str(home),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "TZ": "UTC",
-        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
-        "TASKBUS_SCHEDULER__TASK_MODULES": '["tests.e2e.dependency_tasks"]',
-    }
+    environment = up_environment(
+        home, TASKBUS_SCHEDULER__TASK_MODULES='["tests.e2e.dependency_tasks"]'
+    )
     with running_up(environment):
         yield environment
 

@@ -7,7 +7,6 @@ Australia/Lord_Howe (whose clocks move by 30 minutes)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.procs import Run, checked_cli, free_port, running_up, until
+from tests.e2e.procs import Run, checked_cli, running_up, until, up_environment
 
 pytestmark = pytest.mark.timeout(180)
 REMINDER = "tasks.reminders:Reminder"
@@ -26,13 +25,7 @@ REMINDER = "tasks.reminders:Reminder"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("pause") / "home"
-    environment = {
-        **os.environ,
-        "TASKBUS_HOME": str(home),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "TZ": "UTC",
-        "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
-    }
+    environment = up_environment(home)
     with running_up(environment):
         yield environment
 
