@@ -1,38 +1,60 @@
-"""taskbus against the peers a user would pick instead: APScheduler 3 and Celery + Redis.
+"""taskbus against the peers a user would pick instead: APScheduler 3, Celery + Redis, Huey and
+DBOS.
 
-Run ``python benchmarks/peers.py [--quick]`` from the repository root. It prints a table and, as
-its last line, one JSON object. Missing peers are installed first: APScheduler 3, SQLAlchemy and
-Celery with its Redis client into the running interpreter (pip; ``pip install -e '.[bench]'``
-does the same), ``redis-server`` from Debian's packages (``apt-get install -y redis-server``).
+Run ``python benchmarks/peers.py [--quick]`` from the repository root. It prints tables and, as
+its last line, one JSON object. Missing peers are installed first: APScheduler 3, SQLAlchemy,
+Celery with its Redis client, Huey and DBOS into the running interpreter (pip; ``pip install -e
+'.[bench]'`` does the same), ``redis-server`` from Debian's packages (``apt-get install -y
+redis-server``).
 
 Every measurement runs in a fresh process, one after the other, so that no peer's imports,
 threads or memory weigh on another's and no two of them compete for the two cores:
 
-- **throughput**: N no-op tasks all due at once; tasks per second from the moment they are due
-  until every one was fired, executed and (where the peer keeps results) its result stored.
+- **throughput**: N no-op tasks; every peer is timed over the same span, from "N tasks are
+  due/queued and stored" to "N results are stored", and its creation (sending, enqueueing) is
+  timed apart, as a row of its own.
 
   - *taskbus*: an embedded ``Taskbus`` (every actor in one asyncio process, inproc bus only,
     the encrypted libSQL file in a temporary directory with the shipped durability,
-    ``synchronous = FULL``), N ``user.*`` tasks of ``benchmarks.noop_tasks:Noop`` created over
-    the client with the schedule ``at:<T0>``, T0 a moment after the last creation (creation is not
-    timed; its rate is shown). Timed from T0 until the ``user`` executor has settled N runs: for
-    each, the outcome committed in the store, then the result queued for the scheduler (the
-    executor's counters, read in process every 10 ms; built-in tasks run on other executors).
+    ``synchronous = FULL``), N ``user.*`` tasks of ``benchmarks.noop_tasks:Noop`` created with
+    ``TaskbusClient.create_many`` (timed) with the schedule ``at:<T0>``, T0 a moment after the
+    last creation (1,000 batched creations due in a day first estimate how long N take). Timed
+    from T0 until the ``user`` executor has settled N runs: for each, the outcome committed in
+    the store, then the result queued for the scheduler (the executor's counters, read in
+    process every 10 ms; built-in tasks run on other executors).
   - *APScheduler 3*: ``AsyncIOScheduler`` (its default executor for a coroutine job runs it on
     the event loop), N ``date`` jobs running an empty coroutine, ``misfire_grace_time`` one hour;
-    added while the scheduler is paused, due at once, and timed from ``resume()`` until the job
-    counted its N-th run. Once with the memory job store, once with the SQLAlchemy job store on a
-    SQLite file (SQLAlchemy's defaults: rollback journal, ``synchronous = FULL``).
-  - *Celery + Redis*: a local ``redis-server`` (its default configuration), a worker
-    ``celery -A benchmarks.celery_noop worker --pool=solo`` as a process of its own; N
-    ``noop.delay()`` sent from the measuring process and timed from the first send until every
-    result is in Redis and read back (``ResultSet.join_native``).
+    added while the scheduler is paused (timed), due at once, and timed from ``resume()`` until
+    the job counted its N-th run. Once with the memory job store, once with the SQLAlchemy job
+    store on a SQLite file (SQLAlchemy's defaults: rollback journal, ``synchronous = FULL``).
+  - *Celery + Redis*: a local ``redis-server`` (its default configuration); N ``noop.delay()``
+    sent (timed) while no worker runs, then ``celery -A benchmarks.celery_noop worker
+    --pool=solo`` started as a process of its own; timed from its ``worker_ready`` signal until
+    N results are in Redis, then every one read back (``ResultSet.join_native``).
+  - *Huey*: ``SqliteHuey`` on a file (WAL, ``fsync=True``), N ``noop()`` enqueued (timed), then
+    the consumer started as a process of its own (thread workers, 1 by default:
+    ``--huey-workers``); timed from its first worker's start until N results are in its result
+    store.
+  - *DBOS*: in process on its SQLite system database; a queue registered with concurrency 64
+    and a worker limit of 0 (nothing dequeued) gets N one-step workflows (timed), then is
+    registered again without the worker limit (polling every 10 ms: ``--dbos-poll``); timed
+    until N workflows are ``SUCCESS`` in the database.
 
 - **firing latency**: M one-shot tasks due at distinct instants 10 ms apart; a fire's latency is
   the wall time at which the task's code starts minus its scheduled instant. taskbus: ``at:``
   tasks of ``benchmarks.noop_tasks:Latency`` (the scheduler records the fire in the store, with
   an fsync, before it dispatches it). APScheduler 3: ``AsyncIOScheduler``, memory job store,
   ``date`` jobs.
+
+- **the shipped burst** (``burst``): 20,000 one-shot tasks (``--burst N``) of
+  ``benchmarks.noop_tasks:Stamped`` due within one second, on the shipped settings (no override
+  but the data directory); from the first due instant until every result is stored; tasks/s and
+  lateness (start minus due instant) p50/p99. Every task must have run exactly once.
+
+- **scale-out** (``scale_out``): N due at once as in the taskbus row, the broker also on its ipc
+  socket, with the embedded ``user`` executor alone, then joined by a second process
+  ``taskbus actor executor-user --identity executor-user-2`` over ipc; results counted at the
+  scheduler.
 
 - **create_many** (``--only create_many``, taskbus only): 20,000 tasks (``--create-many N``)
   created through ``TaskbusClient.create_many`` on an embedded taskbus, in requests of 1,000
@@ -42,10 +64,10 @@ threads or memory weigh on another's and no two of them compete for the two core
   also reports the loop thread's and the process's CPU (the difference: mostly the store's
   thread). ``--profile FILE`` profiles the batched creations (the loop thread).
 
-taskbus runs with the shipped settings except concurrency and admission: ``scheduler
-.max_concurrent_tasks`` and ``categories.user.concurrency`` 64 (shipped: 10 and 5) and
-``resources.max_cpu_percent`` 100 (shipped: 80, which defers starts while the benchmark itself
-keeps the CPU busy); ``--taskbus-shipped`` runs it with the shipped values instead.
+taskbus runs with the shipped settings except concurrency and admission (the burst row excepted):
+``scheduler.max_concurrent_tasks`` and ``categories.user.concurrency`` 64 (shipped: 10 and 5)
+and ``resources.max_cpu_percent`` 100 (shipped: 80, which defers starts while the benchmark
+itself keeps the CPU busy); ``--taskbus-shipped`` runs the other rows with the shipped values too.
 """
 
 from __future__ import annotations
@@ -62,9 +84,11 @@ import random
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -85,6 +109,7 @@ from benchmarks._measure import (  # noqa: E402
     BenchError,
     aps3_fire_latencies,
     latency_summary,
+    percentile,
     print_aligned,
 )
 
@@ -100,6 +125,9 @@ class Plan:
     profile: str = ""  # cProfile the taskbus throughput window (event-loop thread) into this file
     create_many: int = 20_000  # tasks the create_many row creates in batches
     one_by_one: int = 1_000  # tasks it creates one request each, for comparison
+    burst: int = 20_000  # one-shot tasks due within one second, shipped settings
+    huey_workers: int = 1  # Huey consumer thread workers
+    dbos_poll_s: float = 0.01  # DBOS queue polling interval
 
 
 QUICK = Plan(tasks=10_000, repeats=1, fires=300, spacing_ms=10.0)
@@ -112,6 +140,10 @@ TUNED = {
 }
 CREATE_CONCURRENCY = 32  # creations in flight (the scheduler actor serves 32 requests at once)
 CALIBRATION_TASKS = 200  # created (and deleted) first to learn how long N creations take
+BATCH_CALIBRATION = 1_000  # created in a batch first to learn how long N batched creations take
+BURST_WINDOW_S = 1.0  # the shipped burst's tasks are due within this span
+CONCURRENCY = int(TUNED["categories.user.concurrency"])  # taskbus's, and DBOS's queue
+READY_S = 60.0  # a peer's worker process to start
 POLL_S = 0.01
 STALL_S = 30.0  # no result for this long: taskbus is stuck, the run fails
 PHASE_TIMEOUT_S = 900.0
@@ -201,6 +233,99 @@ def _counters(taskbus: Any, actor: str = "scheduler") -> Any:
     return taskbus.system.instance(actor).counters
 
 
+NOOP = "benchmarks.noop_tasks:Noop"
+
+
+async def _create_batched(client: Any, specs: list[dict[str, str]]) -> float:
+    """``specs`` created through ``TaskbusClient.create_many``; the seconds it took."""
+    started = time.perf_counter()
+    results = await client.create_many(specs)
+    seconds = time.perf_counter() - started
+    refused = [r for r in results if not r.ok]
+    if len(results) != len(specs) or refused:
+        raise BenchError(
+            f"create_many: {len(results)} results for {len(specs)} specs, {len(refused)} refused "
+            f"(first: {refused[0].error if refused else None})"
+        )
+    return seconds
+
+
+async def _due_after_batch_creating(client: Any, count: int) -> datetime:
+    """An instant by which ``count`` more batched creations will surely be done, learnt by
+    creating BATCH_CALIBRATION tasks due in a day (left in place: they never fire here)."""
+    far = f"at:{(datetime.now(UTC) + timedelta(days=1)).isoformat()}"
+    specs = [
+        {"task_id": f"user.calibrate_{i:05d}", "task_class": NOOP, "schedule": far}
+        for i in range(BATCH_CALIBRATION)
+    ]
+    per_task_s = await _create_batched(client, specs) / BATCH_CALIBRATION
+    return datetime.now(UTC) + timedelta(seconds=2.0 + 2.0 * per_task_s * count)
+
+
+async def _create_due(
+    client: Any, count: int, task_class: str, spread_s: float = 0.0, prefix: str = "noop"
+) -> tuple[datetime, float]:
+    """``count`` one-shot tasks ``user.<prefix>_<i>`` due from T0 on, ``spread_s`` apart in all
+    (0: all at T0), created in batches; T0 and the creation's seconds. Fails if the creations
+    ran past T0."""
+    due = await _due_after_batch_creating(client, count)
+    step = timedelta(seconds=spread_s / count)
+    specs = [
+        {
+            "task_id": f"user.{prefix}_{i:05d}",
+            "task_class": task_class,
+            "schedule": f"at:{(due + i * step).isoformat()}",
+        }
+        for i in range(count)
+    ]
+    create_s = await _create_batched(client, specs)
+    margin_s = (due - datetime.now(UTC)).total_seconds()
+    if margin_s <= 0.05:
+        raise BenchError(f"creating {count} tasks ran {-margin_s:.1f} s past T0")
+    return due, create_s
+
+
+async def _until(instant: datetime) -> None:
+    await asyncio.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
+
+
+async def _drain(count: int, t0: float, done: Any, state: Any) -> float:
+    """Polls ``done()`` (results so far, from 0) every POLL_S until it reaches ``count``; the
+    seconds from ``t0`` (a ``time.time()``) to then. Fails after STALL_S without progress or
+    PHASE_TIMEOUT_S in all, quoting ``state()``."""
+    deadline = time.monotonic() + PHASE_TIMEOUT_S
+    finished, progressed = 0, time.monotonic()
+    while finished < count:
+        now = time.monotonic()
+        if now > deadline or now - progressed > STALL_S:
+            why = "no result" if now - progressed > STALL_S else "timed out"
+            raise BenchError(
+                f"taskbus stalled: {why} for {now - progressed:.0f} s, {finished:,} of "
+                f"{count:,} results after {time.time() - t0:.1f} s; {state()}"
+            )
+        await asyncio.sleep(POLL_S)
+        if done() > finished:
+            finished, progressed = done(), now
+    return time.time() - t0
+
+
+def _settled(counters: Any) -> int:
+    """Runs an executor settled: outcome committed, then the result queued for the scheduler."""
+    return int(sum(counters[k] for k in ("succeeded", "failed", "skipped", "timed_out")))
+
+
+async def _stored_once(client: Any, count: int, prefix: str = "noop") -> str:
+    """A check in the store, on a sample: each task's one run is stored as succeeded.
+    (``scheduler.stats`` cannot do it: with 10,000 tasks the store's per-task statistics exceed
+    ``bus.max_message_bytes``.)"""
+    sample = random.Random(7).sample(range(count), min(50, count))
+    stored = 0
+    for index in sample:
+        runs = await client.history(f"user.{prefix}_{index:05d}", limit=5)
+        stored += len(runs) == 1 and runs[0].get("success") is True
+    return f"{stored}/{len(sample)}"
+
+
 def taskbus_throughput(plan: Plan) -> dict[str, Any]:
     from taskbus import Taskbus
 
@@ -211,71 +336,38 @@ def taskbus_throughput(plan: Plan) -> dict[str, Any]:
         async with Taskbus(settings, task_modules=["benchmarks.noop_tasks"], endpoints=()) as bus:
             client = await bus.client(timeout_s=60.0)
             await client.stats(wait_s=30.0)  # a scheduler leads
-            due = await _due_after_creating(client, plan.tasks)
-            instant = f"at:{due.isoformat()}"
-            specs = [
-                (f"user.noop_{i:05d}", "benchmarks.noop_tasks:Noop", instant)
-                for i in range(plan.tasks)
-            ]
-            created = time.perf_counter()
-            await _create_all(client, specs)
-            create_s = time.perf_counter() - created
-            margin_s = (due - datetime.now(UTC)).total_seconds()
-            if margin_s <= 0.05:
-                raise BenchError(f"creating {plan.tasks} tasks ran {-margin_s:.1f} s past T0")
+            due, create_s = await _create_due(client, plan.tasks, NOOP)
             counters = _counters(bus)  # the scheduler's
             settled = _counters(bus, "executor-user")  # runs of user.* tasks only
-
-            def finished() -> int:
-                return sum(settled[k] for k in ("succeeded", "failed", "skipped", "timed_out"))
-
-            base, failed_before = finished(), settled["failed"]
+            base, failed_before = _settled(settled), settled["failed"]
             fires_before = counters["fires"]
             rss_before = _rss_mb()
-            await asyncio.sleep(margin_s)
-            t0 = due.timestamp()
+            await _until(due)
             loop_cpu, process_cpu = time.thread_time(), time.process_time()
             profiler = cProfile.Profile() if plan.profile else None
             if profiler is not None:
                 profiler.enable()
-            deadline = time.monotonic() + PHASE_TIMEOUT_S
-            done, progressed = 0, time.monotonic()
-            while done < plan.tasks:
-                now = time.monotonic()
-                if now > deadline or now - progressed > STALL_S:
-                    why = "no result" if now - progressed > STALL_S else "timed out"
-                    raise BenchError(
-                        f"taskbus stalled: {why} for {now - progressed:.0f} s, "
-                        f"{done:,} of {plan.tasks:,} results after {time.time() - t0:.1f} s; "
-                        f"scheduler counters {dict(counters)}, executor {dict(settled)}"
-                    )
-                await asyncio.sleep(POLL_S)
-                if finished() - base > done:
-                    done, progressed = finished() - base, now
-            elapsed = time.time() - t0
+            elapsed = await _drain(
+                plan.tasks,
+                due.timestamp(),
+                lambda: _settled(settled) - base,
+                lambda: f"scheduler counters {dict(counters)}, executor {dict(settled)}",
+            )
             loop_cpu, process_cpu = time.thread_time() - loop_cpu, time.process_time() - process_cpu
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(plan.profile)
-            # A check in the store, on a sample: each task's one run is stored as succeeded.
-            # (scheduler.stats cannot do it: with 10,000 tasks the store's per-task statistics
-            # exceed bus.max_message_bytes and the scheduler's ask times out.)
-            sample = random.Random(7).sample(range(plan.tasks), min(50, plan.tasks))
-            stored = 0
-            for index in sample:
-                runs = await client.history(f"user.noop_{index:05d}", limit=5)
-                stored += len(runs) == 1 and runs[0].get("success") is True
             return {
                 "tasks_s": round(plan.tasks / elapsed, 1),
                 "seconds": round(elapsed, 3),
                 "create_s": round(create_s, 2),
                 "creates_s": round(plan.tasks / create_s, 1),
                 "fires": counters["fires"] - fires_before,
-                "settled": finished() - base,
+                "settled": _settled(settled) - base,
                 "failed": settled["failed"] - failed_before,
                 "missed": counters["missed"],
-                "sample_stored_ok": f"{stored}/{len(sample)}",
-                "executor_deferred": _counters(bus, "executor-user")["deferred"],
+                "sample_stored_ok": await _stored_once(client, plan.tasks),
+                "executor_deferred": settled["deferred"],
                 "loop_thread_cpu_s": round(loop_cpu, 2),
                 "process_cpu_s": round(process_cpu, 2),
                 "rss_growth_mb": round(_rss_mb() - rss_before, 1),
@@ -288,6 +380,177 @@ def taskbus_throughput(plan: Plan) -> dict[str, Any]:
             result = {"error": str(exc)}
     result.update(warnings.report())
     return result
+
+
+def taskbus_burst(plan: Plan) -> dict[str, Any]:
+    """``plan.burst`` one-shot tasks due within one second on the shipped settings (no
+    override but the data directory); from the first due instant until every result is stored.
+    Each run notes its task id and lateness (``noop_tasks.Stamped``): every task must have run
+    exactly once."""
+    from benchmarks import noop_tasks
+    from config import load_settings
+    from taskbus import Taskbus
+
+    warnings = _watch_logs()
+
+    async def main(directory: str) -> dict[str, Any]:
+        settings = load_settings(overrides={"paths.data_dir": directory}, environ={})
+        async with Taskbus(settings, task_modules=["benchmarks.noop_tasks"], endpoints=()) as bus:
+            client = await bus.client(timeout_s=60.0)
+            await client.stats(wait_s=30.0)
+            stamped = "benchmarks.noop_tasks:Stamped"
+            due, create_s = await _create_due(
+                client, plan.burst, stamped, BURST_WINDOW_S, prefix="burst"
+            )
+            counters = _counters(bus)
+            settled = _counters(bus, "executor-user")
+            base, fires_before = _settled(settled), counters["fires"]
+            await _until(due)
+            elapsed = await _drain(
+                plan.burst,
+                due.timestamp(),
+                lambda: _settled(settled) - base,
+                lambda: f"scheduler counters {dict(counters)}, executor {dict(settled)}",
+            )
+            runs = noop_tasks.STARTS
+            expected = {f"user.burst_{i:05d}" for i in range(plan.burst)}
+            twice = sum(1 for lates in runs.values() if len(lates) > 1)
+            if set(runs) != expected or twice:
+                raise BenchError(
+                    f"burst: {len(expected - set(runs))} tasks never ran, "
+                    f"{len(set(runs) - expected)} unknown ran, {twice} ran more than once"
+                )
+            lateness = sorted(lates[0] for lates in runs.values())
+            return {
+                "tasks_s": round(plan.burst / elapsed, 1),
+                "seconds": round(elapsed, 3),
+                "late_p50_s": round(percentile(lateness, 0.50), 3),
+                "late_p99_s": round(percentile(lateness, 0.99), 3),
+                "late_max_s": round(lateness[-1], 3),
+                "ran_exactly_once": len(runs),
+                "create_s": round(create_s, 2),
+                "creates_s": round(plan.burst / create_s, 1),
+                "fires": counters["fires"] - fires_before,
+                "missed": counters["missed"],
+                "failed": settled["failed"],
+                "executor_deferred": settled["deferred"],
+                "sample_stored_ok": await _stored_once(client, plan.burst, "burst"),
+                "settings": {
+                    "scheduler.max_concurrent_tasks": settings.scheduler.max_concurrent_tasks,
+                    "categories.user.concurrency": next(
+                        c.concurrency for c in settings.categories if c.name == "user"
+                    ),
+                    "resources.max_cpu_percent": settings.resources.max_cpu_percent,
+                },
+            }
+
+    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
+        try:
+            result = asyncio.run(main(directory))
+        except BenchError as exc:
+            result = {"error": str(exc)}
+    result.update(warnings.report())
+    return result
+
+
+def _extra_executor(plan: Plan, directory: str, endpoint: str) -> subprocess.Popen[str]:
+    """``taskbus actor executor-user --identity executor-user-2`` over ipc, with the same
+    concurrency and admission as the embedded one; returns once it printed "connected to"."""
+    tuned = {} if plan.shipped else TUNED
+    env = os.environ | {
+        "TASKBUS_HOME": directory,
+        "TASKBUS_SCHEDULER__TASK_MODULES": '["benchmarks.noop_tasks"]',
+        "TASKBUS_LOG_LEVEL": "warning",
+        "PYTHONPATH": str(_ROOT),
+        **{"TASKBUS_" + k.upper().replace(".", "__"): str(v) for k, v in tuned.items()},
+    }
+    command = [sys.executable, "-m", "taskbus", "actor", "executor-user"]
+    command += ["--identity", "executor-user-2", "--connect", endpoint]
+    child = subprocess.Popen(command, cwd=_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + READY_S
+    while time.monotonic() < deadline:
+        line = child.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "connected to" in line:
+            # Keep reading, so that a full pipe never blocks it.
+            threading.Thread(target=child.stderr.read, daemon=True).start()
+            return child
+    _stop(child)
+    raise BenchError(f"the extra executor did not connect: {''.join(seen)[-2000:]}")
+
+
+def taskbus_scale(plan: Plan, executors: int) -> dict[str, Any]:
+    """N due at once as in ``taskbus_throughput``, the broker also on its ipc socket, with the
+    embedded ``user`` executor alone (1) or joined by a second ``executor-user`` process (2).
+    Results are counted at the scheduler (both executors' results reach it)."""
+    from bus import KeysDirectory
+    from taskbus import Taskbus
+
+    warnings = _watch_logs()
+
+    async def main(directory: str) -> dict[str, Any]:
+        settings = _taskbus_settings(directory, plan)
+        endpoint = settings.paths.ipc_endpoint
+        KeysDirectory(settings.paths.keys_dir).identity_keypair("executor-user-2", create=True)
+        child: subprocess.Popen[str] | None = None
+        modules = ["benchmarks.noop_tasks"]
+        try:
+            async with Taskbus(settings, task_modules=modules, endpoints=[endpoint]) as bus:
+                client = await bus.client(timeout_s=60.0)
+                await client.stats(wait_s=30.0)
+                if executors == 2:
+                    child = await asyncio.to_thread(_extra_executor, plan, directory, endpoint)
+                due, create_s = await _create_due(client, plan.tasks, NOOP)
+                counters = _counters(bus)
+                here = _counters(bus, "executor-user")
+
+                def results() -> int:
+                    return int(counters["succeeded"] + counters["failed"])
+
+                base, here_base = results(), _settled(here)
+                await _until(due)
+                cpu = time.process_time()
+                elapsed = await _drain(
+                    plan.tasks,
+                    due.timestamp(),
+                    lambda: results() - base,
+                    lambda: f"scheduler counters {dict(counters)}, embedded executor {dict(here)}",
+                )
+                cpu = time.process_time() - cpu
+                return {
+                    "tasks_s": round(plan.tasks / elapsed, 1),
+                    "seconds": round(elapsed, 3),
+                    "executors": executors,
+                    "creates_s": round(plan.tasks / create_s, 1),
+                    "results": results() - base,
+                    "failed": counters["failed"],
+                    "missed": counters["missed"],
+                    "ran_in_measuring_process": _settled(here) - here_base,
+                    "measuring_process_cpu_s": round(cpu, 2),
+                    "sample_stored_ok": await _stored_once(client, plan.tasks),
+                }
+        finally:
+            _stop(child)
+
+    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
+        try:
+            result = asyncio.run(main(directory))
+        except BenchError as exc:
+            result = {"error": str(exc)}
+    result.update(warnings.report())
+    return result
+
+
+def taskbus_one_executor(plan: Plan) -> dict[str, Any]:
+    return taskbus_scale(plan, 1)
+
+
+def taskbus_two_executors(plan: Plan) -> dict[str, Any]:
+    return taskbus_scale(plan, 2)
 
 
 def taskbus_create_many(plan: Plan) -> dict[str, Any]:
@@ -478,33 +741,228 @@ def aps_latency(plan: Plan) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ Celery + Redis
 
 
-def celery_throughput(plan: Plan, redis_url: str) -> dict[str, Any]:
+def celery_throughput(plan: Plan, redis_url: str, directory: str) -> dict[str, Any]:
+    """N ``noop.delay()`` sent with no worker running (the creation row: they sit in Redis),
+    then the solo worker started as a process of its own; timed from its ``worker_ready``
+    signal until N results are in Redis (``DBSIZE`` of the result database, read every
+    POLL_S), then every result read back (``ResultSet.join_native``)."""
     os.environ["PEERS_REDIS_URL"] = redis_url
+    import redis
     from celery.result import ResultSet
 
-    from benchmarks.celery_noop import app, noop
+    from benchmarks.celery_noop import noop
 
-    deadline = time.monotonic() + CELERY_READY_S
-    while not app.control.ping(timeout=0.5):
-        if time.monotonic() > deadline:
-            raise BenchError(f"no Celery worker answered a ping within {CELERY_READY_S:.0f} s")
-    warm = [noop.delay() for _ in range(100)]  # connections, the worker's first tasks
-    ResultSet(warm).join_native(timeout=60, interval=0.01)
-
+    broker, stored = redis.Redis.from_url(f"{redis_url}/0"), redis.Redis.from_url(f"{redis_url}/1")
+    broker.flushall()
+    noop.delay()  # the connections (its result does not count: it is flushed below)
+    broker.flushall()
     started = time.perf_counter()
     results = [noop.delay() for _ in range(plan.tasks)]
     sent_s = time.perf_counter() - started
-    values = ResultSet(results).join_native(timeout=PHASE_TIMEOUT_S, interval=0.01)
-    elapsed = time.perf_counter() - started
+    queued = int(broker.llen("celery"))
+    ready = Path(directory) / "worker.ready"
+    ready.unlink(missing_ok=True)
+    log = open(Path(directory) / "worker.log", "ab")  # noqa: SIM115
+    launched = time.time()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "benchmarks.celery_noop",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+        ],
+        cwd=_ROOT,
+        env=os.environ | {"PEERS_CELERY_READY": str(ready), "PYTHONPATH": str(_ROOT)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, done = time.monotonic() + PHASE_TIMEOUT_S, 0
+        while done < plan.tasks:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise BenchError(
+                    f"celery: {done} of {plan.tasks} results, worker exit code {worker.poll()}"
+                )
+            time.sleep(POLL_S)
+            done = int(stored.dbsize())
+        ended = time.time()
+        values = ResultSet(results).join_native(timeout=PHASE_TIMEOUT_S, interval=0.01)
+    finally:
+        _stop(worker)
+        log.close()
     succeeded = sum(1 for r in results if r.successful())
     if len(values) != plan.tasks or succeeded != plan.tasks:
         raise BenchError(f"celery: {len(values)} results, {succeeded} successful")
+    if queued != plan.tasks:
+        raise BenchError(f"celery: {queued} of {plan.tasks} in the queue when the worker started")
+    elapsed = ended - float(ready.read_text())
     return {
         "tasks_s": round(plan.tasks / elapsed, 1),
         "seconds": round(elapsed, 3),
-        "send_s": round(sent_s, 2),
+        "with_worker_start_tasks_s": round(plan.tasks / (ended - launched), 1),
+        "create_s": round(sent_s, 2),
+        "creates_s": round(plan.tasks / sent_s, 1),
+        "queued_at_start": queued,
         "succeeded": succeeded,
     }
+
+
+# ------------------------------------------------------------------------------ Huey
+
+
+def huey_throughput(plan: Plan) -> dict[str, Any]:
+    """N ``noop()`` enqueued on ``SqliteHuey`` from this process (timed: the creation row), then
+    the consumer started as a process of its own; timed from its first worker's start until N
+    results are in Huey's result store (the ``kv`` table, read here every POLL_S)."""
+    warnings = _watch_logs()
+    with tempfile.TemporaryDirectory(prefix="taskbus-peers-huey-") as directory:
+        database = f"{directory}/huey.db"
+        os.environ["PEERS_HUEY_DB"] = database
+        from benchmarks.huey_noop import huey, noop
+
+        started = time.perf_counter()
+        for _ in range(plan.tasks):
+            noop()
+        create_s = time.perf_counter() - started
+        queued = huey.pending_count()
+        log = open(Path(directory) / "consumer.log", "wb")  # noqa: SIM115
+        launched = time.time()
+        consumer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "huey.bin.huey_consumer",
+                "benchmarks.huey_noop.huey",
+                "--worker-type",
+                "thread",
+                "--workers",
+                str(plan.huey_workers),
+                "--no-periodic",
+                "--quiet",
+            ],
+            cwd=_ROOT,
+            env=os.environ | {"PYTHONPATH": str(_ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        reader = sqlite3.connect(database)
+        try:
+            deadline, stored = time.monotonic() + PHASE_TIMEOUT_S, 0
+            while stored < plan.tasks:
+                if time.monotonic() > deadline or consumer.poll() is not None:
+                    raise BenchError(
+                        f"huey: {stored} of {plan.tasks} results, consumer exit code "
+                        f"{consumer.poll()}"
+                    )
+                time.sleep(POLL_S)
+                stored = reader.execute(
+                    "SELECT count(*) FROM kv WHERE queue = ?", (huey.name,)
+                ).fetchone()[0]
+            ended = time.time()
+            first = min(float(line) for line in Path(database + ".started").read_text().split())
+        finally:
+            reader.close()
+            _stop(consumer)
+            log.close()
+        elapsed = ended - first
+        return {
+            "tasks_s": round(plan.tasks / elapsed, 1),
+            "seconds": round(elapsed, 3),
+            "with_consumer_start_tasks_s": round(plan.tasks / (ended - launched), 1),
+            "create_s": round(create_s, 2),
+            "creates_s": round(plan.tasks / create_s, 1),
+            "queued_at_start": queued,
+            "results_stored": stored,
+            "workers": f"{plan.huey_workers} thread",
+            **warnings.report(),
+        }
+
+
+# ------------------------------------------------------------------------------ DBOS
+
+
+def dbos_throughput(plan: Plan) -> dict[str, Any]:
+    """DBOS in this process on its SQLite system database; a database-backed queue registered
+    with ``global_concurrency`` CONCURRENCY and ``worker_concurrency`` 0 (nothing dequeued), N
+    one-step workflows enqueued (timed: the creation row); then the queue re-registered without
+    the worker limit, and timed until N workflows are SUCCESS in the database (read every
+    POLL_S)."""
+    from dbos import DBOS
+
+    warnings = _watch_logs()
+    with tempfile.TemporaryDirectory(prefix="taskbus-peers-dbos-") as directory:
+        database = f"{directory}/dbos.sqlite"
+        config: dict[str, Any] = {
+            "name": "taskbus-bench",
+            "system_database_url": f"sqlite:///{database}",
+            "log_level": "WARNING",
+        }
+        DBOS(config=config)  # type: ignore[arg-type]
+        logging.getLogger("dbos").setLevel(logging.WARNING)
+
+        @DBOS.step()
+        def noop_step() -> None:
+            return None
+
+        @DBOS.workflow()
+        def noop_workflow() -> None:
+            noop_step()
+
+        DBOS.launch()
+        reader = sqlite3.connect(database)
+
+        def count(status: str) -> int:
+            query = "SELECT count(*) FROM workflow_status WHERE queue_name = ? AND status = ?"
+            return int(reader.execute(query, ("bench", status)).fetchone()[0])
+
+        try:
+            queue = DBOS.register_queue(
+                "bench",
+                global_concurrency=CONCURRENCY,
+                worker_concurrency=0,
+                polling_interval_sec=plan.dbos_poll_s,
+            )
+            started = time.perf_counter()
+            for _ in range(plan.tasks):
+                queue.enqueue(noop_workflow)
+            create_s = time.perf_counter() - started
+            queued = count("ENQUEUED")
+            started = time.perf_counter()
+            DBOS.register_queue(
+                "bench",
+                global_concurrency=CONCURRENCY,
+                polling_interval_sec=plan.dbos_poll_s,
+                on_conflict="always_update",
+            )
+            deadline, done = time.monotonic() + PHASE_TIMEOUT_S, 0
+            while done < plan.tasks:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"dbos: {done} of {plan.tasks} workflows succeeded")
+                time.sleep(POLL_S)
+                done = count("SUCCESS")
+            elapsed = time.perf_counter() - started
+            errors = count("ERROR")
+        finally:
+            reader.close()
+            DBOS.destroy(destroy_registry=True)
+        if queued != plan.tasks:
+            raise BenchError(f"dbos: {queued} of {plan.tasks} enqueued when the queue opened")
+        return {
+            "tasks_s": round(plan.tasks / elapsed, 1),
+            "seconds": round(elapsed, 3),
+            "create_s": round(create_s, 2),
+            "creates_s": round(plan.tasks / create_s, 1),
+            "queued_at_start": queued,
+            "succeeded": done,
+            "errors": errors,
+            "concurrency": CONCURRENCY,
+            "polling_interval_s": plan.dbos_poll_s,
+            **warnings.report(),
+        }
 
 
 def _free_port() -> int:
@@ -531,7 +989,7 @@ def ensure_redis_server() -> str:
     return found
 
 
-def _stop(process: subprocess.Popen[bytes] | None, grace_s: float = 10.0) -> None:
+def _stop(process: subprocess.Popen[Any] | None, grace_s: float = 10.0) -> None:
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -543,8 +1001,8 @@ def _stop(process: subprocess.Popen[bytes] | None, grace_s: float = 10.0) -> Non
 
 
 def run_celery(plan: Plan) -> dict[str, Any]:
-    """redis-server and a solo worker started here, the sender in a fresh process; both stopped
-    whatever happens."""
+    """redis-server started here, the sender (which starts the worker) in a fresh process; both
+    stopped whatever happens."""
     server = ensure_redis_server()
     redis_version = subprocess.run(
         [server, "--version"], capture_output=True, text=True, check=False
@@ -553,9 +1011,7 @@ def run_celery(plan: Plan) -> dict[str, Any]:
     url = f"redis://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="taskbus-peers-redis-") as directory:
         redis_log = open(Path(directory) / "redis.log", "wb")  # noqa: SIM115
-        worker_log = open(Path(directory) / "worker.log", "wb")  # noqa: SIM115
         redis: subprocess.Popen[bytes] | None = None
-        worker: subprocess.Popen[bytes] | None = None
         try:
             redis = subprocess.Popen(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory],
@@ -563,29 +1019,15 @@ def run_celery(plan: Plan) -> dict[str, Any]:
                 stderr=subprocess.STDOUT,
             )
             _wait_for_port(port, redis)
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "benchmarks.celery_noop",
-                    "worker",
-                    "--pool=solo",
-                    "--loglevel=WARNING",
-                ],
-                cwd=_ROOT,
-                env=os.environ | {"PEERS_REDIS_URL": url, "PYTHONPATH": str(_ROOT)},
-                stdout=worker_log,
-                stderr=subprocess.STDOUT,
-            )
-            runs = [in_fresh_process("celery_throughput", plan, url) for _ in range(plan.repeats)]
+            runs = [
+                in_fresh_process("celery_throughput", plan, url, directory)
+                for _ in range(plan.repeats)
+            ]
         finally:
-            _stop(worker)
             _stop(redis)
             redis_log.close()
-            worker_log.close()
-            tail = (Path(directory) / "worker.log").read_text(errors="replace")[-2000:]
+            log = Path(directory) / "worker.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     result = _median_run(runs)
     result["redis"] = next((w[2:] for w in redis_version if w.startswith("v=")), "?")
     result["worker_log_tail"] = tail.strip().splitlines()[-5:] if tail.strip() else []
@@ -648,18 +1090,22 @@ def repeated(target: str, plan: Plan) -> dict[str, Any]:
     return _median_run([in_fresh_process(target, plan) for _ in range(plan.repeats)])
 
 
+PEER_PACKAGES = {  # module -> what pip installs (the 'bench' extra)
+    "apscheduler": "apscheduler>=3.10,<4",
+    "sqlalchemy": "sqlalchemy>=2",
+    "celery": "celery[redis]>=5.3",
+    "redis": "celery[redis]>=5.3",
+    "huey": "huey>=2.5",
+    "dbos": "dbos>=3.4",
+}
+
+
 def ensure_peers() -> dict[str, str]:
-    wanted = {
-        "apscheduler": "apscheduler>=3.10,<4",
-        "sqlalchemy": "sqlalchemy>=2",
-        "celery": "celery[redis]>=5.3",
-        "redis": "celery[redis]>=5.3",
-    }
-    missing = sorted({spec for module, spec in wanted.items() if not _importable(module)})
+    missing = sorted({spec for module, spec in PEER_PACKAGES.items() if not _importable(module)})
     if missing:
         print(f"installing {', '.join(missing)} into this environment (the 'bench' extra)")
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
-    return {name: version(name) for name in ("apscheduler", "sqlalchemy", "celery", "redis")}
+    return {name: version(name) for name in PEER_PACKAGES}
 
 
 def _importable(module: str) -> bool:
@@ -675,6 +1121,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def _ratio_cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _cell(value: float | None, digits: int = 1) -> str:
     return "error" if value is None else f"{value:,.{digits}f}"
 
@@ -684,17 +1134,31 @@ PHASES = (
     "aps_memory",
     "aps_sqlite",
     "celery",
+    "huey",
+    "dbos",
     "taskbus_latency",
     "aps_latency",
+    "burst",
+    "scale_out",
     "create_many",
 )
-OURS_ONLY = {"taskbus", "taskbus_latency", "create_many"}  # phases that need no peer installed
+OURS_ONLY = {"taskbus", "taskbus_latency", "burst", "scale_out", "create_many"}  # no peer needed
 CREATE_MANY_TARGET = 20_000.0  # creations per second, in batches
+# JSON name -> (phase, label); every one is timed from "N due/queued and stored" to "N results
+# stored", its creation timed apart.
+THROUGHPUT = {
+    "taskbus": ("taskbus", "taskbus (embedded, concurrency 64)"),
+    "aps3_memory": ("aps_memory", "APScheduler 3, memory store"),
+    "aps3_sqlite": ("aps_sqlite", "APScheduler 3, SQLAlchemy on SQLite"),
+    "celery_redis": ("celery", "Celery + Redis, solo worker, prefilled"),
+    "huey_sqlite": ("huey", "Huey, SqliteHuey"),
+    "dbos_sqlite": ("dbos", "DBOS queue on SQLite, concurrency 64"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one run per row (~3 min)")
+    parser.add_argument("--quick", action="store_true", help="one run per row (~6 min)")
     parser.add_argument("--tasks", type=int, help="N, the tasks of the throughput rows (10,000)")
     parser.add_argument("--only", help=f"comma-separated phases of {','.join(PHASES)}")
     parser.add_argument(
@@ -704,6 +1168,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mailbox", type=int, default=0, help="taskbus actors.mailbox_size")
     parser.add_argument("--create-many", type=int, help="tasks of the create_many row (20,000)")
+    parser.add_argument("--burst", type=int, help="tasks of the shipped burst (20,000)")
+    parser.add_argument(
+        "--huey-workers", type=int, default=1, help="Huey consumer thread workers (1)"
+    )
+    parser.add_argument(
+        "--dbos-poll", type=float, default=0.01, help="DBOS queue polling interval, s (0.01)"
+    )
     parser.add_argument(
         "--profile", default="", help="cProfile taskbus's timed window (its loop thread) into FILE"
     )
@@ -715,6 +1186,9 @@ def main(argv: list[str] | None = None) -> int:
         shipped=args.taskbus_shipped,
         mailbox=args.mailbox,
         create_many=args.create_many or plan.create_many,
+        burst=args.burst or plan.burst,
+        huey_workers=args.huey_workers,
+        dbos_poll_s=args.dbos_poll,
         profile=str(Path(args.profile).resolve()) if args.profile else "",
     )
     phases = args.only.split(",") if args.only else list(PHASES)
@@ -730,8 +1204,15 @@ def main(argv: list[str] | None = None) -> int:
         "aps_memory": lambda: repeated("aps_memory_throughput", plan),
         "aps_sqlite": lambda: repeated("aps_sqlite_throughput", plan),
         "celery": lambda: run_celery(plan),
+        "huey": lambda: repeated("huey_throughput", plan),
+        "dbos": lambda: repeated("dbos_throughput", plan),
         "taskbus_latency": lambda: in_fresh_process("taskbus_latency", plan),
         "aps_latency": lambda: in_fresh_process("aps_latency", plan),
+        "burst": lambda: in_fresh_process("taskbus_burst", plan),
+        "scale_out": lambda: {
+            "one": in_fresh_process("taskbus_one_executor", plan),
+            "two": in_fresh_process("taskbus_two_executors", plan),
+        },
         "create_many": lambda: in_fresh_process("taskbus_create_many", plan),
     }
     for phase in phases:
@@ -740,58 +1221,88 @@ def main(argv: list[str] | None = None) -> int:
             results[phase] = runners[phase]()
         except Exception as exc:  # a missing redis, a failed install...: the other rows stand
             results[phase] = {"error": f"{phase}: {exc!r}"}
-        if "error" in results[phase]:
-            print(f"  failed: {results[phase]['error']}", file=sys.stderr, flush=True)
+        for part in _parts(results[phase]):
+            if "error" in part:
+                print(f"  failed: {part['error']}", file=sys.stderr, flush=True)
 
     empty: dict[str, Any] = {}
-    ours = results.get("taskbus", empty)
-    tb = _value(ours, "tasks_s")
-    peers = {
-        "aps3_memory": _value(results.get("aps_memory", empty), "tasks_s"),
-        "aps3_sqlite": _value(results.get("aps_sqlite", empty), "tasks_s"),
-        "celery_redis": _value(results.get("celery", empty), "tasks_s"),
+    rates = {
+        name: _value(results.get(phase, empty), "tasks_s")
+        for name, (phase, _) in THROUGHPUT.items()
     }
+    creates = {
+        name: _value(results.get(phase, empty), "creates_s")
+        for name, (phase, _) in THROUGHPUT.items()
+    }
+    tb = rates["taskbus"]
+    ratios = {name: _ratio(tb, rate) for name, rate in rates.items() if name != "taskbus"}
     our_fire = results.get("taskbus_latency", empty)
     their_fire = results.get("aps_latency", empty)
+    burst = results.get("burst", empty)
+    scale = results.get("scale_out", empty)
+    one, two = scale.get("one", empty), scale.get("two", empty)
     n = f"{plan.tasks:,}"
-    rows = [
-        [f"{n} no-op tasks due at once, tasks/s", "", "", ""],
-        ["  vs APScheduler 3, memory store", _cell(tb), _cell(peers["aps3_memory"]), ""],
-        ["  vs APScheduler 3, SQLAlchemy on SQLite", _cell(tb), _cell(peers["aps3_sqlite"]), ""],
-        ["  vs Celery + Redis (solo worker)", _cell(tb), _cell(peers["celery_redis"]), ""],
-    ]
-    for row, peer in zip(rows[1:], peers.values(), strict=True):
-        ratio = _ratio(tb, peer)
-        row[3] = "n/a" if ratio is None else f"{ratio:.2f}"
-    for label, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
-        a, b = _value(our_fire, key), _value(their_fire, key)
-        ratio = _ratio(a, b)
+    peer_rows: list[list[str]] = []
+    rows: list[list[str]] = []
+    if {phase for phase, _ in THROUGHPUT.values()} & set(results):
+        for name, (phase, label) in THROUGHPUT.items():
+            if phase in results:
+                ratio = ratios.get(name)
+                peer_rows.append(
+                    [
+                        label,
+                        _cell(creates[name]),
+                        _cell(rates[name]),
+                        "" if name == "taskbus" else _ratio_cell(ratio),
+                    ]
+                )
+    if {"taskbus_latency", "aps_latency"} & set(results):
+        for label, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
+            a, b = _value(our_fire, key), _value(their_fire, key)
+            rows.append(
+                [
+                    f"firing latency {label} ms, taskbus / APScheduler 3 memory",
+                    _cell(a, 2),
+                    _cell(b, 2),
+                    _ratio_cell(_ratio(a, b)),
+                ]
+            )
+    if "burst" in results:
         rows.append(
             [
-                f"firing latency {label} (ms) vs APScheduler 3, memory",
-                _cell(a, 2),
-                _cell(b, 2),
-                "n/a" if ratio is None else f"{ratio:.2f}",
+                f"{plan.burst:,} due within 1 s, shipped settings: tasks/s, late p50 / p99 s",
+                _cell(_value(burst, "tasks_s")),
+                " / ".join(_cell(_value(burst, k), 2) for k in ("late_p50_s", "late_p99_s")),
+                "",
             ]
         )
-    if not {"taskbus", "aps_memory", "aps_sqlite", "celery"} & set(results):
-        del rows[:4]  # no throughput row was run
-    if not {"taskbus_latency", "aps_latency"} & set(results):
-        del rows[-3:]  # no latency row was run
+    if "scale_out" in results:
+        rows.append(
+            [
+                f"{n} due, 1 / 2 user executor processes, tasks/s",
+                _cell(_value(one, "tasks_s")),
+                _cell(_value(two, "tasks_s")),
+                _ratio_cell(_ratio(_value(two, "tasks_s"), _value(one, "tasks_s"))),
+            ]
+        )
     batched = results.get("create_many", empty)
     create_many = _value(batched, "create_many_tasks_s")
     if "create_many" in results:
         rows.append(
             [
-                f"{plan.create_many:,} creations in batches of 1,000, tasks/s "
-                "(peer: one request each)",
+                f"{plan.create_many:,} creations in batches of 1,000 / one request each, /s",
                 _cell(create_many),
                 _cell(_value(batched, "one_by_one_tasks_s")),
-                _cell(_ratio(create_many, _value(batched, "one_by_one_tasks_s")), 2),
+                _ratio_cell(_ratio(create_many, _value(batched, "one_by_one_tasks_s"))),
             ]
         )
     print()
-    print_aligned(["measure", "taskbus", "peer", "taskbus / peer"], rows)
+    if peer_rows:
+        head = f"{n} no-op tasks: stored -> results stored"
+        print_aligned([head, "creations/s", "tasks/s", "taskbus / peer"], peer_rows)
+        print()
+    if rows:
+        print_aligned(["measure", "taskbus", "peer", "taskbus / peer"], rows)
     seconds = round(time.monotonic() - begun, 1)
     config = "shipped settings" if plan.shipped else "concurrency 64, CPU admission off"
     print(
@@ -805,19 +1316,17 @@ def main(argv: list[str] | None = None) -> int:
 
     fire_p99 = _value(our_fire, "p99_ms")
     aps_p99 = _value(their_fire, "p99_ms")
+    burst_rate, burst_p99 = _value(burst, "tasks_s"), _value(burst, "late_p99_s")
     summary: dict[str, Any] = {
         "benchmark": "taskbus.peers",
         "mode": mode,
         "n": plan.tasks,
         "fires": plan.fires,
+        "burst": plan.burst,
         "taskbus_settings": "shipped" if plan.shipped else TUNED,
-        "taskbus_tasks_s": tb,
-        "aps3_memory_tasks_s": peers["aps3_memory"],
-        "aps3_sqlite_tasks_s": peers["aps3_sqlite"],
-        "celery_redis_tasks_s": peers["celery_redis"],
-        "ratio_taskbus_vs_aps3_memory": _ratio(tb, peers["aps3_memory"]),
-        "ratio_taskbus_vs_aps3_sqlite": _ratio(tb, peers["aps3_sqlite"]),
-        "ratio_taskbus_vs_celery_redis": _ratio(tb, peers["celery_redis"]),
+        **{f"{name}_tasks_s": rate for name, rate in rates.items()},
+        **{f"{name}_create_s": rate for name, rate in creates.items()},
+        **{f"ratio_taskbus_vs_{name}": ratio for name, ratio in ratios.items()},
         "taskbus_fire_p50_ms": _value(our_fire, "p50_ms"),
         "taskbus_fire_p99_ms": fire_p99,
         "taskbus_fire_max_ms": _value(our_fire, "max_ms"),
@@ -826,15 +1335,24 @@ def main(argv: list[str] | None = None) -> int:
         "aps3_fire_max_ms": _value(their_fire, "max_ms"),
         "ratio_fire_p50": _ratio(_value(our_fire, "p50_ms"), _value(their_fire, "p50_ms")),
         "ratio_fire_p99": _ratio(fire_p99, aps_p99),
+        "taskbus_burst_shipped_tasks_s": burst_rate,
+        "taskbus_burst_shipped_late_p50_s": _value(burst, "late_p50_s"),
+        "taskbus_burst_shipped_late_p99_s": burst_p99,
+        "taskbus_1_executor_tasks_s": _value(one, "tasks_s"),
+        "taskbus_2_executors_tasks_s": _value(two, "tasks_s"),
         "create_many_tasks_s": create_many,
         "one_by_one_create_tasks_s": _value(batched, "one_by_one_tasks_s"),
         "targets_met": {
             "taskbus_ge_5000_tasks_s": None if tb is None else tb >= 5_000,
-            "ge_3x_celery_redis": _met(_ratio(tb, peers["celery_redis"]), 3.0),
-            "ge_5x_aps3_sqlite": _met(_ratio(tb, peers["aps3_sqlite"]), 5.0),
+            "ge_3x_celery_redis": _met(ratios["celery_redis"], 3.0),
+            "ge_5x_aps3_sqlite": _met(ratios["aps3_sqlite"], 5.0),
+            "ahead_of_huey_sqlite": _met(ratios["huey_sqlite"], 1.0, strictly=True),
+            "ahead_of_dbos_sqlite": _met(ratios["dbos_sqlite"], 1.0, strictly=True),
             "fire_p99_le_aps3_memory": None
             if fire_p99 is None or aps_p99 is None
             else fire_p99 <= aps_p99,
+            "burst_shipped_ge_2000_tasks_s": None if burst_rate is None else burst_rate >= 2_000,
+            "burst_shipped_late_p99_le_10_s": None if burst_p99 is None else burst_p99 <= 10.0,
             "create_many_ge_20000_tasks_s": None
             if create_many is None
             else create_many >= CREATE_MANY_TARGET,
@@ -846,7 +1364,14 @@ def main(argv: list[str] | None = None) -> int:
         "runs": results,
     }
     print(json.dumps(summary, default=str, separators=(",", ":")))
-    return 1 if any("error" in r for r in results.values()) else 0
+    failed = any("error" in part for result in results.values() for part in _parts(result))
+    return 1 if failed else 0
+
+
+def _parts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A phase's result, or its sub-results (``scale_out`` holds one per executor count)."""
+    nested = [v for v in result.values() if isinstance(v, dict) and "error" not in result]
+    return nested if nested and all("tasks_s" in v or "error" in v for v in nested) else [result]
 
 
 def _git_state() -> str:
@@ -871,8 +1396,10 @@ def _git_state() -> str:
     return f"{head}+dirty" if dirty else head or "unknown"
 
 
-def _met(ratio: float | None, at_least: float) -> bool | None:
-    return None if ratio is None else ratio >= at_least
+def _met(ratio: float | None, at_least: float, *, strictly: bool = False) -> bool | None:
+    if ratio is None:
+        return None
+    return ratio > at_least if strictly else ratio >= at_least
 
 
 if __name__ == "__main__":
