@@ -90,6 +90,8 @@ def instant(field: str, value: object) -> datetime:
     """An aware datetime, as UTC."""
     if not isinstance(value, datetime):
         raise InvalidValue(field, f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is UTC:  # already (what the wire's ``+00:00`` reads as)
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidValue(field, f"must be an aware datetime, not naive {value.isoformat()}")
     return value.astimezone(UTC)

@@ -285,7 +285,6 @@ class ExecutorActor(Actor):
             delivery.ack()
             return
         announce = self._status.of(dispatch)
-        await announce("queued")
         try:
             task_class = self.registry.resolve(dispatch.task_id, dispatch.task_class)
         except TaskbusError as exc:

@@ -27,7 +27,12 @@ class ResourceProbe(Protocol):
 
 
 class SystemProbe:
-    """CPU use since the previous reading (``/proc/stat``), memory in use (``/proc/meminfo``).
+    """CPU use since the previous reading by the processes other than this one (``/proc/stat``
+    less ``/proc/self/stat``), memory in use (``/proc/meminfo``).
+
+    This process's own CPU (its event loop, its store thread, the tasks it runs in threads) is
+    left out: its starts are bounded by the concurrency settings, and counting its own load
+    would make a busy executor defer its own starts (docs/configuration.md, ``[resources]``).
 
     A reading is kept for ``min_interval_s``: the executor asks before every start, and a burst
     of starts would otherwise read both files thousands of times a second (and measure CPU use
@@ -42,7 +47,7 @@ class SystemProbe:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._proc = proc
-        self._last: tuple[int, int] | None = None
+        self._last: tuple[int, int, int] | None = None  # idle, total, this process's
         self._min_interval_s = min_interval_s
         self._clock = clock
         self._reading: tuple[float, Load] | None = None
@@ -62,10 +67,26 @@ class SystemProbe:
             return min(100.0, 100.0 * os.getloadavg()[0] / (os.cpu_count() or 1))
         ticks = [int(v) for v in fields]
         idle, total = ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks)
-        previous, self._last = self._last, (idle, total)
+        own = self._own_ticks()
+        previous, self._last = self._last, (idle, total, own)
         if previous is None or total == previous[1]:
             return min(100.0, 100.0 * os.getloadavg()[0] / (os.cpu_count() or 1))
-        return 100.0 * (1 - (idle - previous[0]) / (total - previous[1]))
+        busy = (total - previous[1]) - (idle - previous[0])
+        others = max(0, busy - (own - previous[2]))
+        return 100.0 * others / (total - previous[1])
+
+    def _own_ticks(self) -> int:
+        """This process's CPU time in clock ticks, all its threads (utime + stime: fields 14
+        and 15 of ``/proc/self/stat``, in the unit of ``/proc/stat``); 0 if unreadable."""
+        try:
+            text = (self._proc / "self" / "stat").read_text()
+        except OSError:
+            return 0
+        fields = text.rpartition(")")[2].split()  # the command name may hold spaces
+        try:
+            return int(fields[11]) + int(fields[12])
+        except (IndexError, ValueError):
+            return 0
 
     def _memory(self) -> float:
         try:

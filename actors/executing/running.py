@@ -4,10 +4,9 @@ failure is a result here, never an error of the executor."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -18,11 +17,12 @@ from actors.actor import Actor
 from actors.executing.journal import StoreInbox, StoreJournal
 from actors.executing.live import LiveRuns
 from actors.executing.status import Announce
+from actors.executing.stopping import CancelEvent, watched
 from actors.scheduling.protocol import Dispatch
 from actors.storing.client import StoreClient
 from config import topics
 from config.errors import TaskbusError
-from scheduler import Clock, error_names, sleep, within
+from scheduler import Clock, error_names
 from store.records import run_key
 from tasks.base import BaseTask
 from tasks.context import TaskContext
@@ -33,7 +33,6 @@ from tasks.result import TaskResult
 T = TypeVar("T")
 Logged = tuple[tuple[datetime, str, str], ...]  # a run's ctx.log lines (tasks.context.RunLog)
 SUSPEND_AFTER_S = 1.0  # a sleep or wait longer than this suspends the run instead of waiting
-CANCEL_GRACE_S = 1.0  # a cancelled run's code may end by itself this long before it is stopped
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,7 +130,7 @@ class TaskRunner:
     ) -> Attempt:
         """How the run's attempt ended: what the task returned, or its failure, timeout,
         cancellation or suspension; what it logged is kept for its settlement (``take_logs``)."""
-        cancelled = asyncio.Event()
+        cancelled = CancelEvent()
         key = run_key(dispatch.task_id, dispatch.scheduled_at)
         try:
             options = task_class.read_options(dispatch.config, task_id=dispatch.task_id)
@@ -164,7 +163,7 @@ class TaskRunner:
             return Attempt(result=failure(RunCancelled(refused)), cancelled=True, durable=True)
         live = None if self.live is None else self.live.enter(key, context, task)
         try:
-            attempt = await self._execute(dispatch, task, context, announce)
+            attempt = await self._execute(dispatch, task, context, cancelled, announce)
         finally:
             if live is not None and self.live is not None:
                 await self.live.leave(live)
@@ -184,9 +183,10 @@ class TaskRunner:
         dispatch: Dispatch,
         task: BaseTask,
         context: TaskContext[Any],
+        cancelled: CancelEvent,
         announce: Announce,
     ) -> Attempt:
-        cancelled = context.cancelled
+        """``cancelled``: the context's event (set by a cancel of the run, or here on timeout)."""
         await announce("started")
         self.counters["started"] += 1
 
@@ -195,8 +195,7 @@ class TaskRunner:
             return await task.execute(context)
 
         try:
-            stoppable = until_run_cancelled(self.clock, context, body())
-            result = await within(self.clock, dispatch.timeout_s, stoppable)
+            result = await watched(self.clock, context, cancelled, body(), dispatch.timeout_s)
             if result.success:
                 context.check_steps()  # StepsChanged: the code no longer asks for a kept step
             return Attempt.of(result)
@@ -227,35 +226,6 @@ class TaskRunner:
                 return _cancelled(RunCancelled(context.cancel_reason))
             self.log.warning("task %s failed: %s: %s", dispatch.task_id, type(exc).__name__, exc)
             return Attempt.of(failure(exc))
-
-
-async def until_run_cancelled(
-    clock: Clock, context: TaskContext[Any], work: Coroutine[Any, Any, T]
-) -> T:
-    """``await work``; once its run is cancelled (``cancel_run``: a cancel push) and it has not
-    ended ``CANCEL_GRACE_S`` later on ``clock``, it is cancelled and RunCancelled raised: a
-    plain task that never looks at its context stops too (a durable one raises RunCancelled
-    from its step or wait at once, by itself)."""
-    running = asyncio.ensure_future(work)
-    signalled = asyncio.ensure_future(context.cancelled.wait())
-    try:
-        await asyncio.wait({running, signalled}, return_when=asyncio.FIRST_COMPLETED)
-        if not running.done() and context.run_cancelled:
-            grace = asyncio.ensure_future(sleep(clock, CANCEL_GRACE_S))
-            try:
-                await asyncio.wait({running, grace}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                grace.cancel()
-            if not running.done():
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
-                raise RunCancelled(context.cancel_reason)
-        return await running  # done, or cancelled otherwise (a shutdown asks, never forces)
-    finally:
-        signalled.cancel()
-        if not running.done():
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
 
 
 def _cancelled(error: RunCancelled) -> Attempt:
