@@ -121,9 +121,9 @@ def watch(args: argparse.Namespace) -> int:
 
 class Changes:
     """Which events a person watching needs to see: health only when it changes (it is also
-    published every few seconds unchanged), and a run's state once per transition (the
-    scheduler and then the executor both announce ``queued``); everything else, progress
-    included, each time."""
+    published every few seconds unchanged), and a run's state once per transition (a state
+    announced again, as a takeover's re-dispatch does, is shown once); everything else,
+    progress included, each time."""
 
     REMEMBERED = 1_000  # runs whose last state is kept
 
