@@ -611,7 +611,12 @@ async def _tcp_broker(conn: Connection, spec: dict[str, Any]) -> None:
             if message is None or message[0] == "stop":
                 return
             if message[0] == "stats":
-                conn.send(("stats", {**broker.stats(), "max_loop_stall_ms": stalls.take()}))
+                stats = {
+                    **broker.stats(),
+                    "max_loop_stall_ms": stalls.take(),
+                    "cpu_s": time.process_time(),  # its libzmq I/O thread (CURVE) included
+                }
+                conn.send(("stats", stats))
     finally:
         stalls.close()
         await asyncio.wait_for(broker.stop(), 5)
@@ -905,7 +910,7 @@ def phase_tcp_pubsub(
 
 def phase_tcp_ask(plan: Plan, start: Start, broker: Child, base: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + plan.phase_timeout_s + PROCESS_START_S
-    broker_stats(broker, deadline)  # resets the stall monitor
+    cpu_before = broker_stats(broker, deadline)["cpu_s"]  # also resets the stall monitor
     spec = {**base, "count": plan.asks, "deadline_s": plan.phase_timeout_s}
     responder = start("bus-responder", bus_responder, spec)
     responder.expect("ready", deadline)
@@ -913,8 +918,15 @@ def phase_tcp_ask(plan: Plan, start: Start, broker: Child, base: dict[str, Any])
     result: dict[str, Any] = asker.expect("result", deadline)[1]
     asker.close()
     responder.close()
-    stall = broker_stats(broker, deadline)["max_loop_stall_ms"]
-    return {**result, "broker_max_loop_stall_ms": stall}
+    after = broker_stats(broker, deadline)
+    asks = warmup_of(plan.asks) + plan.asks
+    return {
+        **result,
+        "broker_max_loop_stall_ms": after["max_loop_stall_ms"],
+        # Steadier than latency on a shared machine: the broker's CPU per ask, both of its
+        # messages, while responder and asker start, work and stop (their start-up is idle time).
+        "broker_cpu_us_per_ask": round((after["cpu_s"] - cpu_before) / asks * 1e6, 1),
+    }
 
 
 def phase_tcp_queue(
@@ -1143,7 +1155,8 @@ def build_report(
                 target=TARGETS["ask_tcp_curve_p99_us"],
                 detail=(
                     f"p90 {ask['p90_us']:,.0f} us, max {ask['max_us']:,.0f} us, "
-                    f"broker loop stall max ms {ask['broker_max_loop_stall_ms']}"
+                    f"broker loop stall max ms {ask['broker_max_loop_stall_ms']}, "
+                    f"broker CPU {ask['broker_cpu_us_per_ask']:,.0f} us per ask"
                 ),
             )
         )
@@ -1203,6 +1216,7 @@ def build_report(
         "broker_tcp_curve_open_loop_msgs_s": rate("tcp_open"),
         "ask_tcp_curve_p50_us": ask_p50,
         "ask_tcp_curve_p99_us": ask_p99,
+        "ask_broker_cpu_us": runs["ask"][0]["broker_cpu_us_per_ask"] if "ask" in runs else None,
         "queue_tcp_curve_msgs_s": queue,
         "ratio_raw_curve_vs_raw": ratio(rate("raw_curve"), raw),
         "ratio_proxy_vs_raw": ratio(proxy, raw),

@@ -7,6 +7,8 @@ flush, and reschedules itself while input is pending; whoever sends on the socke
 :meth:`SocketPump.after_send`, which re-checks ``ZMQ_EVENTS``. One callback per batch of frames,
 no ``await`` per message, and no callback long enough to starve the host's event loop.
 
+:func:`send_frames` and :func:`recv_frames` are ``send_multipart``/``recv_multipart`` without
+pyzmq's per-call type checks and flag enums (on the bus's hot path they cost more than libzmq);
 :func:`send_quietly` sends a frame nobody will be told about if it cannot go.
 """
 
@@ -15,15 +17,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import zmq
+from zmq.backend import Socket as _RawSocket
 
 DRAIN_BUDGET_S = 0.002
 POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)  # plain ints skip pyzmq's enum conversions on the hot path
 _NOBLOCK = int(zmq.NOBLOCK)
+_MORE = _NOBLOCK | int(zmq.SNDMORE)
+_send = _RawSocket.send
+_recv = _RawSocket.recv
+_get = _RawSocket.get
+
+Receive = Callable[[zmq.Socket[Any]], list[Any]]
+
+
+def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes]) -> None:
+    """Send one multipart message without blocking; ``zmq.Again`` if its pipe is full (libzmq
+    takes every later frame of a message once it took the first, so nothing half-sent stays)."""
+    last = len(frames) - 1
+    for index in range(last):
+        _send(sock, frames[index], _MORE)
+    _send(sock, frames[last], _NOBLOCK)
+
+
+def recv_frames(sock: zmq.Socket[Any], keep: int = -1) -> list[Any]:
+    """Every frame of one waiting message, as bytes; frame ``keep`` stays a ``zmq.Frame`` (for
+    its metadata, such as the CURVE ``User-Id``). A ``Frame`` knows whether more follow, which
+    costs less than asking the socket."""
+    frames: list[Any] = []
+    while True:
+        frame = _recv(sock, _NOBLOCK, False)
+        frames.append(frame if len(frames) == keep else frame.bytes)
+        if not frame.more:
+            return frames
 
 
 class SocketPump:
@@ -33,13 +63,13 @@ class SocketPump:
         on_frames: Callable[[list[Any]], None],
         after_batch: Callable[[], None],
         *,
-        copy: bool = True,
+        receive: Receive = recv_frames,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._sock = sock
         self._on_frames = on_frames
         self._after_batch = after_batch
-        self._copy = copy
+        self._receive = receive
         self._on_error = on_error
         self._loop = asyncio.get_running_loop()
         self._fd: int = sock.fileno()
@@ -64,14 +94,13 @@ class SocketPump:
         if self._closed:
             return
         sock = self._sock
-        events = sock.get
-        recv = sock.recv_multipart
+        receive = self._receive
         on_frames = self._on_frames
         deadline = time.monotonic() + DRAIN_BUDGET_S
         exhausted = False
         # Checking ZMQ_EVENTS costs less than the zmq.Again that a blind recv ends with.
-        while cast(int, events(_EVENTS)) & POLLIN:
-            frames = recv(_NOBLOCK, copy=self._copy)
+        while cast(int, _get(sock, _EVENTS)) & POLLIN:
+            frames = receive(sock)
             try:
                 on_frames(frames)
             except Exception as exc:  # one bad frame must not stop the pump
@@ -87,7 +116,7 @@ class SocketPump:
 
     def after_send(self) -> None:
         """Call after every send on the socket: a send may eat the FD's edge while input waits."""
-        if not self._closed and cast(int, self._sock.get(_EVENTS)) & POLLIN:
+        if not self._closed and cast(int, _get(self._sock, _EVENTS)) & POLLIN:
             self._schedule()
 
     @property
@@ -103,4 +132,4 @@ class SocketPump:
 def send_quietly(socket: zmq.Socket[Any], frames: list[bytes]) -> None:
     """Send if possible; a full or vanished connection has nobody left to tell."""
     with contextlib.suppress(zmq.ZMQError):
-        socket.send_multipart(frames, zmq.NOBLOCK)
+        send_frames(socket, frames)

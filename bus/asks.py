@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bus import wire
-from bus.envelope import restamp
 from bus.outbox import Outbox
 from bus.peer import Peer
 from bus.peer_table import PeerTable
 from bus.rejection import Rejections
+from bus.stamp import stamp
 
 PENDING_ASK_TTL_S = 300.0
 
@@ -43,8 +43,9 @@ class PendingAsks:
         self.counters = counters
         self.pending: dict[tuple[str, bytes], PendingAsk] = {}  # by (asker name, correlation id)
 
-    def forward(self, asker: Peer, fields: list[Any], now: float) -> None:
-        """A request (validated envelope fields, correlation id set) to a server of its topic."""
+    def forward(self, asker: Peer, data: bytes, fields: list[Any], now: float) -> None:
+        """A request (an envelope and its validated fields, correlation id set) to a server of
+        its topic."""
         topic = fields[2]
         correlation_id = fields[5]
         responder = self.table.responder(topic)
@@ -60,10 +61,10 @@ class PendingAsks:
             )
             return
         self.pending[(asker.name, correlation_id)] = PendingAsk(asker, responder, now)
-        self.outbox.send(responder, wire.REQUEST, restamp(fields, asker.identity, asker.name))
+        self.outbox.send(responder, wire.REQUEST, stamp(data, fields, asker.identity, asker.name))
         self.counters["requests"] += 1
 
-    def reply(self, responder: Peer, fields: list[Any]) -> None:
+    def reply(self, responder: Peer, data: bytes, fields: list[Any]) -> None:
         key = (fields[6], fields[5])
         ask = self.pending.get(key) if isinstance(fields[6], str) else None
         if ask is None or ask.responder is not responder:
@@ -77,7 +78,7 @@ class PendingAsks:
             )
             return
         del self.pending[key]
-        self.outbox.send(ask.asker, wire.REPLY, restamp(fields, responder.identity))
+        self.outbox.send(ask.asker, wire.REPLY, stamp(data, fields, responder.identity))
         self.counters["replies"] += 1
 
     def peer_gone(self, peer: Peer) -> None:

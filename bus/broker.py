@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 
 from bus import wire
-from bus._io import SocketPump, send_quietly
+from bus._io import SocketPump, recv_frames, send_frames, send_quietly
 from bus.auth import ZAP_DOMAIN, AllowListAuthenticator
 from bus.errors import AuthError, BusError
 from bus.keys import KeysDirectory
@@ -104,7 +104,7 @@ class Broker:
                     sock,
                     lambda frames, index=index: self._on_frames(index, frames),  # type: ignore[misc]
                     self._flush,
-                    copy=False,
+                    receive=_recv_authenticated if index == REMOTE else recv_frames,
                     on_error=_log_bug,
                 )
             )
@@ -187,13 +187,14 @@ class Broker:
             raise
         return sock
 
-    def _on_frames(self, index: int, frames: list[zmq.Frame]) -> None:
+    def _on_frames(self, index: int, frames: list[Any]) -> None:
+        """``frames`` are bytes, but for the command frame of a remote peer: a ``zmq.Frame``."""
         core = self.core
         sock = self._sockets[index]
-        routing_id = frames[0].bytes
+        routing_id = frames[0]
         if not 2 <= len(frames) <= 3:
             reason = f"expected [command, body], got {len(frames) - 1} frames"
-            command = frames[1].bytes if len(frames) > 1 else b""
+            command = _bytes(frames[1]) if len(frames) > 1 else b""
             known = core.peer(index, routing_id)
             if known is not None:  # a registered peer is named, and its error published
                 core.rejections.reject(known, "malformed", reason, command=command)
@@ -202,7 +203,7 @@ class Broker:
                     sock, routing_id, "malformed", reason, ref=None, command=command
                 )
             return
-        command = frames[1].bytes
+        command = _bytes(frames[1])
         authenticated: str | None = None
         if index == REMOTE:
             try:
@@ -212,7 +213,7 @@ class Broker:
                     sock, routing_id, "auth", "no authenticated identity", ref=None
                 )
                 return
-        body = frames[2].bytes if len(frames) == 3 else b""
+        body = frames[2] if len(frames) == 3 else b""
         now = self._clock()
         peer = core.peer(index, routing_id)
         if peer is None or (authenticated is not None and authenticated != peer.identity):
@@ -254,17 +255,18 @@ class Broker:
     # ------------------------------------------------------------ output
 
     def _flush(self) -> None:
-        core = self.core
-        if not core.dirty:
+        dirty = self.core.dirty
+        if not dirty:
             return
-        touched = {peer.socket for peer in core.dirty}
-        for peer in list(core.dirty):
+        touched = set()
+        for peer in list(dirty):
+            touched.add(peer.socket)
             if self._send_out(peer):
-                core.dirty.discard(peer)
+                dirty.discard(peer)
         for pump in self._pumps:
             if pump.socket in touched:
                 pump.after_send()
-        if core.dirty and self._retry is None:
+        if dirty and self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(_RETRY_DELAY_S, self._retry_flush)
 
     def _retry_flush(self) -> None:
@@ -273,14 +275,14 @@ class Broker:
 
     def _send_out(self, peer: Peer) -> bool:
         """Send a peer's batched output; False while reliable output waits on a full pipe."""
-        send = peer.socket.send_multipart
+        sock = peer.socket
         limit = min(self.settings.max_message_bytes, wire.BATCH_TARGET_BYTES)
         while peer.out:
             command, items = peer.out[0]
             while items:
                 count = wire.chunk_length(items, limit)
                 try:
-                    send([peer.routing_id, command, wire.pack(items[:count])], zmq.NOBLOCK)
+                    send_frames(sock, (peer.routing_id, command, wire.pack(items[:count])))
                 except zmq.Again:
                     if command != wire.PUBLISH:
                         self._shed_events(peer)
@@ -307,6 +309,15 @@ class Broker:
     def _count_dropped(self, peer: Peer, count: int) -> None:
         peer.dropped_events += count
         self.core.counters["dropped_events"] += count
+
+
+def _recv_authenticated(sock: zmq.Socket[bytes]) -> list[Any]:
+    """A remote peer's message: bytes, but the command frame, which knows the CURVE identity."""
+    return recv_frames(sock, 1)
+
+
+def _bytes(frame: bytes | zmq.Frame) -> bytes:
+    return frame.bytes if isinstance(frame, zmq.Frame) else frame
 
 
 def _log_bug(exc: BaseException) -> None:

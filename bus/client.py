@@ -21,7 +21,7 @@ from typing import Any
 import zmq
 
 from bus import wire
-from bus._io import SocketPump
+from bus._io import SocketPump, send_frames
 from bus.envelope import Envelope, Payload
 from bus.errors import AskTimeout, AuthError, BusClosed, RemoteError
 from bus.keys import KeyPair, check_identity
@@ -171,11 +171,8 @@ class BusClient:
         """
         request_id, future = self._session.ask(topic, payload)
         limit = timeout if timeout is not None else self.settings.ask_timeout_s
-        error = AskTimeout(
-            f"no reply to {topic!r} within {limit}s (responder slow or gone, or not authorised)"
-        )
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(limit, _fail, future, error)  # cheaper than asyncio.wait_for
+        timer = loop.call_later(limit, _time_out, future, topic, limit)  # cheaper than wait_for
         try:
             return await future
         finally:
@@ -276,7 +273,7 @@ class BusClient:
         while (frame := session.next_frame(limit)) is not None:
             command, body, count = frame
             try:
-                sock.send_multipart([command, body], zmq.NOBLOCK)
+                send_frames(sock, (command, body))
             except zmq.Again:
                 self._retry_send = asyncio.get_running_loop().call_later(_RETRY_SEND_S, self._flush)
                 return
@@ -410,6 +407,10 @@ class BusClient:
             self._session.receive(frames)
 
 
-def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+def _time_out(future: asyncio.Future[Any], topic: str, limit: float) -> None:
     if not future.done():
-        future.set_exception(error)
+        future.set_exception(
+            AskTimeout(
+                f"no reply to {topic!r} within {limit}s (responder slow or gone, or not authorised)"
+            )
+        )

@@ -121,16 +121,6 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
     return Envelope(*_reorder(validated_fields(data, max_bytes)))
 
 
-def restamp(fields: list[Any], sender: str, reply_to: str | None = None) -> bytes:
-    """Re-encode validated wire fields with the broker's ``sender`` (and ``reply_to``).
-
-    The broker's hot path: it never builds an :class:`Envelope` object.
-    """
-    fields[3] = sender
-    fields[6] = reply_to
-    return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
-
-
 def _reorder(fields: list[Any]) -> tuple[Any, ...]:
     version, message_id, topic, sender, timestamp, correlation_id, reply_to, payload = fields
     return (topic, payload, sender, message_id, float(timestamp), correlation_id, reply_to, version)

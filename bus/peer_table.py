@@ -1,8 +1,9 @@
 """The broker's table of registered peers, and the indexes of what they subscribe to and serve.
 
 It answers the two routing questions: who receives an event on a topic (every subscriber the ACL
-lets receive it, cached per topic), and who answers a request (one allowed server of the longest
-matching service prefix, taken in turn). It sends nothing.
+lets receive it), and who answers a request (one allowed server of the longest matching service
+prefix, taken in turn). Both answers are cached per topic until a peer comes, goes or changes what
+it subscribes to or serves. It sends nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import itertools
 from bus.acl import RECEIVE, SERVE, Acl
 from bus.peer import Peer
 
-_FANOUT_CACHE_LIMIT = 65_536  # topics whose receivers are remembered
+_CACHE_LIMIT = 65_536  # topics whose receivers (or servers) are remembered
 
 
 class PeerTable:
@@ -23,6 +24,7 @@ class PeerTable:
         self.subscriptions: dict[str, set[Peer]] = {}
         self.services: dict[str, list[Peer]] = {}
         self._fanout_cache: dict[str, tuple[Peer, ...]] = {}
+        self._server_cache: dict[str, tuple[Peer, ...]] = {}
         self._service_rr = itertools.count()
         self._names = itertools.count(1)
 
@@ -52,6 +54,7 @@ class PeerTable:
             if not providers:
                 self.services.pop(prefix, None)
         self._fanout_cache.clear()
+        self._server_cache.clear()
 
     # ------------------------------------------------------------- indexes
 
@@ -73,6 +76,7 @@ class PeerTable:
             providers = self.services.setdefault(prefix, [])
             if peer not in providers:
                 providers.append(peer)
+        self._server_cache.clear()
 
     # ------------------------------------------------------------- lookups
 
@@ -86,13 +90,25 @@ class PeerTable:
             if topic.startswith(prefix):
                 found.update(p for p in peers if self.acl.allows(p.identity, RECEIVE, topic))
         receivers = tuple(sorted(found, key=lambda p: p.name))
-        if len(self._fanout_cache) > _FANOUT_CACHE_LIMIT:
+        if len(self._fanout_cache) > _CACHE_LIMIT:
             self._fanout_cache.clear()
         self._fanout_cache[topic] = receivers
         return receivers
 
     def responder(self, topic: str) -> Peer | None:
         """The peer a request on ``topic`` goes to, or None when nothing may serve it."""
+        servers = self._server_cache.get(topic)
+        if servers is None:
+            servers = self._servers(topic)
+            if len(self._server_cache) > _CACHE_LIMIT:
+                self._server_cache.clear()
+            self._server_cache[topic] = servers
+        if not servers:
+            return None
+        return servers[next(self._service_rr) % len(servers)]
+
+    def _servers(self, topic: str) -> tuple[Peer, ...]:
+        """The allowed servers of the longest service prefix of ``topic`` that has any."""
         best: list[Peer] = []
         best_length = -1
         for prefix, providers in self.services.items():
@@ -100,9 +116,7 @@ class PeerTable:
                 allowed = [p for p in providers if self.acl.allows(p.identity, SERVE, topic)]
                 if allowed:
                     best, best_length = allowed, len(prefix)
-        if not best:
-            return None
-        return best[next(self._service_rr) % len(best)]
+        return tuple(best)
 
 
 def _remove_from(index: dict[str, set[Peer]], prefix: str, peer: Peer) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 from bus import wire
 from bus.acl import CONSUME
-from bus.envelope import restamp
 from bus.errors import Refused
 from bus.outbox import Outbox
 from bus.peer import HeldWork, Peer
 from bus.peer_table import PeerTable
 from bus.rejection import Rejections
+from bus.stamp import stamp
 from bus.topics import check_topic
 from bus.workqueue import WorkQueue
 from config.bus import BusSettings
@@ -39,8 +39,9 @@ class WorkQueues:
         self.counters = counters
         self.queues: dict[str, WorkQueue] = {}
 
-    def enqueue(self, producer: Peer, fields: list[Any]) -> None:
-        """Hold a unit of work (validated envelope fields) and confirm it to its producer."""
+    def enqueue(self, producer: Peer, data: bytes, fields: list[Any]) -> None:
+        """Hold a unit of work (an envelope and its validated fields) and confirm it to its
+        producer."""
         queue = self._queue(fields[2])
         if fields[1] in queue.held:
             # A producer re-sent unfinished work the broker still holds (after a reconnect):
@@ -48,7 +49,7 @@ class WorkQueues:
             self.counters["duplicate_enqueues"] += 1
             self.outbox.send(producer, wire.CONFIRM, fields[1])
             return
-        data = restamp(fields, producer.identity)
+        data = stamp(data, fields, producer.identity)
         settings = self.settings
         if (
             len(queue.held) >= settings.max_queue_items

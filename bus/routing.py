@@ -20,7 +20,7 @@ import zmq
 from bus import wire
 from bus.acl import ASK, ENQUEUE, PUBLISH, SERVE, SUBSCRIBE, Acl
 from bus.asks import PendingAsks
-from bus.envelope import Envelope, restamp, validated_fields
+from bus.envelope import Envelope, validated_fields
 from bus.errors import AuthError, EnvelopeError, Refused
 from bus.keys import check_identity
 from bus.outbox import BROKER_IDENTITY, Outbox
@@ -28,6 +28,7 @@ from bus.peer import Peer
 from bus.peer_table import PeerTable
 from bus.queues import WorkQueues
 from bus.rejection import Rejections, peek_id
+from bus.stamp import stamp
 from bus.topics import check_prefix
 from config import topics
 from config.bus import BusSettings
@@ -206,22 +207,22 @@ class BrokerCore:
                 continue
             if command == wire.PUBLISH:
                 self.counters["published"] += 1
-                self.outbox.fanout(topic, restamp(fields, identity))
+                self.outbox.fanout(topic, stamp(data, fields, identity))
             elif command == wire.REQUEST:
-                self._request(peer, fields, now)
+                self._request(peer, data, fields, now)
             elif command == wire.REPLY:
-                self.asks.reply(peer, fields)
+                self.asks.reply(peer, data, fields)
             else:
-                self.work.enqueue(peer, fields)
+                self.work.enqueue(peer, data, fields)
 
-    def _request(self, asker: Peer, fields: list[Any], now: float) -> None:
+    def _request(self, asker: Peer, data: bytes, fields: list[Any], now: float) -> None:
         correlation_id = fields[5] if fields[5] is not None else fields[1]
         fields[5] = correlation_id
         topic = fields[2]
         if topic.startswith(topics.BUS):
             self._answer_bus_request(asker, topic, correlation_id)
         else:
-            self.asks.forward(asker, fields, now)
+            self.asks.forward(asker, data, fields, now)
 
     def _control(self, peer: Peer, command: bytes, args: dict[str, Any]) -> None:
         ref = args.get("ref")

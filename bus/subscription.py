@@ -55,9 +55,12 @@ class Inbox(Generic[T]):
         while not self._items:
             if self._closed:
                 raise BusClosed("inbox closed")
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(self._waiter, timeout)
+                if timeout is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, timeout)
             finally:
                 self._waiter = None
         return self._items.popleft()

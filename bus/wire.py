@@ -45,6 +45,8 @@ BATCH_SLACK_BYTES = 64 * 1024
 # envelopes in flight and no single frame keeps a pump busy for long.
 BATCH_TARGET_BYTES = 32 * 1024
 
+_only_bytes = frozenset((bytes,)).issuperset  # unpacked with raw=False: bin is exactly bytes
+
 
 def pack(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
@@ -64,7 +66,7 @@ def unpack_body(body: bytes, max_bytes: int) -> Any:
 def unpack_batch(body: bytes, max_bytes: int) -> list[bytes]:
     """The encoded envelopes of an envelope-carrying frame (each still to be validated)."""
     items = unpack_body(body, max_bytes)
-    if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
+    if type(items) is not list or not _only_bytes(map(type, items)):
         raise EnvelopeError("malformed", "frame body must be an array of encoded envelopes")
     return items
 
@@ -79,6 +81,8 @@ def unpack_controls(body: bytes, max_bytes: int) -> list[dict[str, Any]]:
 
 def chunk_length(items: list[Any], limit: int) -> int:
     """How many queued items fit in one frame of about ``limit`` bytes (always at least one)."""
+    if len(items) == 1:  # an ask, a reply: the latency path
+        return 1
     total = 0
     for count, item in enumerate(items):
         if isinstance(item, bytes):
