@@ -91,6 +91,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -178,6 +179,20 @@ def _watch_logs() -> _Warnings:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     return handler
+
+
+def _in_fresh_home(
+    main: Callable[[str], Coroutine[Any, Any, dict[str, Any]]], warnings: _Warnings
+) -> dict[str, Any]:
+    """``main(directory)`` run in a temporary taskbus home; a stall (BenchError) becomes
+    ``{"error": ...}``, what the logs say being the interesting part; the log counts added."""
+    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
+        try:
+            result = asyncio.run(main(directory))
+        except BenchError as exc:
+            result = {"error": str(exc)}
+    result.update(warnings.report())
+    return result
 
 
 def _rss_mb() -> float:
@@ -373,13 +388,7 @@ def taskbus_throughput(plan: Plan) -> dict[str, Any]:
                 "rss_growth_mb": round(_rss_mb() - rss_before, 1),
             }
 
-    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
-        try:
-            result = asyncio.run(main(directory))
-        except BenchError as exc:  # a stall: what the logs say is the interesting part
-            result = {"error": str(exc)}
-    result.update(warnings.report())
-    return result
+    return _in_fresh_home(main, warnings)
 
 
 def taskbus_burst(plan: Plan) -> dict[str, Any]:
@@ -444,13 +453,7 @@ def taskbus_burst(plan: Plan) -> dict[str, Any]:
                 },
             }
 
-    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
-        try:
-            result = asyncio.run(main(directory))
-        except BenchError as exc:
-            result = {"error": str(exc)}
-    result.update(warnings.report())
-    return result
+    return _in_fresh_home(main, warnings)
 
 
 def _extra_executor(plan: Plan, directory: str, endpoint: str) -> subprocess.Popen[str]:
@@ -536,13 +539,7 @@ def taskbus_scale(plan: Plan, executors: int) -> dict[str, Any]:
         finally:
             _stop(child)
 
-    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
-        try:
-            result = asyncio.run(main(directory))
-        except BenchError as exc:
-            result = {"error": str(exc)}
-    result.update(warnings.report())
-    return result
+    return _in_fresh_home(main, warnings)
 
 
 def taskbus_one_executor(plan: Plan) -> dict[str, Any]:
@@ -617,13 +614,7 @@ def taskbus_create_many(plan: Plan) -> dict[str, Any]:
                 "one_by_one_tasks": plan.one_by_one,
             }
 
-    with tempfile.TemporaryDirectory(prefix="taskbus-peers-") as directory:
-        try:
-            result = asyncio.run(main(directory))
-        except BenchError as exc:
-            result = {"error": str(exc)}
-    result.update(warnings.report())
-    return result
+    return _in_fresh_home(main, warnings)
 
 
 def taskbus_latency(plan: Plan) -> dict[str, Any]:
