@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +65,7 @@ class ActorCell:
         self.client: BusClient | None = None
         self._inboxes: list[tuple[Route, Inbox[Any]]] = []
         self._next = 0
-        self._wake = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for an item
         self._workers: list[asyncio.Task[None]] = []
         self._pumps: list[asyncio.Task[None]] = []
         self._lasting: dict[asyncio.Task[None], InFlight] = {}
@@ -105,11 +105,11 @@ class ActorCell:
             if route.lasting:
                 self._pumps.append(asyncio.create_task(self._pump(route, inbox)))
             else:
-                inbox.notify(self._wake.set)
+                inbox.notify(self._wake_one)
             self._inboxes.append((route, inbox))
         if self._requests.served:
             inbox = await self.client.serve(*self._requests.served, maxsize=size)
-            inbox.notify(self._wake.set)
+            inbox.notify(self._wake_one)
             self._inboxes.append((REQUESTS, inbox))
         self._accepting = True
         self._workers = [
@@ -137,7 +137,7 @@ class ActorCell:
                     await client.stop_consuming(inbox)  # type: ignore[arg-type]
             for item in inbox.get_nowait_all():
                 self._refuse(route, item, "shutting_down", "the actor is stopping", unseen=True)
-        self._wake.set()
+        self._wake_all()
         handlers = [*self._workers, *self._lasting]
         if handlers:
             remaining = max(0.0, deadline - self._clock())
@@ -183,13 +183,16 @@ class ActorCell:
 
     async def _work(self, slot: int) -> None:
         me = id(asyncio.current_task())
+        loop = asyncio.get_running_loop()
         while self._accepting:
             picked = self._take()
             if picked is None:
-                # stop() sets the event too, so a plain wait needs no timeout (and no
-                # asyncio.wait_for, which costs a task and a timer every time the mailbox empties)
-                self._wake.clear()
-                await self._wake.wait()
+                # each pushed item wakes one idle worker, not all of them (a shared Event woke
+                # every idle worker of a 64-worker store for each request, to find nothing);
+                # stop() wakes them all, so the wait needs no timeout
+                waiter = loop.create_future()
+                self._idle.append(waiter)
+                await waiter
                 continue
             route, item = picked
             topic = item.envelope.topic if isinstance(item, Delivery) else item.topic
@@ -213,6 +216,20 @@ class ActorCell:
             task = asyncio.create_task(self._dispatch(route, item))
             self._lasting[task] = InFlight(route, item.envelope.topic, self._clock())
             task.add_done_callback(self._lasting.pop)
+
+    def _wake_one(self) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a worker cancelled while waiting leaves a done future
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        idle, self._idle = self._idle, deque()
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _take(self) -> tuple[Route, Any] | None:
         """Round-robin over the inboxes, so one busy topic cannot starve the others."""
