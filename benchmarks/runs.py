@@ -7,9 +7,10 @@ after the other.
 
 taskbus is an embedded ``Taskbus`` (every actor in one asyncio process, inproc bus, the encrypted
 libSQL file in a temporary directory with the shipped durability, ``synchronous = FULL``), with
-the task classes of ``benchmarks/run_tasks.py``; concurrency 64 and CPU admission off as in
-``peers.py``. DBOS runs in-process on its SQLite system database (a file in a temporary
-directory; DBOS's own SQLite settings), its workflows and steps plain (synchronous) functions.
+the task classes of ``benchmarks/run_tasks.py``; concurrency 64 and CPU admission off as
+``peers.py --taskbus-tuned``. DBOS runs in-process on its SQLite system database (a file in a
+temporary directory; DBOS's own SQLite settings), its workflows and steps plain (synchronous)
+functions.
 
 - **steps/s**: one run of ``STEPS`` empty steps, each committed before the next starts (full
   mode: the median of three runs, each in a fresh process).

@@ -35,7 +35,7 @@ _WEEK_S = 7 * 24 * 3600.0
 class SchedulerSettings:
     """Limits and defaults of the scheduler; a task's own settings override the ``default_*``."""
 
-    max_concurrent_tasks: int = 10
+    max_concurrent_tasks: int = 64
     default_timeout_s: float = 300.0
     default_retry_count: int = 3
     default_retry_delay_s: float = 60.0
@@ -127,7 +127,7 @@ def default_categories() -> tuple[CategorySettings, ...]:
         CategorySettings(name="maintenance", concurrency=2),
         CategorySettings(name="security", concurrency=1),
         CategorySettings(name="agency", concurrency=2),
-        CategorySettings(name="user", concurrency=5),
+        CategorySettings(name="user", concurrency=32),
         CategorySettings(name="agent", concurrency=2),
     )
 
