@@ -5,6 +5,10 @@ event loop with the clock it is given. It reads the clock once per wake, hands e
 a callback, and sleeps on a timer of that clock (monotonic) until the next fire, or until a task is
 added, changed or removed: no polling.
 
+With ``lead_s``, it wakes that long before a fire and hands over the fires due within it too
+(planned ahead, on time): the scheduler records them durably first and dispatches each at its
+instant, so the record's commit is not in the fire's latency.
+
 Each wake also compares the wall clock with the time that passed (``scheduler.wall_jump_s``): a
 wall clock that jumped by more than ``JUMP_TOLERANCE_S`` since the last wake (NTP, the user, a VM
 resume) is logged and counted (``jumps``), and the wake's tick re-plans from the new wall time: the
@@ -19,7 +23,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from scheduler import (
     Clock,
@@ -46,10 +50,12 @@ class FireLoop:
         *,
         clock: Clock | None = None,
         engine: TimingEngine | None = None,
+        lead_s: float = 0.0,
     ) -> None:
         self._on_plans = on_plans
+        self._lead = timedelta(seconds=lead_s)
         self._clock = clock or SystemClock()
-        self.engine = engine or TimingEngine()
+        self.engine = engine if engine is not None else TimingEngine()  # an empty one is falsy
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending: list[TaskPlan] = []  # due fires ticked by a change, for the loop to run
@@ -101,12 +107,13 @@ class FireLoop:
             self._notice_jump(previous, reading)
             previous = reading
             now = reading.wall
-            plans = [*self._pending, *self.engine.tick(now)]
+            plans = [*self._pending, *self.engine.tick(now, ahead_s=self._lead.total_seconds())]
             self._pending = []
             if plans:
                 await self._on_plans(plans, now)
                 continue  # the handler took time: re-read the clock before sleeping
-            delay = self.engine.sleep_s(self._clock.wall())
+            # until lead_s before the next fire (at most the engine's cap)
+            delay = self.engine.sleep_s(self._clock.wall() + self._lead)
             waiter = self._waiter = loop.create_future()
             timer = (
                 None if delay is None else clock.call_later(delay, functools.partial(_wake, waiter))

@@ -25,7 +25,7 @@ Clock jumps are handled here, not in the driver:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from config.bus import require_float, require_int
 from scheduler._instants import FAR_FUTURE, utc
@@ -132,11 +132,13 @@ class TimingEngine:
         delay = self._queue.delay_until_next(now)
         return None if delay is None else min(delay, self._max_sleep_s)
 
-    def tick(self, now: datetime) -> list[TaskPlan]:
-        """Plan every task with a fire due at or before ``now`` and schedule its next fire."""
+    def tick(self, now: datetime, *, ahead_s: float = 0.0) -> list[TaskPlan]:
+        """Plan every task with a fire due at or before ``now`` (or ``ahead_s`` after it: planned
+        ahead, on time, with a negative ``late_s``) and schedule its next fire."""
         now = utc("now", now)
+        through = now + timedelta(seconds=ahead_s) if ahead_s > 0 else now
         plans: list[TaskPlan] = []
-        for task_id, _ in self._queue.pop_due(now):
+        for task_id, _ in self._queue.pop_due(through):
             task = self._tasks[task_id]
             start = max(task.after, self._last.get(task_id, task.after))
             plan = plan_window(
@@ -145,11 +147,12 @@ class TimingEngine:
                 now,
                 task.policy,
                 max_listed=max(self._max_listed, task.policy.catch_up_limit),
+                through=through,
             )
             if plan.through is not None:
                 self._mark(task_id, plan.through)
                 plans.append(TaskPlan(task_id, plan))
-            task.after = max(now, self._last.get(task_id, now))
+            task.after = max(through, self._last.get(task_id, through))
             self._queue_next(task_id)
         return plans
 

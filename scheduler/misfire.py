@@ -135,14 +135,20 @@ def plan_window(
     policy: MisfirePolicy,
     *,
     max_listed: int = 10_000,
+    through: datetime | None = None,
 ) -> MisfirePlan:
-    """Plan every fire of ``fires`` in ``(after, now]``.
+    """Plan every fire of ``fires`` in ``(after, through]`` (``through``: ``now`` unless given,
+    and never before it), their lateness counted from ``now``: a fire after ``now`` (planned
+    ahead) is on time, its ``late_s`` negative.
 
     The window is read in pages of ``fires_between``. Only the latest ``max_listed`` fires (at least
     ``policy.catch_up_limit``) are planned one by one; older ones count as missed whatever their
     lateness and are recorded as one ``MissedRange`` with the reason the policy gives them.
     """
     after, now = utc("after", after), utc("now", now)
+    late_from = now
+    if through is not None:
+        now = max(now, utc("through", through))
     require_int("misfire.max_listed", max_listed, policy.catch_up_limit, 10_000_000)
     listed: deque[datetime] = deque(maxlen=max_listed)
     first_older: datetime | None = None  # the fires pushed out of `listed`: first, last, count
@@ -167,7 +173,7 @@ def plan_window(
         if len(page) < max_listed:
             break
     overflow = (first_older, last_older, count) if first_older else None
-    return _plan(list(listed), now, policy, overflow)
+    return _plan(list(listed), late_from, policy, overflow)
 
 
 def _plan(

@@ -33,7 +33,7 @@ from actors.scheduling.children import AnswerAsk, Children, QueryAsk, SpawnAsk
 from actors.scheduling.dependencies import DependencyGate
 from actors.scheduling.describe import DescribeAsk, Describing, read_describe
 from actors.scheduling.events import Events
-from actors.scheduling.firing import Firing
+from actors.scheduling.firing import FIRE_LEAD_S, Firing
 from actors.scheduling.gate import RunGate
 from actors.scheduling.lease import LeaseKeeper, holder_name
 from actors.scheduling.limits import RunLimits
@@ -109,7 +109,7 @@ class SchedulerActor(Actor):
             self.ask, timeout_s=min(STORE_TIMEOUT_S, settings.lease_ttl_s / 3)
         )
         self.lease = LeaseKeeper(lease_store, settings.lease_ttl_s, clock=clock)
-        self.loop = FireLoop(self._on_plans, clock=clock)
+        self.loop = FireLoop(self._on_plans, clock=clock, lead_s=FIRE_LEAD_S)
         self._background = Background()
         events = Events(self.publish)
         owed = Owed(self.lease, clock=clock, log=self.log)

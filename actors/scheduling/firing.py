@@ -51,6 +51,9 @@ from store.records import (
 )
 
 FIRE_BATCH = 500  # fires recorded (and dispatched) per store write
+# The fire loop hands over fires due within this: each is recorded (committed, fsynced) ahead and
+# dispatched at its instant, so the commit is not in the fire's latency (the fire loop's lead_s).
+FIRE_LEAD_S = 0.005  # ~ a commit's p99 here (encrypted WAL + fsync); a slower one dispatches late
 FIRE_BATCHES_IN_FLIGHT = 4  # batches at once: one commits while another is dispatched
 SETTLING = 64  # plans with missed runs or jitter settled at once
 DISPATCH_TIMEOUT_S = 10.0  # for the broker to confirm that it holds a batch of dispatches
@@ -298,7 +301,7 @@ class Firing:
             async with in_flight:
                 fires = [scheduled(task, run) for task, plan in batch for run in plan.runs]
                 marks = [self._mark(task, plan) for task, plan in batch]
-                await self._dispatch(await self._record(fires, marks))
+                await self._dispatch_when_due(await self._record(fires, marks))
 
         await asyncio.gather(*(fire(batch) for batch in batches))
 
@@ -320,16 +323,9 @@ class Firing:
         for chunk in chunks[:-1]:
             fired.extend(await self._record(chunk))
         fired.extend(await self._record(chunks[-1], [self._mark(task, plan)]))
-        immediate: list[Fired] = []
-        for one in fired:
-            delay = self._jitter_s(one.fire)
-            if delay > 0 and not one.stored.duplicate:
-                self._background.spawn(self._dispatch_later(one, delay))
-            else:
-                immediate.append(one)
-        await self._dispatch(immediate)
+        await self._dispatch_when_due(fired)
         if self.limits is not None:
-            await self.limits.settled(task, max((self._jitter_s(f.fire) for f in fired), default=0))
+            await self.limits.settled(task, max((self._delay_s(f.fire) for f in fired), default=0))
 
     def _mark(self, task: CompiledTask, plan: MisfirePlan) -> RunMark:
         """The task's run state once ``plan`` is recorded: its last and next fire."""
@@ -339,31 +335,54 @@ class Firing:
             next_run=self._roster.next_fire(task.task_id),
         )
 
-    def _jitter_s(self, fire: Fire) -> float:
+    @staticmethod
+    def _due(fire: Fire) -> datetime:
+        """When a recorded fire is dispatched: its instant, moved by the task's jitter."""
         jitter_s = fire.task.policies.run.jitter_s
         if jitter_s <= 0:
-            return 0.0
-        due = jittered(fire.instant, fire.task.task_id, jitter_s)
-        return (due - self._clock.wall()).total_seconds()
+            return fire.instant
+        return jittered(fire.instant, fire.task.task_id, jitter_s)
 
-    async def _dispatch_later(self, fired: Fired, delay: float) -> None:
-        """Dispatch a recorded fire once its jitter has passed; if its task was deleted or
-        disabled meanwhile, end the run as not started instead."""
+    def _delay_s(self, fire: Fire) -> float:
+        return (self._due(fire) - self._clock.wall()).total_seconds()
+
+    async def _dispatch_when_due(self, fired: Sequence[Fired]) -> None:
+        """Dispatch the fires due now; one planned ahead (``FIRE_LEAD_S``) or jittered is
+        dispatched at its instant, with the others due then (it is recorded already, so a
+        scheduler that dies meanwhile leaves it to the next leader's recovery)."""
+        now = self._clock.wall()
+        immediate: list[Fired] = []
+        later: dict[datetime, list[Fired]] = {}
+        for one in fired:
+            due = self._due(one.fire)
+            if due > now and not one.stored.duplicate:
+                later.setdefault(due, []).append(one)
+            else:
+                immediate.append(one)
+        for due, group in later.items():
+            self._background.spawn(self._dispatch_later(group, (due - now).total_seconds()))
+        await self._dispatch(immediate)
+
+    async def _dispatch_later(self, fired: list[Fired], delay: float) -> None:
+        """Dispatch recorded fires once ``delay`` has passed; a fire whose task was deleted or
+        disabled meanwhile is ended as not started instead."""
         await sleep(self._clock, delay)
-        task_id = fired.fire.task.task_id
-        if task_id in self._roster:
-            await self._dispatch([fired])
-            return
-        self._log.info("%s gone while jitter held its fire back; fire dropped", task_id)
-        outcome = ExecutionOutcome(
-            completed_at=self._clock.wall(),
-            success=False,
-            error_message="not started: the task was deleted or disabled during its jitter delay",
-        )
-        await self._owed(
-            f"ending the dropped fire of {task_id}",
-            functools.partial(self._store.finish_execution, fired.execution_id, outcome),
-        )
+        await self._dispatch([one for one in fired if one.fire.task.task_id in self._roster])
+        for one in fired:
+            task_id = one.fire.task.task_id
+            if task_id in self._roster:
+                continue
+            self._log.info("%s gone before its fire was dispatched; fire dropped", task_id)
+            outcome = ExecutionOutcome(
+                completed_at=self._clock.wall(),
+                success=False,
+                error_message="not started: the task was deleted or disabled before its "
+                "fire's (jittered) instant",
+            )
+            await self._owed(
+                f"ending the dropped fire of {task_id}",
+                functools.partial(self._store.finish_execution, one.execution_id, outcome),
+            )
 
     # ------------------------------------------------------------ the one write path
 

@@ -26,11 +26,13 @@ class Recorder:
     def __init__(self) -> None:
         self.fired: list[tuple[str, datetime]] = []
         self.missed: list[tuple[str, datetime, str]] = []
+        self.handed: list[tuple[datetime, float]] = []  # (the wall time handed over, late_s)
         self.changed = asyncio.Event()
 
     async def __call__(self, plans: list[TaskPlan], now: datetime) -> None:
         for plan in plans:
             self.fired.extend((plan.task_id, run.instant) for run in plan.plan.runs)
+            self.handed.extend((now, run.late_s) for run in plan.plan.runs)
             self.missed.extend((plan.task_id, m.instant, m.reason) for m in plan.plan.missed)
         self.changed.set()
 
@@ -158,5 +160,27 @@ async def test_a_backward_jump_is_noticed_and_fires_nothing_twice(
         clock.advance(45 * 60 - 60)  # 01:00 again on the wall clock: not fired twice
         await _asleep(loop, clock, 3)
         assert record.fired == [("hourly", datetime(2026, 3, 1, 1, tzinfo=UTC))]
+    finally:
+        await loop.stop()
+
+
+async def test_with_a_lead_the_loop_hands_fires_over_that_long_before_their_instant() -> None:
+    """The scheduler's ``lead_s``: the loop's timer ends ``lead_s`` before the fire, the fire is
+    handed over then, on time (``late_s`` negative), and its next fire is planned as usual."""
+    clock, record = FakeClock(T0), Recorder()
+    loop = FireLoop(record, clock=clock, engine=TimingEngine(max_sleep_s=3600.0), lead_s=2.0)
+    loop.put("hourly", compile_schedule("@hourly"), MisfirePolicy(mode="skip", grace_s=0.0))
+    loop.start()
+    try:
+        await _asleep(loop, clock, 0)
+        assert clock.next_timer_s == 30 * 60 - 2.0
+        clock.advance(30 * 60 - 2.0)
+        await record.wait_for(1)
+        one = datetime(2026, 3, 1, 1, tzinfo=UTC)
+        assert record.fired == [("hourly", one)]
+        assert record.handed == [(one - timedelta(seconds=2), -2.0)]
+        assert record.missed == []  # on time although grace_s is 0
+        await _asleep(loop, clock, 1)
+        assert clock.next_timer_s == 3600.0  # from 00:59:58 to 01:59:58
     finally:
         await loop.stop()

@@ -248,3 +248,20 @@ def test_forgetting_a_task_drops_its_last_fire_so_a_reset_starts_afresh() -> Non
     assert (engine.last_fired("user.report"), engine.next_fire("user.report")) == (None, None)
     assert "user.report" not in engine
     assert engine.put("user.report", HOURLY, RUN_ONCE, driver.clock.wall()) == at(3)
+
+
+def test_a_tick_ahead_plans_the_fires_due_within_it_on_time_and_only_those() -> None:
+    """``tick(now, ahead_s=...)``: the fires in ``(last, now + ahead_s]`` are planned now, their
+    lateness counted from ``now`` (negative: on time even with no grace); the next fire is the
+    first after the window, and a fire past the window waits."""
+    engine = TimingEngine(max_sleep_s=86_400)
+    strict = MisfirePolicy(mode="skip", grace_s=0.0)
+    engine.put("user.ping", Every(60), strict, at(0))
+    assert engine.tick(at(0, 0, 59.5), ahead_s=0.4) == []  # 00:01:00 is 0.5 s away
+    (plan,) = engine.tick(at(0, 0, 59.5), ahead_s=0.5)
+    assert plan.task_id == "user.ping"
+    assert [(run.instant, run.late_s) for run in plan.plan.runs] == [(at(0, 1), -0.5)]
+    assert plan.plan.missed == ()
+    assert engine.next_fire("user.ping") == at(0, 2)
+    assert engine.tick(at(0, 1), ahead_s=0.5) == []  # 00:01:00 is not planned twice
+    assert engine.sleep_s(at(0, 1)) == 60.0
