@@ -113,11 +113,14 @@ class Actor:
     """Subclass, set ``name``, decorate handlers; override the hooks you need.
 
     ``concurrency`` handlers of one actor may run at once (1: strictly one message at a time).
-    ``max_work_attempts`` bounds redelivery of work whose handler raised.
+    ``max_work_attempts`` bounds redelivery of work whose handler raised. Events it publishes
+    under a prefix of ``watches`` are not sent while nobody subscribes to them
+    (``BusClient.watch``).
     """
 
     name: ClassVar[str] = ""
     namespace: ClassVar[str] = ""  # its request topics: one no route takes is ``unknown_topic``
+    watches: ClassVar[tuple[str, ...]] = ()
     concurrency: ClassVar[int] = 1
     max_work_attempts: ClassVar[int] = 3
     routes: ClassVar[tuple[Route, ...]] = ()

@@ -81,6 +81,8 @@ class ActorCell:
     async def start(self) -> None:
         """Connect and run ``on_start``; messages are taken only after :meth:`open`."""
         self.client = await self._connect(self.identity)
+        if type(self.actor).watches:
+            await self.client.watch(*type(self.actor).watches)
         self.actor.bind(self.client)
         await self.actor.on_start()
 

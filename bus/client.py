@@ -154,6 +154,23 @@ class BusClient:
             raise
         return subscription
 
+    async def watch(self, *prefixes: str) -> None:
+        """Learn, and keep learning, whether anyone subscribes under ``prefixes``: from then on
+        an event under one nobody listens to is not sent at all (``stats()["counters"]
+        ["unheard"]``). Events published after a subscription was acknowledged still reach it:
+        the broker tells this client before it acknowledges the subscriber."""
+        self._session.watch(prefixes)
+        try:
+            await self._control(wire.WATCH, prefixes=list(prefixes))
+        except BaseException:
+            self._session.unwatch(prefixes)
+            raise
+
+    @property
+    def watched(self) -> dict[str, bool | None]:
+        """Each watched prefix: whether anyone subscribes under it (None: not known yet)."""
+        return dict(self._session.watched)
+
     async def unsubscribe(self, subscription: Subscription) -> None:
         gone = self._session.unsubscribe(subscription)
         if gone:

@@ -31,6 +31,8 @@ class Peer:
     last_sent: float = 0.0
     subscriptions: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
+    # WATCHed prefixes -> whether the peer was last told someone listens (None: not told yet)
+    watching: dict[str, bool | None] = field(default_factory=dict)
     credit: dict[str, int] = field(default_factory=dict)
     inflight: dict[bytes, HeldWork] = field(default_factory=dict)
     # Batched output: runs of (command, items), in the order they were queued.

@@ -95,6 +95,12 @@ class PeerTable:
         self._fanout_cache[topic] = receivers
         return receivers
 
+    def listened(self, prefix: str) -> bool:
+        """Whether any peer subscribes to a topic under ``prefix`` (a subscription under it, or
+        one it is under). The ACL is not asked: a yes may be wider than the truth, never narrower.
+        """
+        return any(p.startswith(prefix) or prefix.startswith(p) for p in self.subscriptions)
+
     def responder(self, topic: str) -> Peer | None:
         """The peer a request on ``topic`` goes to, or None when nothing may serve it."""
         servers = self._server_cache.get(topic)

@@ -135,6 +135,8 @@ class BrokerCore:
         peer.alive = False
         self.table.remove(peer)
         self.outbox.dirty.discard(peer)
+        if peer.subscriptions:
+            self._tell_listeners()
         requeued = self.work.peer_gone(peer)
         self.asks.peer_gone(peer)
         self.work.dispatch_all()
@@ -229,8 +231,12 @@ class BrokerCore:
         try:
             if command == wire.SUBSCRIBE:
                 self._subscribe(peer, _strings(args, "prefixes"))
+                self._tell_listeners()  # queued before the ack: see _tell_listeners
             elif command == wire.UNSUBSCRIBE:
                 self.table.unsubscribe(peer, _strings(args, "prefixes"))
+                self._tell_listeners()
+            elif command == wire.WATCH:
+                self._watch(peer, _strings(args, "prefixes"))
             elif command == wire.SERVE:
                 self._serve(peer, _strings(args, "prefixes"))
             elif command == wire.CONSUME:
@@ -248,6 +254,30 @@ class BrokerCore:
             if not self.acl.allows(peer.identity, SUBSCRIBE, prefix):
                 raise Refused("denied", f"{peer.identity!r} may not subscribe to {prefix!r}")
         self.table.subscribe(peer, prefixes)
+
+    def _watch(self, peer: Peer, prefixes: list[str]) -> None:
+        for prefix in prefixes:
+            check_prefix(prefix)
+            if not self.acl.allows(peer.identity, PUBLISH, prefix):
+                raise Refused("denied", f"{peer.identity!r} may not publish to {prefix!r}")
+        for prefix in prefixes:
+            peer.watching.setdefault(prefix, None)
+        self._tell_listeners(peer)
+
+    def _tell_listeners(self, only: Peer | None = None) -> None:
+        """Tell each watching peer (or ``only``) whether its watched prefixes are listened to,
+        where that changed. Queued before the acknowledgement of the subscription that changed
+        it: the subscriber's next message reaches a publisher after this (each connection is in
+        order), so nothing it causes is published into the void."""
+        peers = [only] if only is not None else self.table.peers.values()
+        for peer in peers:
+            if not peer.watching:
+                continue
+            for prefix, told in peer.watching.items():
+                listened = self.table.listened(prefix)
+                if listened is not told:
+                    peer.watching[prefix] = listened
+                    self.outbox.send(peer, wire.LISTENERS, {"prefix": prefix, "listened": listened})
 
     def _serve(self, peer: Peer, prefixes: list[str]) -> None:
         for prefix in prefixes:

@@ -57,6 +57,9 @@ class ClientSession:
         self.subscriptions: list[Subscription] = []
         self.services: list[Subscription] = []
         self.consumers: dict[str, Consumer] = {}
+        # Watched prefixes -> whether anyone subscribes under them (None: not known yet): an
+        # event under one nobody listens to is not sent (counted ``unheard``).
+        self.watched: dict[str, bool | None] = {}
         self.errors: Inbox[RemoteError] = Inbox(1000)
         self.counters: Counter[str] = Counter()
 
@@ -149,6 +152,9 @@ class ClientSession:
             self._resend_control(wire.SERVE, prefixes=services)
         for queue, consumer in self.consumers.items():
             self._resend_control(wire.CONSUME, queue=queue, credit=consumer.credit)
+        if self.watched:
+            self.watched = dict.fromkeys(self.watched)  # unknown until this broker answers
+            self._resend_control(wire.WATCH, prefixes=sorted(self.watched))
         for data in self.unfinished.values():
             self.queue(wire.ENQUEUE, data)
 
@@ -158,8 +164,29 @@ class ClientSession:
     # ------------------------------------------------------------ events
 
     def publish(self, topic: str, payload: Payload | None) -> None:
+        if self.watched and not self.heard(topic):
+            self.counters["unheard"] += 1
+            return
         self.queue(wire.PUBLISH, self.encode(topic, payload)[1])
         self.counters["published"] += 1
+
+    def heard(self, topic: str) -> bool:
+        """False only when ``topic`` is under a watched prefix nobody subscribes to."""
+        for prefix, listened in self.watched.items():
+            if listened is False and topic.startswith(prefix):
+                return False
+        return True
+
+    def watch(self, prefixes: tuple[str, ...]) -> None:
+        for prefix in prefixes:
+            check_prefix(prefix)
+        for prefix in prefixes:
+            self.watched.setdefault(prefix, None)
+
+    def unwatch(self, prefixes: tuple[str, ...]) -> None:
+        """The broker refused to watch them: their events are always sent."""
+        for prefix in prefixes:
+            self.watched.pop(prefix, None)
 
     def subscribe(self, prefixes: tuple[str, ...], maxsize: int) -> Subscription:
         """A new inbox, listed at once: events may arrive ahead of the broker's acknowledgement."""
@@ -297,6 +324,10 @@ class ClientSession:
         elif command == wire.ERROR:
             for error in wire.unpack_body(body, _NO_LIMIT):
                 self._on_error(error)
+        elif command == wire.LISTENERS:
+            for change in wire.unpack_body(body, _NO_LIMIT):
+                if change.get("prefix") in self.watched:
+                    self.watched[change["prefix"]] = change.get("listened") is True
 
     def _on_event(self, envelope: Envelope) -> None:
         topic = envelope.topic

@@ -19,6 +19,7 @@ SUBSCRIBE = b"S"
 UNSUBSCRIBE = b"U"
 SERVE = b"V"
 CONSUME = b"C"
+WATCH = b"W"  # which of these prefixes does anyone subscribe to? (answered with LISTENERS)
 PUBLISH = b"P"  # also broker -> subscriber (events)
 REQUEST = b"Q"  # also broker -> responder
 REPLY = b"R"  # also broker -> asker
@@ -35,9 +36,10 @@ CONFIRM = b"c"
 DONE = b"d"
 ERROR = b"!"
 WHO = b"?"
+LISTENERS = b"l"  # [{prefix, listened}] for a peer's watched prefixes, at WATCH and on change
 
 ENVELOPE_COMMANDS = frozenset({PUBLISH, REQUEST, REPLY, ENQUEUE})
-CONTROL_COMMANDS = frozenset({HELLO, SUBSCRIBE, UNSUBSCRIBE, SERVE, CONSUME})
+CONTROL_COMMANDS = frozenset({HELLO, SUBSCRIBE, UNSUBSCRIBE, SERVE, CONSUME, WATCH})
 
 # Per-item overhead of a batch (array header and bin header) allowed above max_message_bytes.
 BATCH_SLACK_BYTES = 64 * 1024

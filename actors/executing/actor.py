@@ -60,6 +60,7 @@ HANDBACK_PAUSE_S = 1.0
 
 class ExecutorActor(Actor):
     name = "executor"
+    watches = (topics.STATUS_EVENTS + ".",)  # status events nobody listens to are not sent
 
     def __init__(
         self,

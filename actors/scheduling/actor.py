@@ -77,6 +77,7 @@ STORE_TIMEOUT_S = 10.0
 class SchedulerActor(Actor):
     name = "scheduler"
     namespace = topics.TASK  # served as before: scheduler.task.* and scheduler.stats
+    watches = (topics.STATUS_EVENTS + ".",)  # status events nobody listens to are not sent
     concurrency = 32
 
     def __init__(

@@ -508,3 +508,20 @@ def test_key_files_named_badly_are_not_in_the_allow_list(tmp_path: Path) -> None
     )
     assert keys.allowed() == {good.public: "good"}
     assert stray.public not in keys.allowed()
+
+
+async def test_a_second_identity_cannot_learn_who_listens_where_it_may_not_publish(
+    custom_bus: CustomBus,
+) -> None:
+    """``watch`` tells whether anyone subscribes under a prefix: eve may not ask it of
+    ``secret.`` (she may not publish there), and what she may watch says only yes or no."""
+    alice = await custom_bus.client("alice", "inproc")
+    await alice.subscribe("secret.", "public.news")
+    eve = await custom_bus.client("eve", "tcp")
+    with pytest.raises(RemoteError) as caught:
+        await eve.watch("secret.")
+    assert caught.value.code == "denied"
+    assert "'eve' may not publish to 'secret.'" in caught.value.reason
+    assert eve.watched == {}
+    await eve.watch("public.")
+    assert eve.watched == {"public.": True}
