@@ -248,18 +248,27 @@ class BrokerCore:
             return
         self.outbox.control_ack(peer, ref)
 
-    def _subscribe(self, peer: Peer, prefixes: list[str]) -> None:
+    def _check_prefixes(
+        self,
+        peer: Peer,
+        prefixes: list[str],
+        action: str,
+        doing: str,
+        never: tuple[str, ...] = (),
+    ) -> None:
+        """All or nothing: every prefix valid, not under one of ``never``, and allowed
+        ``action`` by the ACL; else refused ``denied`` ("'eve' may not <doing> 'secret.'")."""
         for prefix in prefixes:
             check_prefix(prefix)
-            if not self.acl.allows(peer.identity, SUBSCRIBE, prefix):
-                raise Refused("denied", f"{peer.identity!r} may not subscribe to {prefix!r}")
+            if prefix.startswith(never) or not self.acl.allows(peer.identity, action, prefix):
+                raise Refused("denied", f"{peer.identity!r} may not {doing} {prefix!r}")
+
+    def _subscribe(self, peer: Peer, prefixes: list[str]) -> None:
+        self._check_prefixes(peer, prefixes, SUBSCRIBE, "subscribe to")
         self.table.subscribe(peer, prefixes)
 
     def _watch(self, peer: Peer, prefixes: list[str]) -> None:
-        for prefix in prefixes:
-            check_prefix(prefix)
-            if not self.acl.allows(peer.identity, PUBLISH, prefix):
-                raise Refused("denied", f"{peer.identity!r} may not publish to {prefix!r}")
+        self._check_prefixes(peer, prefixes, PUBLISH, "publish to")
         for prefix in prefixes:
             peer.watching.setdefault(prefix, None)
         self._tell_listeners(peer)
@@ -280,10 +289,7 @@ class BrokerCore:
                     self.outbox.send(peer, wire.LISTENERS, {"prefix": prefix, "listened": listened})
 
     def _serve(self, peer: Peer, prefixes: list[str]) -> None:
-        for prefix in prefixes:
-            check_prefix(prefix)
-            if prefix.startswith(topics.BUS) or not self.acl.allows(peer.identity, SERVE, prefix):
-                raise Refused("denied", f"{peer.identity!r} may not serve {prefix!r}")
+        self._check_prefixes(peer, prefixes, SERVE, "serve", never=(topics.BUS,))
         self.table.serve(peer, prefixes)
 
     # ------------------------------------------------------------- the broker's own topics
