@@ -146,22 +146,20 @@ def plan_window(
     lateness and are recorded as one ``MissedRange`` with the reason the policy gives them.
     """
     after, now = utc("after", after), utc("now", now)
-    late_from = now
-    if through is not None:
-        now = max(now, utc("through", through))
+    end = now if through is None else max(now, utc("through", through))
     require_int("misfire.max_listed", max_listed, policy.catch_up_limit, 10_000_000)
     listed: deque[datetime] = deque(maxlen=max_listed)
     first_older: datetime | None = None  # the fires pushed out of `listed`: first, last, count
     last_older = after
     count = 0
     cursor = after
-    while cursor < now:
-        page = fires.fires_between(cursor, now, max_listed)
+    while cursor < end:
+        page = fires.fires_between(cursor, end, max_listed)
         for answer in page:
             instant = utc("fire instant", answer)
-            if not cursor < instant <= now:
+            if not cursor < instant <= end:
                 raise ScheduleError(
-                    f"fires_between({cursor.isoformat()}, {now.isoformat()}) returned "
+                    f"fires_between({cursor.isoformat()}, {end.isoformat()}) returned "
                     f"{instant.isoformat()}, outside the window or out of order"
                 )
             if len(listed) == max_listed:
@@ -173,7 +171,7 @@ def plan_window(
         if len(page) < max_listed:
             break
     overflow = (first_older, last_older, count) if first_older else None
-    return _plan(list(listed), late_from, policy, overflow)
+    return _plan(list(listed), now, policy, overflow)
 
 
 def _plan(

@@ -367,11 +367,13 @@ class Firing:
         """Dispatch recorded fires once ``delay`` has passed; a fire whose task was deleted or
         disabled meanwhile is ended as not started instead."""
         await sleep(self._clock, delay)
-        await self._dispatch([one for one in fired if one.fire.task.task_id in self._roster])
-        for one in fired:
+        kept: list[Fired] = []
+        gone: list[Fired] = []
+        for one in fired:  # judged once: a task deleted while they are dispatched is not both
+            (kept if one.fire.task.task_id in self._roster else gone).append(one)
+        await self._dispatch(kept)
+        for one in gone:
             task_id = one.fire.task.task_id
-            if task_id in self._roster:
-                continue
             self._log.info("%s gone before its fire was dispatched; fire dropped", task_id)
             outcome = ExecutionOutcome(
                 completed_at=self._clock.wall(),
