@@ -195,6 +195,17 @@ def _in_fresh_home(
     return result
 
 
+def _rates(count: int, elapsed: float, create_s: float) -> dict[str, float]:
+    """What every throughput row reports: ``count`` done in ``elapsed`` s, created in
+    ``create_s`` s."""
+    return {
+        "tasks_s": round(count / elapsed, 1),
+        "seconds": round(elapsed, 3),
+        "create_s": round(create_s, 2),
+        "creates_s": round(count / create_s, 1),
+    }
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * 4096 / 1e6
@@ -373,10 +384,7 @@ def taskbus_throughput(plan: Plan) -> dict[str, Any]:
                 profiler.disable()
                 profiler.dump_stats(plan.profile)
             return {
-                "tasks_s": round(plan.tasks / elapsed, 1),
-                "seconds": round(elapsed, 3),
-                "create_s": round(create_s, 2),
-                "creates_s": round(plan.tasks / create_s, 1),
+                **_rates(plan.tasks, elapsed, create_s),
                 "fires": counters["fires"] - fires_before,
                 "settled": _settled(settled) - base,
                 "failed": settled["failed"] - failed_before,
@@ -431,14 +439,11 @@ def taskbus_burst(plan: Plan) -> dict[str, Any]:
                 )
             lateness = sorted(lates[0] for lates in runs.values())
             return {
-                "tasks_s": round(plan.burst / elapsed, 1),
-                "seconds": round(elapsed, 3),
+                **_rates(plan.burst, elapsed, create_s),
                 "late_p50_s": round(percentile(lateness, 0.50), 3),
                 "late_p99_s": round(percentile(lateness, 0.99), 3),
                 "late_max_s": round(lateness[-1], 3),
                 "ran_exactly_once": len(runs),
-                "create_s": round(create_s, 2),
-                "creates_s": round(plan.burst / create_s, 1),
                 "fires": counters["fires"] - fires_before,
                 "missed": counters["missed"],
                 "failed": settled["failed"],
@@ -698,10 +703,7 @@ def _aps_throughput(plan: Plan, store: str) -> dict[str, Any]:
         left = len(scheduler.get_jobs())
         scheduler.shutdown(wait=False)
         return {
-            "tasks_s": round(plan.tasks / elapsed, 1),
-            "seconds": round(elapsed, 3),
-            "create_s": round(create_s, 2),
-            "creates_s": round(plan.tasks / create_s, 1),
+            **_rates(plan.tasks, elapsed, create_s),
             "succeeded": _APS_DONE["count"],
             "jobs_left": left,
             "rss_growth_mb": round(_rss_mb() - rss_before, 1),
@@ -792,11 +794,8 @@ def celery_throughput(plan: Plan, redis_url: str, directory: str) -> dict[str, A
         raise BenchError(f"celery: {queued} of {plan.tasks} in the queue when the worker started")
     elapsed = ended - float(ready.read_text())
     return {
-        "tasks_s": round(plan.tasks / elapsed, 1),
-        "seconds": round(elapsed, 3),
+        **_rates(plan.tasks, elapsed, sent_s),
         "with_worker_start_tasks_s": round(plan.tasks / (ended - launched), 1),
-        "create_s": round(sent_s, 2),
-        "creates_s": round(plan.tasks / sent_s, 1),
         "queued_at_start": queued,
         "succeeded": succeeded,
     }
@@ -861,11 +860,8 @@ def huey_throughput(plan: Plan) -> dict[str, Any]:
             log.close()
         elapsed = ended - first
         return {
-            "tasks_s": round(plan.tasks / elapsed, 1),
-            "seconds": round(elapsed, 3),
+            **_rates(plan.tasks, elapsed, create_s),
             "with_consumer_start_tasks_s": round(plan.tasks / (ended - launched), 1),
-            "create_s": round(create_s, 2),
-            "creates_s": round(plan.tasks / create_s, 1),
             "queued_at_start": queued,
             "results_stored": stored,
             "workers": f"{plan.huey_workers} thread",
@@ -943,10 +939,7 @@ def dbos_throughput(plan: Plan) -> dict[str, Any]:
         if queued != plan.tasks:
             raise BenchError(f"dbos: {queued} of {plan.tasks} enqueued when the queue opened")
         return {
-            "tasks_s": round(plan.tasks / elapsed, 1),
-            "seconds": round(elapsed, 3),
-            "create_s": round(create_s, 2),
-            "creates_s": round(plan.tasks / create_s, 1),
+            **_rates(plan.tasks, elapsed, create_s),
             "queued_at_start": queued,
             "succeeded": done,
             "errors": errors,
