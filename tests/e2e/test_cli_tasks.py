@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,13 +161,24 @@ def test_update_enable_disable_reset_trigger_delete(cli: Run) -> None:
         "--option",
         "message=a",
     )
+    # Daily at the hour half a day from now (UTC), so its next run is always 11-12 hours away
+    # whatever the time of day the suite runs at (a fixed 23:00 read "52m" at 22:08).
+    daily = f"0 {(datetime.now(UTC).hour + 12) % 24} * * *"
     updated = cli(
-        "task", "update", "user.note", "--option", "topic=user.agent", "--schedule", "0 23 * * *"
+        "task",
+        "update",
+        "user.note",
+        "--option",
+        "topic=user.agent",
+        "--schedule",
+        daily,
+        "--tz",
+        "UTC",
     )
     assert updated.stdout == "updated user.note to version 2\n"
     task = _json(cli("task", "show", "user.note", "--json"))["task"]
     assert task["config"] == {"message": "a", "topic": "user.agent"}  # merged, not replaced
-    assert task["schedule"] == "0 23 * * *"
+    assert task["schedule"] == daily
     cli("task", "update", "user.note", "--replace-options", "--option", "message=b")
     assert _json(cli("task", "show", "user.note", "--json"))["task"]["config"] == {"message": "b"}
 
@@ -175,12 +187,9 @@ def test_update_enable_disable_reset_trigger_delete(cli: Run) -> None:
         line for line in cli("task", "list").stdout.splitlines() if line.startswith("user.note ")
     ]
     assert " no " in row
-    assert re.fullmatch(
-        r"enabled user\.note: next run in \d+h( \d+m)?\n", cli("task", "enable", "user.note").stdout
-    )
-    assert re.fullmatch(
-        r"reset user\.note: next run in \d+h( \d+m)?\n", cli("task", "reset", "user.note").stdout
-    )
+    in_half_a_day = r"user\.note: next run in 1[012]h( \d+m)?\n"
+    assert re.fullmatch("enabled " + in_half_a_day, cli("task", "enable", "user.note").stdout)
+    assert re.fullmatch("reset " + in_half_a_day, cli("task", "reset", "user.note").stdout)
 
     triggered = cli("task", "trigger", "user.note").stdout
     execution_id = re.fullmatch(r"triggered user\.note: execution (\S+)\n", triggered)
