@@ -29,8 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +44,7 @@ if str(_HERE.parent) not in sys.path:
 
 import httpx  # noqa: E402
 
+from benchmarks._children import await_line, free_port, stop  # noqa: E402
 from benchmarks._measure import BenchError, latency_summary, print_aligned  # noqa: E402
 from config import load_settings  # noqa: E402
 from taskbus.client import TaskbusClient  # noqa: E402
@@ -56,24 +55,19 @@ FULL = {"latency_requests": 1_000, "throughput_requests": 5_000}
 TASKS = 100
 CONCURRENCY = 8
 READY_S = 60.0
+STOP_S = 60.0  # taskbus up --http to stop after SIGTERM
 REQUEST_TIMEOUT_S = 30.0
 
 Call = Callable[[int], Awaitable[Any]]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _start(home: Path) -> tuple[subprocess.Popen[str], dict[str, str], str]:
     """``taskbus up --http`` in ``home``; its environment and the API's URL once it serves."""
-    http_port = _free_port()
+    http_port = free_port()
     env = {
         **os.environ,
         "TASKBUS_HOME": str(home),
-        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "TASKBUS_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
         "TASKBUS_LOG_LEVEL": "warning",
         # Runs start however busy the machine is: the benchmark itself loads both cores.
         "TASKBUS_RESOURCES__MAX_CPU_PERCENT": "100",
@@ -87,28 +81,8 @@ def _start(home: Path) -> tuple[subprocess.Popen[str], dict[str, str], str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stderr is not None
-    deadline = time.monotonic() + READY_S
-    seen = []
-    while time.monotonic() < deadline:
-        line = child.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "http API on" in line:
-            return child, env, f"http://127.0.0.1:{http_port}"
-    child.kill()
-    raise BenchError(f"taskbus up --http did not serve within {READY_S}s: {''.join(seen)}")
-
-
-def _stop(child: subprocess.Popen[str]) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-    try:
-        child.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate()
+    await_line(child, "http API on", READY_S, "taskbus up --http did not serve")
+    return child, env, f"http://127.0.0.1:{http_port}"
 
 
 async def _latencies(call: Call, count: int) -> list[float]:
@@ -214,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             if child is not None:
-                _stop(child)
+                stop(child, grace_s=STOP_S)
     summary = {
         "benchmark": "taskbus.http",
         "mode": mode,

@@ -88,7 +88,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -106,6 +105,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 if str(_ROOT) not in sys.path:
     sys.path.append(str(_ROOT))
 
+from benchmarks._children import await_line, free_port, stop  # noqa: E402
 from benchmarks._measure import (  # noqa: E402
     BenchError,
     aps3_fire_latencies,
@@ -475,20 +475,8 @@ def _extra_executor(plan: Plan, directory: str, endpoint: str) -> subprocess.Pop
     command = [sys.executable, "-m", "taskbus", "actor", "executor-user"]
     command += ["--identity", "executor-user-2", "--connect", endpoint]
     child = subprocess.Popen(command, cwd=_ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    assert child.stderr is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        line = child.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "connected to" in line:
-            # Keep reading, so that a full pipe never blocks it.
-            threading.Thread(target=child.stderr.read, daemon=True).start()
-            return child
-    _stop(child)
-    raise BenchError(f"the extra executor did not connect: {''.join(seen)[-2000:]}")
+    await_line(child, "connected to", READY_S, "the extra executor did not connect")
+    return child
 
 
 def taskbus_scale(plan: Plan, executors: int) -> dict[str, Any]:
@@ -542,7 +530,7 @@ def taskbus_scale(plan: Plan, executors: int) -> dict[str, Any]:
                     "sample_stored_ok": await _stored_once(client, plan.tasks),
                 }
         finally:
-            _stop(child)
+            stop(child)
 
     return _in_fresh_home(main, warnings)
 
@@ -774,18 +762,11 @@ def celery_throughput(plan: Plan, redis_url: str, directory: str) -> dict[str, A
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline, done = time.monotonic() + PHASE_TIMEOUT_S, 0
-        while done < plan.tasks:
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise BenchError(
-                    f"celery: {done} of {plan.tasks} results, worker exit code {worker.poll()}"
-                )
-            time.sleep(POLL_S)
-            done = int(stored.dbsize())
+        _poll(plan.tasks, lambda: int(stored.dbsize()), "celery", "results", ("worker", worker))
         ended = time.time()
         values = ResultSet(results).join_native(timeout=PHASE_TIMEOUT_S, interval=0.01)
     finally:
-        _stop(worker)
+        stop(worker)
         log.close()
     succeeded = sum(1 for r in results if r.successful())
     if len(values) != plan.tasks or succeeded != plan.tasks:
@@ -841,22 +822,22 @@ def huey_throughput(plan: Plan) -> dict[str, Any]:
         )
         reader = sqlite3.connect(database)
         try:
-            deadline, stored = time.monotonic() + PHASE_TIMEOUT_S, 0
-            while stored < plan.tasks:
-                if time.monotonic() > deadline or consumer.poll() is not None:
-                    raise BenchError(
-                        f"huey: {stored} of {plan.tasks} results, consumer exit code "
-                        f"{consumer.poll()}"
-                    )
-                time.sleep(POLL_S)
-                stored = reader.execute(
-                    "SELECT count(*) FROM kv WHERE queue = ?", (huey.name,)
-                ).fetchone()[0]
+            stored = _poll(
+                plan.tasks,
+                lambda: int(
+                    reader.execute(
+                        "SELECT count(*) FROM kv WHERE queue = ?", (huey.name,)
+                    ).fetchone()[0]
+                ),
+                "huey",
+                "results",
+                ("consumer", consumer),
+            )
             ended = time.time()
             first = min(float(line) for line in Path(database + ".started").read_text().split())
         finally:
             reader.close()
-            _stop(consumer)
+            stop(consumer)
             log.close()
         elapsed = ended - first
         return {
@@ -925,12 +906,7 @@ def dbos_throughput(plan: Plan) -> dict[str, Any]:
                 polling_interval_sec=plan.dbos_poll_s,
                 on_conflict="always_update",
             )
-            deadline, done = time.monotonic() + PHASE_TIMEOUT_S, 0
-            while done < plan.tasks:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"dbos: {done} of {plan.tasks} workflows succeeded")
-                time.sleep(POLL_S)
-                done = count("SUCCESS")
+            done = _poll(plan.tasks, lambda: count("SUCCESS"), "dbos", "workflows succeeded")
             elapsed = time.perf_counter() - started
             errors = count("ERROR")
         finally:
@@ -949,10 +925,25 @@ def dbos_throughput(plan: Plan) -> dict[str, Any]:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _poll(
+    count: int,
+    read: Callable[[], int],
+    peer: str,
+    what: str,
+    child: tuple[str, subprocess.Popen[Any]] | None = None,
+) -> int:
+    """Reads ``read()`` (how many are done, from 0) every POLL_S until it reaches ``count``;
+    returns it. Fails after PHASE_TIMEOUT_S, or once ``child`` (its role and process) has
+    exited, with how many were done and the child's exit code."""
+    deadline, done = time.monotonic() + PHASE_TIMEOUT_S, 0
+    while done < count:
+        exited = child is not None and child[1].poll() is not None
+        if time.monotonic() > deadline or exited:
+            how = "" if child is None else f", {child[0]} exit code {child[1].poll()}"
+            raise BenchError(f"{peer}: {done} of {count} {what}{how}")
+        time.sleep(POLL_S)
+        done = read()
+    return done
 
 
 def ensure_redis_server() -> str:
@@ -973,17 +964,6 @@ def ensure_redis_server() -> str:
     return found
 
 
-def _stop(process: subprocess.Popen[Any] | None, grace_s: float = 10.0) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
 def run_celery(plan: Plan) -> dict[str, Any]:
     """redis-server started here, the sender (which starts the worker) in a fresh process; both
     stopped whatever happens."""
@@ -991,7 +971,7 @@ def run_celery(plan: Plan) -> dict[str, Any]:
     redis_version = subprocess.run(
         [server, "--version"], capture_output=True, text=True, check=False
     ).stdout.split()
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="taskbus-peers-redis-") as directory:
         redis_log = open(Path(directory) / "redis.log", "wb")  # noqa: SIM115
@@ -1008,7 +988,7 @@ def run_celery(plan: Plan) -> dict[str, Any]:
                 for _ in range(plan.repeats)
             ]
         finally:
-            _stop(redis)
+            stop(redis)
             redis_log.close()
             log = Path(directory) / "worker.log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
