@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,15 @@ OPEN_ACL = (AclRule(identity="*", action="*", prefix="", allow=True),)
 # code-defined tasks as the CLI would. Owner tests use other identities.
 TESTER = "tester"
 TEST_ROLES = {**default_roles(), "admin": ("cli", "app", TESTER)}
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A tcp port another process (here: this one) listens on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ way, and leaves the running instance, its ipc socket and its store alone."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +22,6 @@ from tests.e2e.system import DEADLINE_S, environment, terminate, up
 pytestmark = pytest.mark.timeout(120)
 
 AT_ONCE_S = 5.0  # "at once": the interpreter's start-up alone takes ~0.4 s on a busy machine
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    """A tcp port another process (here: this one) listens on."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield int(listener.getsockname()[1])
 
 
 @pytest.mark.parametrize("endpoint", ["same", "other"])

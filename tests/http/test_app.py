@@ -5,10 +5,9 @@ taskbus`` stays free of FastAPI."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -186,14 +185,6 @@ def test_a_remote_address_needs_consent(host: str) -> None:
     with pytest.raises(HttpAddressError, match=r"not a loopback address.*--http-allow-remote"):
         require_local(HttpAddress(host, 1), allow_remote=False)
     assert require_local(HttpAddress(host, 1), allow_remote=True).host == host
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        yield int(listener.getsockname()[1])
 
 
 async def test_a_taken_port_fails_at_once_with_one_message(taken_port: int) -> None:
