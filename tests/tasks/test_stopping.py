@@ -38,13 +38,18 @@ class Work:
             self.ended = True
 
 
-def _watch(
-    clock: FakeClock, work: Work, timeout_s: float = TIMEOUT_S
-) -> tuple[TaskContext[Any], asyncio.Task[str]]:
+async def _watching(
+    timeout_s: float = TIMEOUT_S,
+) -> tuple[FakeClock, Work, TaskContext[Any], asyncio.Task[str]]:
+    """A run's code under ``watched`` on a fake clock, once the code has begun: the clock, the
+    code, its context and the watch."""
+    clock = FakeClock(SCHEDULED_AT)
+    work = Work()
     cancelled = CancelEvent()
     context = make_context(clock=clock, cancelled=cancelled)
     watch = asyncio.create_task(watched(clock, context, cancelled, work(), timeout_s))
-    return context, watch
+    await work.began.wait()
+    return clock, work, context, watch
 
 
 async def _settle() -> None:
@@ -53,20 +58,14 @@ async def _settle() -> None:
 
 
 async def test_what_the_work_returns_is_returned_and_its_timers_are_gone() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    _, watch = _watch(clock, work)
-    await work.began.wait()
+    clock, work, _, watch = await _watching()
     work.finish.set_result("done")
     assert await asyncio.wait_for(watch, 5) == "done"
     assert clock.next_timer_s is None
 
 
 async def test_what_the_work_raises_passes_through_a_timeout_error_of_its_own_too() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    _, watch = _watch(clock, work)
-    await work.began.wait()
+    _, work, _, watch = await _watching()
     work.finish.set_exception(TimeoutError("its own"))
     with pytest.raises(TimeoutError, match="its own") as caught:
         await asyncio.wait_for(watch, 5)
@@ -74,10 +73,7 @@ async def test_what_the_work_raises_passes_through_a_timeout_error_of_its_own_to
 
 
 async def test_past_its_timeout_the_work_is_cancelled_and_awaited_then_timed_out() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    _, watch = _watch(clock, work)
-    await work.began.wait()
+    clock, work, _, watch = await _watching()
     clock.advance(TIMEOUT_S - 1)
     await _settle()
     assert not watch.done()
@@ -89,10 +85,7 @@ async def test_past_its_timeout_the_work_is_cancelled_and_awaited_then_timed_out
 
 
 async def test_a_cancelled_run_may_end_by_itself_within_the_grace() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    context, watch = _watch(clock, work)
-    await work.began.wait()
+    clock, work, context, watch = await _watching()
     context.cancel_run("by the owner")
     await _settle()
     assert clock.next_timer_s == CANCEL_GRACE_S
@@ -103,10 +96,7 @@ async def test_a_cancelled_run_may_end_by_itself_within_the_grace() -> None:
 
 
 async def test_a_cancelled_run_that_goes_on_is_stopped_after_the_grace() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    context, watch = _watch(clock, work)
-    await work.began.wait()
+    clock, work, context, watch = await _watching()
     context.cancel_run("by the owner")
     await _settle()
     clock.advance(CANCEL_GRACE_S / 2)
@@ -120,10 +110,7 @@ async def test_a_cancelled_run_that_goes_on_is_stopped_after_the_grace() -> None
 
 
 async def test_the_timeout_still_holds_during_the_grace() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    context, watch = _watch(clock, work, timeout_s=CANCEL_GRACE_S / 2)
-    await work.began.wait()
+    clock, _, context, watch = await _watching(timeout_s=CANCEL_GRACE_S / 2)
     context.cancel_run("by the owner")
     await _settle()
     clock.advance(CANCEL_GRACE_S / 2)
@@ -132,10 +119,7 @@ async def test_the_timeout_still_holds_during_the_grace() -> None:
 
 
 async def test_a_cancel_of_the_attempt_alone_waits_for_the_work() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    context, watch = _watch(clock, work)
-    await work.began.wait()
+    clock, work, context, watch = await _watching()
     context.cancel("shutdown")  # asks the code to stop; the run itself is not cancelled
     await _settle()
     clock.advance(CANCEL_GRACE_S * 2)
@@ -147,10 +131,7 @@ async def test_a_cancel_of_the_attempt_alone_waits_for_the_work() -> None:
 
 
 async def test_cancelling_the_caller_cancels_the_work_and_waits_for_it() -> None:
-    clock = FakeClock(SCHEDULED_AT)
-    work = Work()
-    _, watch = _watch(clock, work)
-    await work.began.wait()
+    clock, work, _, watch = await _watching()
     watch.cancel()
     with pytest.raises(asyncio.CancelledError):
         await watch
